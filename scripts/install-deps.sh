@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages phalanx builds, tests and benches with.
+# Idempotent: prints nothing and touches nothing when every package is present.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config
+  libuv1-dev libhiredis-dev libsimdjson-dev libspdlog-dev doctest-dev node-llhttp
+  # run and test
+  redis-server curl wrk apache2-utils python3 python3-pytest socat iproute2 procps
+  # bench anchors (../shared/bench/compare.py)
+  nginx-light haproxy
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# nginx and redis packages start their services on install; phalanx never uses them.
+echo exit 101 | $SUDO tee /usr/sbin/policy-rc.d >/dev/null; $SUDO chmod +x /usr/sbin/policy-rc.d
+trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

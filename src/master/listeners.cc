@@ -1,0 +1,75 @@
+#include "master/listeners.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace phalanx::master {
+
+namespace {
+
+int openSocket(const shared::Address& address, bool reuse_port, std::string* error) {
+  int fd = socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = address.text + ": socket: " + std::strerror(errno);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (address.storage.ss_family == AF_INET6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (bind(fd, address.sockaddrPtr(), address.length) != 0) {
+    *error = address.text + ": bind: " + std::strerror(errno);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+Listeners::Listeners(std::vector<shared::Address> addresses) : addresses_(std::move(addresses)) {}
+
+Listeners::~Listeners() {
+  for (auto& fds : slots_) {
+    for (int fd : fds) close(fd);
+  }
+}
+
+bool Listeners::checkAvailable(std::string* error) const {
+  // A bind without SO_REUSEPORT fails if anyone (even with SO_REUSEPORT) holds it.
+  for (const auto& address : addresses_) {
+    int fd = openSocket(address, false, error);
+    if (fd < 0) return false;
+    close(fd);
+  }
+  return true;
+}
+
+bool Listeners::ensureSlots(uint32_t slots, std::string* error) {
+  while (slots_.size() < slots) {
+    std::vector<int> fds;
+    for (const auto& address : addresses_) {
+      int fd = openSocket(address, true, error);
+      if (fd >= 0 && listen(fd, SOMAXCONN) != 0) {
+        *error = address.text + ": listen: " + std::strerror(errno);
+        close(fd);
+        fd = -1;
+      }
+      if (fd < 0) {
+        for (int opened : fds) close(opened);
+        return false;
+      }
+      fds.push_back(fd);
+    }
+    slots_.push_back(std::move(fds));
+  }
+  return true;
+}
+
+}  // namespace phalanx::master

@@ -1,0 +1,40 @@
+// The listening sockets: one SO_REUSEPORT socket per worker slot and per listen
+// address, opened by the master and kept for its whole life, so a replaced
+// worker inherits the same socket and the connections queued in its backlog.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "shared/address.h"
+
+namespace phalanx::master {
+
+class Listeners {
+ public:
+  explicit Listeners(std::vector<shared::Address> addresses);
+  Listeners(const Listeners&) = delete;
+  Listeners& operator=(const Listeners&) = delete;
+  ~Listeners();
+
+  // Fails (with `error` naming the address) when another process already holds
+  // one of the addresses: SO_REUSEPORT would otherwise silently share the port
+  // with it.
+  bool checkAvailable(std::string* error) const;
+
+  // Opens sockets until `slots` slots have one per address.
+  bool ensureSlots(uint32_t slots, std::string* error);
+
+  // One fd per listen address, in config order. CLOEXEC: a worker gets only its
+  // own slot's sockets, mapped explicitly at spawn.
+  const std::vector<int>& slotFds(uint32_t slot) const { return slots_.at(slot); }
+  uint32_t slotCount() const { return static_cast<uint32_t>(slots_.size()); }
+  const std::vector<shared::Address>& addresses() const { return addresses_; }
+
+ private:
+  std::vector<shared::Address> addresses_;
+  std::vector<std::vector<int>> slots_;
+};
+
+}  // namespace phalanx::master

@@ -1,0 +1,909 @@
+#include "shared/config.h"
+
+#include <simdjson.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <memory>
+#include <unordered_set>
+
+namespace phalanx::shared {
+
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+constexpr uint64_t kMaxU32 = std::numeric_limits<uint32_t>::max();
+constexpr uint64_t kMaxU64 = std::numeric_limits<uint64_t>::max();
+constexpr unsigned kMaxWorkers = 1024;
+
+const char* jsonType(element value) {
+  switch (value.type()) {
+    case element_type::ARRAY:
+      return "array";
+    case element_type::OBJECT:
+      return "object";
+    case element_type::INT64:
+    case element_type::UINT64:
+    case element_type::DOUBLE:
+      return "number";
+    case element_type::STRING:
+      return "string";
+    case element_type::BOOL:
+      return "boolean";
+    case element_type::NULL_VALUE:
+      return "null";
+  }
+  return "unknown";
+}
+
+bool isNumber(element value) {
+  element_type type = value.type();
+  return type == element_type::INT64 || type == element_type::UINT64 ||
+         type == element_type::DOUBLE;
+}
+
+std::string inQuotes(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
+}
+
+std::string formatDouble(double value) {
+  char buffer[32];
+  auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return std::string(buffer, result.ptr);
+}
+
+std::string indexPath(const std::string& path, size_t index) {
+  return path + "[" + std::to_string(index) + "]";
+}
+
+// Collects error lines. Keys and values come from the file and may hold any
+// byte; control characters are escaped here, once, so a line stays one line.
+class Errors {
+ public:
+  void add(std::string_view path, std::string_view what) {
+    std::string line = path.empty() ? "top level" : std::string(path);
+    line += ": ";
+    line += what;
+    std::string clean;
+    for (unsigned char c : line) {
+      if (c >= 0x20 && c != 0x7f) {
+        clean += static_cast<char>(c);
+      } else {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02x", c);
+        clean += hex;
+      }
+    }
+    lines_.push_back(std::move(clean));
+  }
+  size_t size() const { return lines_.size(); }
+  std::vector<std::string> take() { return std::move(lines_); }
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+enum class AtLeast { Zero, One };
+
+// JSON has one number type; simdjson hands back int64, uint64 or double.
+// "1000.0" and "1e3" are accepted as the integers they are.
+std::optional<uint64_t> readUnsigned(Errors& errors, const std::string& path, element value,
+                                     AtLeast floor, uint64_t max) {
+  std::string expected =
+      floor == AtLeast::One ? "expected a positive integer" : "expected a non-negative integer";
+  uint64_t number = 0;
+  switch (value.type()) {
+    case element_type::UINT64:
+      number = value.get_uint64().value_unsafe();
+      break;
+    case element_type::INT64: {
+      int64_t signed_number = value.get_int64().value_unsafe();
+      if (signed_number < 0) {
+        errors.add(path, expected + ", got " + std::to_string(signed_number));
+        return std::nullopt;
+      }
+      number = static_cast<uint64_t>(signed_number);
+      break;
+    }
+    case element_type::DOUBLE: {
+      double real = value.get_double().value_unsafe();
+      if (real != std::floor(real)) {
+        errors.add(path, "expected an integer, got " + formatDouble(real));
+        return std::nullopt;
+      }
+      if (real < 0) {
+        errors.add(path, expected + ", got " + formatDouble(real));
+        return std::nullopt;
+      }
+      if (real >= 18446744073709551616.0) {
+        errors.add(path, "must be at most " + std::to_string(max));
+        return std::nullopt;
+      }
+      number = static_cast<uint64_t>(real);
+      break;
+    }
+    default:
+      errors.add(path, expected + ", got " + jsonType(value));
+      return std::nullopt;
+  }
+  if (floor == AtLeast::One && number == 0) {
+    errors.add(path, expected + ", got 0");
+    return std::nullopt;
+  }
+  if (number > max) {
+    errors.add(path, "must be at most " + std::to_string(max));
+    return std::nullopt;
+  }
+  return number;
+}
+
+std::optional<double> readNumber(Errors& errors, const std::string& path, element value) {
+  switch (value.type()) {
+    case element_type::UINT64:
+      return static_cast<double>(value.get_uint64().value_unsafe());
+    case element_type::INT64:
+      return static_cast<double>(value.get_int64().value_unsafe());
+    case element_type::DOUBLE:
+      return value.get_double().value_unsafe();
+    default:
+      errors.add(path, std::string("expected a number, got ") + jsonType(value));
+  }
+  return std::nullopt;
+}
+
+bool readString(Errors& errors, const std::string& path, element value, std::string& out,
+                bool allow_empty = false) {
+  std::string_view text;
+  if (value.get_string().get(text) != simdjson::SUCCESS) {
+    errors.add(path, std::string("expected a string, got ") + jsonType(value));
+    return false;
+  }
+  if (text.empty() && !allow_empty) {
+    errors.add(path, "must not be empty");
+    return false;
+  }
+  out = text;
+  return true;
+}
+
+std::optional<Address> readAddress(Errors& errors, const std::string& path, element value) {
+  std::string text;
+  if (!readString(errors, path, value, text)) return std::nullopt;
+  std::string why;
+  std::optional<Address> address = parseAddress(text, &why);
+  if (!address) errors.add(path, why);
+  return address;
+}
+
+std::optional<Rate> readRate(Errors& errors, const std::string& path, element value) {
+  std::string text;
+  if (!readString(errors, path, value, text)) return std::nullopt;
+  std::optional<Rate> rate = parseRate(text);
+  if (!rate)
+    errors.add(path, "expected a rate like \"100/m\" or \"1000/15m\", got " + inQuotes(text));
+  return rate;
+}
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// Reads one JSON object. Every key a parser asks for becomes a known key; when
+// the reader goes out of scope, keys nobody asked for are reported, so a
+// misspelled key is never silently ignored.
+class ObjectReader {
+ public:
+  ObjectReader(Errors& errors, std::string path, element value)
+      : errors_(errors), path_(std::move(path)) {
+    simdjson::dom::object object;
+    if (value.get_object().get(object) != simdjson::SUCCESS) {
+      errors_.add(path_, std::string("expected an object, got ") + jsonType(value));
+      return;
+    }
+    valid_ = true;
+    std::unordered_set<std::string_view> seen;
+    for (simdjson::dom::key_value_pair field : object) {
+      if (!seen.insert(field.key).second) {
+        errors_.add(pathOf(field.key), "duplicate key");
+        continue;
+      }
+      fields_.emplace_back(field.key, field.value);
+    }
+  }
+  ObjectReader(const ObjectReader&) = delete;
+  ObjectReader& operator=(const ObjectReader&) = delete;
+  ~ObjectReader() { reportUnknownKeys(); }
+
+  bool valid() const { return valid_; }
+  Errors& errors() { return errors_; }
+  std::string pathOf(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+  // An error about the object as a whole.
+  void fail(std::string_view what) { errors_.add(path_, what); }
+
+  std::optional<element> get(std::string_view key) {
+    asked_.emplace_back(key);
+    for (const auto& [name, value] : fields_) {
+      if (name == key) return value;
+    }
+    return std::nullopt;
+  }
+  std::optional<element> required(std::string_view key) {
+    std::optional<element> value = get(key);
+    if (!value && valid_) errors_.add(pathOf(key), "required");
+    return value;
+  }
+  // For objects whose keys are names (upstreams, headers): every key is known.
+  const std::vector<std::pair<std::string_view, element>>& entries() {
+    all_known_ = true;
+    return fields_;
+  }
+
+  // Each reader below leaves `out` alone when the key is absent and returns
+  // true only when the key was present and valid.
+  bool u32(std::string_view key, uint32_t& out, AtLeast floor = AtLeast::One) {
+    uint64_t wide = out;
+    if (!u64(key, wide, floor, kMaxU32)) return false;
+    out = static_cast<uint32_t>(wide);
+    return true;
+  }
+  bool u64(std::string_view key, uint64_t& out, AtLeast floor = AtLeast::One,
+           uint64_t max = kMaxU64) {
+    std::optional<element> value = get(key);
+    if (!value) return false;
+    std::optional<uint64_t> number = readUnsigned(errors_, pathOf(key), *value, floor, max);
+    if (number) out = *number;
+    return number.has_value();
+  }
+  bool number(std::string_view key, double& out) {
+    std::optional<element> value = get(key);
+    if (!value) return false;
+    std::optional<double> number = readNumber(errors_, pathOf(key), *value);
+    if (number) out = *number;
+    return number.has_value();
+  }
+  bool string(std::string_view key, std::string& out, bool allow_empty = false) {
+    std::optional<element> value = get(key);
+    return value && readString(errors_, pathOf(key), *value, out, allow_empty);
+  }
+  bool choice(std::string_view key, std::string& out,
+              std::initializer_list<std::string_view> known) {
+    std::string text;
+    if (!string(key, text)) return false;
+    if (std::find(known.begin(), known.end(), text) == known.end()) {
+      std::string list;
+      for (std::string_view name : known) list += (list.empty() ? "" : ", ") + std::string(name);
+      errors_.add(pathOf(key), "unknown value " + inQuotes(text) + " (known: " + list + ")");
+      return false;
+    }
+    out = text;
+    return true;
+  }
+
+ private:
+  void reportUnknownKeys() {
+    if (!valid_ || all_known_) return;
+    for (const auto& [key, value] : fields_) {
+      if (std::find(asked_.begin(), asked_.end(), key) != asked_.end()) continue;
+      std::string what = "unknown key";
+      // A near miss is almost always a typo of a real key: name it.
+      for (std::string_view candidate : asked_) {
+        size_t distance = editDistance(key, candidate);
+        if (distance <= 2 && distance * 2 < key.size()) {
+          what += " (did you mean " + inQuotes(candidate) + "?)";
+          break;
+        }
+      }
+      errors_.add(pathOf(key), what);
+    }
+  }
+
+  Errors& errors_;
+  std::string path_;
+  bool valid_ = false;
+  bool all_known_ = false;
+  std::vector<std::pair<std::string_view, element>> fields_;  // first of each key, in file order
+  std::vector<std::string_view> asked_;
+};
+
+// What the section parsers share: the errors, and the config built so far, so
+// later sections can check their references against earlier ones.
+struct Parse {
+  Errors errors;
+  Config config;
+};
+
+// Calls `each(item_path, item)` for every item of the array at `path`.
+template <typename Each>
+void forEachItem(Errors& errors, const std::string& path, element value, bool non_empty,
+                 Each each) {
+  simdjson::dom::array array;
+  if (value.get_array().get(array) != simdjson::SUCCESS) {
+    errors.add(path, std::string("expected an array, got ") + jsonType(value));
+    return;
+  }
+  if (non_empty && array.size() == 0) errors.add(path, "must not be empty");
+  size_t index = 0;
+  for (element item : array) each(indexPath(path, index++), item);
+}
+
+// Adds `address` to `out` unless it is already there; `paths` holds where each
+// entry of `out` was written, for the message.
+void addUnique(Parse& p, const std::string& path, Address address, std::vector<Address>& out,
+               std::vector<std::string>& paths) {
+  auto same = std::find(out.begin(), out.end(), address);
+  if (same != out.end()) return p.errors.add(path, "same address as " + paths[same - out.begin()]);
+  out.push_back(std::move(address));
+  paths.push_back(path);
+}
+
+void parseListen(Parse& p, element value) {
+  std::vector<std::string> paths;
+  forEachItem(p.errors, "listen", value, true, [&](const std::string& path, element item) {
+    if (auto address = readAddress(p.errors, path, item)) {
+      addUnique(p, path, std::move(*address), p.config.listen, paths);
+    }
+  });
+}
+
+void parseWorkers(Parse& p, element value) {
+  if (value.type() == element_type::STRING) {
+    std::string_view text = value.get_string().value_unsafe();
+    if (text != "auto") {
+      p.errors.add("workers", "expected a positive integer or \"auto\", got " + inQuotes(text));
+    }
+    p.config.workers = 0;
+    return;
+  }
+  if (!isNumber(value)) {
+    p.errors.add("workers",
+                 std::string("expected a positive integer or \"auto\", got ") + jsonType(value));
+    return;
+  }
+  if (auto number = readUnsigned(p.errors, "workers", value, AtLeast::One, kMaxWorkers)) {
+    p.config.workers = static_cast<unsigned>(*number);
+  }
+}
+
+void parseControlSocket(Parse& p, element value) {
+  std::string& out = p.config.control_socket;
+  // bind() would fail much later with a vaguer error.
+  if (readString(p.errors, "control_socket", value, out) &&
+      out.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    p.errors.add("control_socket", "path too long for a unix socket (at most " +
+                                       std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
+                                       " bytes)");
+  }
+}
+
+void parseLog(Parse& p, element value) {
+  ObjectReader r(p.errors, "log", value);
+  r.choice("level", p.config.log.level,
+           {"trace", "debug", "info", "warn", "error", "critical", "off"});
+  r.string("access", p.config.log.access);  // "off", "stderr" or a path: any non-empty string
+}
+
+void parseLimits(Parse& p, element value) {
+  ObjectReader r(p.errors, "limits", value);
+  Limits& limits = p.config.limits;
+  // Below this a browser's ordinary request with cookies would already get a 431.
+  if (r.u64("max_header_bytes", limits.max_header_bytes) && limits.max_header_bytes < 1024) {
+    p.errors.add("limits.max_header_bytes", "must be at least 1024");
+  }
+  r.u64("max_body_bytes", limits.max_body_bytes);
+  r.u32("header_timeout_ms", limits.header_timeout_ms);
+  r.u32("idle_timeout_ms", limits.idle_timeout_ms);
+  r.u32("max_connections", limits.max_connections);
+}
+
+// Parses "512M" and friends, 0 included; parseSize() is the public, stricter face.
+std::optional<uint64_t> parseSizeAllowingZero(std::string_view text) {
+  size_t digits = 0;
+  uint64_t number = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+    uint64_t digit = static_cast<uint64_t>(text[digits] - '0');
+    if (number > (kMaxU64 - digit) / 10) return std::nullopt;
+    number = number * 10 + digit;
+    ++digits;
+  }
+  std::string_view unit = text.substr(digits);
+  if (digits == 0 || unit.empty() || unit.size() > 2) return std::nullopt;
+  if (unit.size() == 2 && unit[1] != 'B' && unit[1] != 'b') return std::nullopt;
+  int shift = 0;
+  switch (unit[0]) {
+    case 'K':
+    case 'k':
+      shift = 10;
+      break;
+    case 'M':
+    case 'm':
+      shift = 20;
+      break;
+    case 'G':
+    case 'g':
+      shift = 30;
+      break;
+    default:
+      return std::nullopt;
+  }
+  if (number > (kMaxU64 >> shift)) return std::nullopt;
+  return number << shift;
+}
+
+void parseMaxMemory(Parse& p, element value) {
+  const char* path = "supervisor.max_memory";
+  const char* expected = "expected a size with a unit, like \"512M\"";
+  if (value.type() != element_type::STRING) {
+    p.errors.add(path, std::string(expected) + ", got " + jsonType(value));
+    return;
+  }
+  std::string_view text = value.get_string().value_unsafe();
+  std::optional<uint64_t> size = parseSizeAllowingZero(text);
+  if (!size) {
+    p.errors.add(path, std::string(expected) + ", got " + inQuotes(text));
+  } else if (*size == 0) {
+    p.errors.add(path, "must be greater than 0");
+  } else {
+    p.config.supervisor.max_memory_bytes = *size;
+  }
+}
+
+void parseSupervisor(Parse& p, element value) {
+  ObjectReader r(p.errors, "supervisor", value);
+  SupervisorConfig& s = p.config.supervisor;
+  bool base_ok = r.u32("restart_base_ms", s.restart_base_ms);
+  if (r.number("restart_factor", s.restart_factor) && !(s.restart_factor >= 1.0)) {
+    p.errors.add("supervisor.restart_factor", "must be at least 1.0");
+  }
+  bool max_ok = r.u32("restart_max_ms", s.restart_max_ms);
+  if ((base_ok || max_ok) && s.restart_max_ms < s.restart_base_ms) {
+    p.errors.add(base_ok && !max_ok ? "supervisor.restart_base_ms" : "supervisor.restart_max_ms",
+                 "restart_max_ms (" + std::to_string(s.restart_max_ms) +
+                     ") must be at least restart_base_ms (" + std::to_string(s.restart_base_ms) +
+                     ")");
+  }
+  r.u32("min_uptime_ms", s.min_uptime_ms);
+  r.u32("max_unstable_restarts", s.max_unstable_restarts, AtLeast::Zero);
+  if (auto memory = r.get("max_memory")) parseMaxMemory(p, *memory);
+  r.u32("heartbeat_timeout_ms", s.heartbeat_timeout_ms);
+  r.u32("drain_timeout_ms", s.drain_timeout_ms);
+  r.u32("shutdown_timeout_ms", s.shutdown_timeout_ms);
+  r.u64("max_requests", s.max_requests, AtLeast::Zero);
+  r.u64("max_requests_jitter", s.max_requests_jitter, AtLeast::Zero);
+}
+
+void parseRedis(Parse& p, element value) {
+  RedisConfig& redis = p.config.redis.emplace();
+  redis.address = *parseAddress("127.0.0.1:6379", nullptr);
+  ObjectReader r(p.errors, "redis", value);
+  if (auto address = r.get("address")) {
+    if (auto parsed = readAddress(p.errors, "redis.address", *address)) redis.address = *parsed;
+  }
+  r.u32("timeout_ms", redis.timeout_ms);
+}
+
+// "cluster" state lives in Redis; without a redis section it could never work.
+void requireRedisFor(Parse& p, const std::string& path, const std::string& value) {
+  if (value == "cluster" && !p.config.redis) {
+    p.errors.add(path, "\"cluster\" needs a \"redis\" section");
+  }
+}
+
+void parseTargets(Parse& p, const std::string& path, element value, UpstreamConfig& out) {
+  std::vector<Address> seen;
+  std::vector<std::string> paths;
+  forEachItem(p.errors, path, value, true, [&](const std::string& item_path, element item) {
+    ObjectReader r(p.errors, item_path, item);
+    UpstreamTarget target;
+    r.u32("weight", target.weight);
+    std::optional<element> address = r.required("address");
+    if (!address) return;
+    std::optional<Address> parsed = readAddress(p.errors, r.pathOf("address"), *address);
+    if (!parsed) return;
+    size_t before = seen.size();
+    addUnique(p, r.pathOf("address"), *parsed, seen, paths);
+    if (seen.size() == before) return;
+    target.address = std::move(*parsed);
+    out.targets.push_back(std::move(target));
+  });
+}
+
+void parseBreaker(Parse& p, const std::string& path, element value, BreakerConfig& out) {
+  ObjectReader r(p.errors, path, value);
+  r.u32("consecutive_failures", out.consecutive_failures, AtLeast::Zero);
+  if (r.number("failure_rate", out.failure_rate) &&
+      !(out.failure_rate > 0 && out.failure_rate <= 1)) {
+    p.errors.add(r.pathOf("failure_rate"), "must be greater than 0 and at most 1");
+  }
+  r.u32("minimum_calls", out.minimum_calls);
+  r.u32("window_ms", out.window_ms);
+  r.u32("open_ms", out.open_ms);
+  r.u32("half_open_calls", out.half_open_calls);
+  r.u32("slow_call_ms", out.slow_call_ms, AtLeast::Zero);
+  if (r.choice("share", out.share, {"local", "cluster"})) {
+    requireRedisFor(p, r.pathOf("share"), out.share);
+  }
+}
+
+void parseUpstream(Parse& p, const std::string& path, element value, UpstreamConfig& out) {
+  ObjectReader r(p.errors, path, value);
+  if (auto targets = r.required("targets")) parseTargets(p, r.pathOf("targets"), *targets, out);
+  r.choice("balance", out.balance, {"round_robin", "least_conn", "random"});
+  r.u32("connect_timeout_ms", out.connect_timeout_ms);
+  r.u32("timeout_ms", out.timeout_ms);
+  r.u32("retries", out.retries, AtLeast::Zero);
+  if (auto check = r.get("health_check")) {
+    HealthCheckConfig& health = out.health_check.emplace();
+    ObjectReader h(p.errors, r.pathOf("health_check"), *check);
+    if (h.string("path", health.path) && health.path[0] != '/') {
+      p.errors.add(h.pathOf("path"), "must start with '/'");
+    }
+    h.u32("interval_ms", health.interval_ms);
+  }
+  if (auto breaker = r.get("breaker")) parseBreaker(p, r.pathOf("breaker"), *breaker, out.breaker);
+}
+
+// Parses an object of named entries (upstreams, tiers, rate_limits) into `out`.
+// A name is recorded even when its entry has errors, so references to it
+// elsewhere do not report a second, misleading "no such name".
+template <typename T, typename ParseEntry>
+void parseNamed(Parse& p, const std::string& path, element value, std::map<std::string, T>& out,
+                ParseEntry parse_entry) {
+  ObjectReader r(p.errors, path, value);
+  for (const auto& [name, entry] : r.entries()) {
+    if (name.empty()) {
+      p.errors.add(path, "names must not be empty");
+      continue;
+    }
+    parse_entry(r.pathOf(name), entry, out[std::string(name)]);
+  }
+}
+
+// The shared shape of tiers and rate limits: a required rate and a burst
+// that defaults to the rate's count.
+void parseRateAndBurst(Parse& p, ObjectReader& r, Rate& rate, uint64_t& burst) {
+  if (auto text = r.required("rate")) {
+    if (auto parsed = readRate(p.errors, r.pathOf("rate"), *text)) rate = *parsed;
+  }
+  if (!r.u64("burst", burst)) burst = rate.count;
+}
+
+void parseTier(Parse& p, const std::string& path, element value, TierConfig& out) {
+  ObjectReader r(p.errors, path, value);
+  parseRateAndBurst(p, r, out.rate, out.burst);
+}
+
+void parseRateLimit(Parse& p, const std::string& path, element value, RateLimitConfig& out) {
+  ObjectReader r(p.errors, path, value);
+  r.choice("key", out.key, {"ip", "api_key", "route"});
+  parseRateAndBurst(p, r, out.rate, out.burst);
+  if (r.choice("mode", out.mode, {"local", "cluster"})) {
+    requireRedisFor(p, r.pathOf("mode"), out.mode);
+  }
+  r.choice("on_redis_error", out.on_redis_error, {"local", "open", "closed"});
+}
+
+void parseApiKey(Parse& p, const std::string& path, element value) {
+  ObjectReader r(p.errors, path, value);
+  ApiKeyConfig api_key;
+  if (auto key = r.required("key");
+      key && readString(p.errors, r.pathOf("key"), *key, api_key.key)) {
+    // Keys travel in a header: anything else could never be sent. Never echo a key: it is a secret.
+    bool printable = std::all_of(api_key.key.begin(), api_key.key.end(),
+                                 [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+    if (!printable) p.errors.add(r.pathOf("key"), "must be printable ASCII without spaces");
+    for (size_t i = 0; i < p.config.api_keys.size(); ++i) {
+      if (p.config.api_keys[i].key == api_key.key) {
+        p.errors.add(r.pathOf("key"), "same key as " + indexPath("api_keys", i));
+      }
+    }
+  }
+  if (auto tier = r.required("tier"); tier &&
+                                      readString(p.errors, r.pathOf("tier"), *tier, api_key.tier) &&
+                                      p.config.tiers.count(api_key.tier) == 0) {
+    p.errors.add(r.pathOf("tier"), "no tier named " + inQuotes(api_key.tier));
+  }
+  p.config.api_keys.push_back(std::move(api_key));
+}
+
+void parseApiKeys(Parse& p, element value) {
+  forEachItem(p.errors, "api_keys", value, false,
+              [&p](const std::string& path, element item) { parseApiKey(p, path, item); });
+}
+
+bool isTokenChar(unsigned char c) {
+  return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+void parseHeaders(Parse& p, const std::string& path, element value,
+                  std::vector<std::pair<std::string, std::string>>& out) {
+  // phalanx writes these itself; a second copy would make the response ambiguous.
+  static constexpr const char* kOwnHeaders[] = {"Content-Length", "Date", "Server", "Connection",
+                                                "Transfer-Encoding"};
+  ObjectReader r(p.errors, path, value);
+  for (const auto& [name, field] : r.entries()) {
+    std::string header_path = r.pathOf(name);
+    std::string text;
+    if (!readString(p.errors, header_path, field, text, true)) continue;
+    if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
+      p.errors.add(header_path, "not a valid header name");
+      continue;
+    }
+    bool own = std::any_of(std::begin(kOwnHeaders), std::end(kOwnHeaders), [&](const char* h) {
+      return name.size() == std::strlen(h) && strncasecmp(name.data(), h, name.size()) == 0;
+    });
+    if (own) {
+      p.errors.add(header_path, "phalanx sets this header itself");
+      continue;
+    }
+    // CR or LF would let the value start a header or a body of its own.
+    bool clean = std::all_of(text.begin(), text.end(),
+                             [](unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); });
+    if (!clean) {
+      p.errors.add(header_path, "value must not contain CR, LF or other control characters");
+      continue;
+    }
+    out.emplace_back(std::string(name), std::move(text));
+  }
+}
+
+void parseStatic(Parse& p, const std::string& path, element value, StaticResponseConfig& out) {
+  ObjectReader r(p.errors, path, value);
+  if (auto status = r.get("status")) {
+    auto number = readUnsigned(p.errors, r.pathOf("status"), *status, AtLeast::Zero, kMaxU64);
+    if (number && (*number < 100 || *number > 599)) {
+      p.errors.add(r.pathOf("status"), "must be 100-599");
+    } else if (number) {
+      out.status = static_cast<int>(*number);
+    }
+  }
+  // HTTP forbids a body on these; a client would read it as the next response.
+  if (r.string("body", out.body, true) && !out.body.empty() &&
+      (out.status < 200 || out.status == 204 || out.status == 304)) {
+    p.errors.add(r.pathOf("body"), "must be empty for status " + std::to_string(out.status));
+  }
+  if (auto headers = r.get("headers")) parseHeaders(p, r.pathOf("headers"), *headers, out.headers);
+}
+
+void parseRouteMatch(Parse& p, ObjectReader& r, RouteConfig& route) {
+  std::optional<element> exact = r.get("path");
+  std::optional<element> prefix = r.get("prefix");
+  if (exact && prefix) return r.fail("has both \"path\" and \"prefix\"; give one");
+  if (!exact && !prefix) return r.fail("needs \"path\" (exact) or \"prefix\"");
+  route.match = exact ? RouteMatch::Exact : RouteMatch::Prefix;
+  std::string path = r.pathOf(exact ? "path" : "prefix");
+  if (!readString(p.errors, path, exact ? *exact : *prefix, route.path)) return;
+  if (route.path[0] != '/') {
+    p.errors.add(path, "must start with '/'");
+    route.path.clear();
+  } else if (route.path.find_first_of("?# ") != std::string::npos ||
+             std::any_of(route.path.begin(), route.path.end(),
+                         [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+    // The router matches the path without its query, so these could never match.
+    p.errors.add(path, "must not contain '?', '#', spaces or control characters");
+    route.path.clear();
+  }
+}
+
+void parseRouteHandler(Parse& p, ObjectReader& r, RouteConfig& route) {
+  std::optional<element> static_response = r.get("static");
+  std::optional<element> builtin = r.get("builtin");
+  std::optional<element> upstream = r.get("upstream");
+  int handlers =
+      int{static_response.has_value()} + int{builtin.has_value()} + int{upstream.has_value()};
+  if (handlers == 0) return r.fail("needs one of \"static\", \"builtin\" or \"upstream\"");
+  if (handlers > 1) return r.fail("has more than one of \"static\", \"builtin\", \"upstream\"");
+  if (static_response) {
+    route.kind = RouteKind::Static;
+    parseStatic(p, r.pathOf("static"), *static_response, route.static_response);
+  } else if (builtin) {
+    route.kind = RouteKind::Builtin;
+    std::string name;
+    if (!readString(p.errors, r.pathOf("builtin"), *builtin, name)) return;
+    if (name == "live") {
+      route.builtin = Builtin::Live;
+    } else {
+      p.errors.add(r.pathOf("builtin"), "unknown builtin " + inQuotes(name) + " (known: live)");
+    }
+  } else {
+    route.kind = RouteKind::Upstream;
+    if (!readString(p.errors, r.pathOf("upstream"), *upstream, route.upstream)) return;
+    if (p.config.upstreams.count(route.upstream) == 0) {
+      p.errors.add(r.pathOf("upstream"), "no upstream named " + inQuotes(route.upstream));
+    } else {
+      // Refused rather than pretended: a config that proxies must not start a server that 404s.
+      p.errors.add(r.pathOf("upstream"), "proxy routes are not available in this version");
+    }
+  }
+}
+
+// rate_limit, auth and cache are validated in full, then refused: they are
+// not implemented yet, and a route must not silently skip them.
+void parseRouteOptions(Parse& p, ObjectReader& r, RouteConfig& route) {
+  constexpr const char* kNotYet = "not available in this version";
+  if (r.string("rate_limit", route.rate_limit)) {
+    if (p.config.rate_limits.count(route.rate_limit) == 0) {
+      p.errors.add(r.pathOf("rate_limit"), "no rate limit named " + inQuotes(route.rate_limit));
+    } else {
+      p.errors.add(r.pathOf("rate_limit"), kNotYet);
+    }
+  }
+  if (r.choice("auth", route.auth, {"api_key"})) p.errors.add(r.pathOf("auth"), kNotYet);
+  if (auto cache = r.get("cache")) {
+    size_t before = p.errors.size();
+    ObjectReader c(p.errors, r.pathOf("cache"), *cache);
+    c.u32("ttl_ms", route.cache.emplace().ttl_ms);
+    if (p.errors.size() == before) p.errors.add(r.pathOf("cache"), kNotYet);
+  }
+}
+
+// Routes match in order: an identical earlier route makes this one unreachable.
+void checkReachable(Parse& p, const std::string& path, const RouteConfig& route) {
+  for (size_t i = 0; i < p.config.routes.size() && !route.path.empty(); ++i) {
+    const RouteConfig& earlier = p.config.routes[i];
+    if (earlier.match == route.match && earlier.path == route.path) {
+      const char* how = route.match == RouteMatch::Exact ? "path" : "prefix";
+      return p.errors.add(path, std::string("same ") + how + " as " + indexPath("routes", i) +
+                                    ", which always matches first");
+    }
+  }
+}
+
+void parseRoutes(Parse& p, element value) {
+  forEachItem(p.errors, "routes", value, true, [&p](const std::string& path, element item) {
+    RouteConfig route;
+    {
+      ObjectReader r(p.errors, path, item);
+      if (r.valid()) {
+        parseRouteMatch(p, r, route);
+        parseRouteHandler(p, r, route);
+        parseRouteOptions(p, r, route);
+      }
+    }
+    checkReachable(p, path, route);
+    // Pushed even when invalid, so routes[i] in a message is the file's i.
+    p.config.routes.push_back(std::move(route));
+  });
+}
+
+void parseTop(Parse& p, element root) {
+  ObjectReader top(p.errors, "", root);
+  if (!top.valid()) return;
+  auto section = [&](std::string_view key, auto parse) {
+    if (auto value = top.get(key)) parse(p, *value);
+  };
+  if (auto listen = top.required("listen")) parseListen(p, *listen);
+  section("workers", parseWorkers);
+  section("control_socket", parseControlSocket);
+  section("log", parseLog);
+  section("limits", parseLimits);
+  section("supervisor", parseSupervisor);
+  section("redis", parseRedis);
+  section("upstreams", [](Parse& q, element v) {
+    parseNamed(q, "upstreams", v, q.config.upstreams,
+               [&q](auto&&... args) { parseUpstream(q, args...); });
+  });
+  section("tiers", [](Parse& q, element v) {
+    parseNamed(q, "tiers", v, q.config.tiers, [&q](auto&&... args) { parseTier(q, args...); });
+  });
+  section("api_keys", parseApiKeys);
+  section("rate_limits", [](Parse& q, element v) {
+    parseNamed(q, "rate_limits", v, q.config.rate_limits,
+               [&q](auto&&... args) { parseRateLimit(q, args...); });
+  });
+  if (auto routes = top.required("routes")) parseRoutes(p, *routes);
+}
+
+std::optional<uint64_t> parseDigits(std::string_view text) {
+  if (text.empty() || text.size() > 19) return std::nullopt;  // 19 digits always fit in 64 bits
+  uint64_t number = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    number = number * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return number;
+}
+
+}  // namespace
+
+ConfigResult parseConfig(std::string_view json_text) {
+  simdjson::dom::parser parser;
+  element root;
+  simdjson::error_code error = parser.parse(json_text.data(), json_text.size()).get(root);
+  if (error != simdjson::SUCCESS) {
+    return {.config = std::nullopt,
+            .errors = {std::string("invalid JSON: ") + simdjson::error_message(error)}};
+  }
+  Parse p;
+  parseTop(p, root);
+  if (p.errors.size() != 0) return {.config = std::nullopt, .errors = p.errors.take()};
+  return {.config = std::move(p.config), .errors = {}};
+}
+
+ConfigResult loadConfigFile(const std::string& path, std::string* text_out) {
+  auto cannotRead = [&](int error) {
+    return ConfigResult{.config = std::nullopt,
+                        .errors = {path + ": cannot read: " + std::strerror(error)}};
+  };
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                       &std::fclose);
+  if (!file) return cannotRead(errno);
+  std::string text;
+  char buffer[65536];
+  size_t got = 0;
+  while ((got = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) text.append(buffer, got);
+  // A directory opens fine and fails here, with EISDIR.
+  if (std::ferror(file.get())) return cannotRead(errno);
+  ConfigResult result = parseConfig(text);
+  if (text_out != nullptr) *text_out = std::move(text);
+  return result;
+}
+
+std::optional<Rate> parseRate(std::string_view text) {
+  size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  std::optional<uint64_t> count = parseDigits(text.substr(0, slash));
+  std::string_view period = text.substr(slash + 1);
+  if (!count || *count == 0 || period.empty()) return std::nullopt;
+  uint64_t unit_ms = 0;
+  switch (period.back()) {
+    case 's':
+      unit_ms = 1000;
+      break;
+    case 'm':
+      unit_ms = 60 * 1000;
+      break;
+    case 'h':
+      unit_ms = 60 * 60 * 1000;
+      break;
+    case 'd':
+      unit_ms = 24 * 60 * 60 * 1000;
+      break;
+    default:
+      return std::nullopt;
+  }
+  uint64_t units = 1;
+  if (period.size() > 1) {
+    std::optional<uint64_t> n = parseDigits(period.substr(0, period.size() - 1));
+    if (!n || *n == 0 || *n > kMaxU64 / unit_ms) return std::nullopt;
+    units = *n;
+  }
+  return Rate{.count = *count, .period_ms = units * unit_ms};
+}
+
+std::optional<uint64_t> parseSize(std::string_view text) {
+  std::optional<uint64_t> size = parseSizeAllowingZero(text);
+  if (!size || *size == 0) return std::nullopt;
+  return size;
+}
+
+unsigned effectiveWorkers(const Config& config) {
+  if (config.workers != 0) return config.workers;
+  return std::max(1u, uv_available_parallelism());
+}
+
+}  // namespace phalanx::shared

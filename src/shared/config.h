@@ -1,0 +1,178 @@
+// The configuration: one JSON file parsed into plain structs.
+//
+// Contract:
+// - parseConfig() validates the whole document and returns either a Config or
+//   every error found, each one line naming its JSON path, e.g.
+//   `limits.max_header_bytes: expected a positive integer, got string`.
+// - Unknown keys are errors, never silently ignored.
+// - Every key has a default except `listen` and `routes`.
+// - Durations end in `_ms`, sizes in `_bytes`; `max_memory` takes a unit ("512M").
+// - Nothing here touches sockets or processes: the master, the workers and the
+//   unit tests call the same pure function.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "shared/address.h"
+
+namespace phalanx::shared {
+
+struct LogConfig {
+  std::string level = "info";  // trace, debug, info, warn, error, critical, off
+  std::string access = "off";  // "off", "stderr", or a file path
+};
+
+struct Limits {
+  uint64_t max_header_bytes = 16384;   // request line + headers; over → 431
+  uint64_t max_body_bytes = 1048576;   // over → 413
+  uint32_t header_timeout_ms = 10000;  // first byte to end of headers; over → 408
+  uint32_t idle_timeout_ms = 75000;    // keep-alive idle between requests; over → close
+  uint32_t max_connections = 10000;    // per worker; at the limit the worker stops accepting
+};
+
+struct SupervisorConfig {
+  uint32_t restart_base_ms = 100;
+  double restart_factor = 1.5;
+  uint32_t restart_max_ms = 15000;
+  uint32_t min_uptime_ms = 30000;
+  uint32_t max_unstable_restarts = 15;
+  uint64_t max_memory_bytes = 512ull << 20;  // from "max_memory": "512M"; 0 = no cap
+  uint32_t heartbeat_timeout_ms = 30000;
+  uint32_t drain_timeout_ms = 30000;
+  uint32_t shutdown_timeout_ms = 30000;
+  uint64_t max_requests = 0;  // 0 = never recycle
+  uint64_t max_requests_jitter = 0;
+};
+
+struct RedisConfig {
+  Address address;  // default 127.0.0.1:6379
+  uint32_t timeout_ms = 50;
+};
+
+// "100/h", "1000/15m", "10/s", "5/2h": count requests per period.
+struct Rate {
+  uint64_t count = 0;
+  uint64_t period_ms = 0;
+};
+
+struct BreakerConfig {
+  uint32_t consecutive_failures = 5;  // 0 = off
+  double failure_rate = 0.5;          // 0 < x <= 1
+  uint32_t minimum_calls = 10;
+  uint32_t window_ms = 10000;
+  uint32_t open_ms = 30000;
+  uint32_t half_open_calls = 2;
+  uint32_t slow_call_ms = 0;  // 0 = no slow-call accounting
+  std::string share = "local";  // "local" or "cluster"
+};
+
+struct HealthCheckConfig {
+  std::string path = "/health";
+  uint32_t interval_ms = 2000;
+};
+
+struct UpstreamTarget {
+  Address address;
+  uint32_t weight = 1;
+};
+
+struct UpstreamConfig {
+  std::vector<UpstreamTarget> targets;  // at least one
+  std::string balance = "round_robin";  // "round_robin", "least_conn", "random"
+  uint32_t connect_timeout_ms = 1000;
+  uint32_t timeout_ms = 30000;
+  uint32_t retries = 1;
+  std::optional<HealthCheckConfig> health_check;
+  BreakerConfig breaker;
+};
+
+struct TierConfig {
+  Rate rate;
+  uint64_t burst = 0;  // defaults to rate.count
+};
+
+struct ApiKeyConfig {
+  std::string key;
+  std::string tier;  // must name a tier
+};
+
+struct RateLimitConfig {
+  std::string key = "ip";  // "ip", "api_key", "route"
+  Rate rate;
+  uint64_t burst = 0;            // defaults to rate.count
+  std::string mode = "local";    // "local" or "cluster"
+  std::string on_redis_error = "local";  // "local", "open", "closed"
+};
+
+struct StaticResponseConfig {
+  int status = 200;  // 100..599
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // in file order
+};
+
+enum class Builtin { Live };
+
+struct CacheConfig {
+  uint32_t ttl_ms = 0;
+};
+
+enum class RouteMatch { Exact, Prefix };
+enum class RouteKind { Static, Builtin, Upstream };
+
+struct RouteConfig {
+  RouteMatch match = RouteMatch::Exact;
+  std::string path;  // starts with '/'
+  RouteKind kind = RouteKind::Static;
+  StaticResponseConfig static_response;  // kind == Static
+  Builtin builtin = Builtin::Live;       // kind == Builtin
+  std::string upstream;                  // kind == Upstream: names an upstream
+  std::string rate_limit;                // "" or names a rate_limits entry
+  std::string auth;                      // "" or "api_key"
+  std::optional<CacheConfig> cache;
+};
+
+struct Config {
+  std::vector<Address> listen;  // required, at least one, no duplicates
+  unsigned workers = 0;         // 0 = "auto": one per core
+  std::string control_socket = "run/phalanx.sock";
+  LogConfig log;
+  Limits limits;
+  SupervisorConfig supervisor;
+  std::optional<RedisConfig> redis;  // present only when the file has "redis"
+  std::map<std::string, UpstreamConfig> upstreams;
+  std::map<std::string, TierConfig> tiers;
+  std::vector<ApiKeyConfig> api_keys;
+  std::map<std::string, RateLimitConfig> rate_limits;
+  std::vector<RouteConfig> routes;  // required, at least one
+};
+
+struct ConfigResult {
+  std::optional<Config> config;     // set iff errors is empty
+  std::vector<std::string> errors;  // one line each, JSON path first
+};
+
+// Parses and validates a whole document. Never throws.
+ConfigResult parseConfig(std::string_view json_text);
+
+// Reads `path` and parses it; a missing or unreadable file is one error naming it.
+// When `text_out` is given it receives the file's bytes (the master hands exactly
+// these bytes to its workers, so they never read a file that changed since).
+ConfigResult loadConfigFile(const std::string& path, std::string* text_out = nullptr);
+
+// "100/h" → {100, 3600000}; units s, m, h, d with an optional count ("15m").
+std::optional<Rate> parseRate(std::string_view text);
+
+// "512M" → 536870912; units K, M, G (powers of 1024), optional trailing "B".
+// A bare number has no unit and is refused.
+std::optional<uint64_t> parseSize(std::string_view text);
+
+// The number of workers to run: `workers`, or one per core for "auto".
+unsigned effectiveWorkers(const Config& config);
+
+}  // namespace phalanx::shared

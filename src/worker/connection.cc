@@ -1,0 +1,290 @@
+#include "worker/connection.h"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+
+#include "worker/router.h"
+#include "worker/worker.h"
+
+namespace phalanx::worker {
+
+namespace {
+
+Connection& owner(uv_handle_t* handle) { return *static_cast<Connection*>(handle->data); }
+
+std::string peerName(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  char host[INET6_ADDRSTRLEN] = {};
+  uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    port = ntohs(in->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    port = ntohs(in6->sin6_port);
+  }
+  return std::string(host) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+Connection::Connection(Worker& worker)
+    : worker_(worker),
+      parser_(*this, {.max_header_bytes = worker.limits().max_header_bytes,
+                      .max_body_bytes = worker.limits().max_body_bytes}) {}
+
+void Connection::start(int fd, std::list<Connection>::iterator self) {
+  self_ = self;
+  uv_tcp_init(worker_.loop(), &tcp_);
+  uv_timer_init(worker_.loop(), &timer_);
+  tcp_.data = this;
+  timer_.data = this;
+  handles_open_ = 2;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (int rc = uv_tcp_open(&tcp_, fd); rc != 0) {
+    spdlog::warn("connection: uv_tcp_open(fd {}): {}", fd, uv_strerror(rc));
+    ::close(fd);
+    closeNow();
+    return;
+  }
+  if (worker_.accessLog() != nullptr) client_ = peerName(fd);
+  setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
+  startReading();
+}
+
+void Connection::startReading() {
+  if (reading_ || eof_) return;
+  reading_ = true;
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&tcp_),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) { *buf = owner(h).worker_.readBuffer(); },
+      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+        owner(reinterpret_cast<uv_handle_t*>(s)).onRead(nread, buf);
+      });
+}
+
+void Connection::stopReading() {
+  if (!reading_) return;
+  reading_ = false;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+}
+
+bool Connection::idle() const {
+  return !parser_.inRequest() && out_.empty() && !write_in_flight_;
+}
+
+void Connection::beginDrain() {
+  if (phase_ != Phase::Open) return;
+  if (idle()) {
+    closeNow();
+  }
+  // Otherwise onRequest() sees worker_.draining() and answers with Connection: close.
+}
+
+void Connection::onRead(ssize_t nread, const uv_buf_t* buf) {
+  if (nread == 0) return;
+  if (nread < 0) {
+    // EOF or reset. Answers to what was already parsed still go out (a client may
+    // half-close after sending its requests); then we close.
+    eof_ = true;
+    stopReading();
+    if (phase_ == Phase::Open && nread == UV_EOF && (write_in_flight_ || !out_.empty())) {
+      close_after_write_ = true;
+      return;
+    }
+    closeNow();
+    return;
+  }
+  if (phase_ != Phase::Open) return;  // lingering: discard what the client still sends
+  if (parser_.inBody()) setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
+  switch (parser_.feed(buf->base, static_cast<size_t>(nread))) {
+    case RequestParser::Outcome::Error:
+      failRequest(parser_.errorStatus(), parser_.errorReason());
+      break;
+    case RequestParser::Outcome::Stopped:
+    case RequestParser::Outcome::Consumed:
+      break;
+  }
+  flush();
+}
+
+void Connection::onRequestBegin(Request& request) {
+  if (worker_.accessLog() != nullptr) request.started_ns = uv_hrtime();
+  if (requests_ > 0) {
+    // The header timeout runs from a request's first byte; the first request's
+    // from accept (set in start()).
+    setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
+  }
+}
+
+void Connection::onHeadersComplete(Request& request) {
+  setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
+  if (request.expect_continue) out_ += Handlers::kContinue;
+  // The client waits for the 100 before sending its body: send it now.
+  if (request.expect_continue) flush();
+}
+
+void Connection::onRequest(Request& request) {
+  ++requests_;
+  bool keep_alive = request.keep_alive && !worker_.draining();
+  ConnectionHeader header = ConnectionHeader::None;
+  if (!keep_alive) {
+    header = ConnectionHeader::Close;
+    parser_.stop();
+    close_after_write_ = true;
+  } else if (request.http_major == 1 && request.http_minor == 0) {
+    header = ConnectionHeader::KeepAlive;
+  }
+  size_t before = out_.size();
+  int status = worker_.handlers().respond(request, header, out_);
+  countResponse(status, out_.size() - before, &request);
+  setDeadline(uv_now(worker_.loop()) + worker_.limits().idle_timeout_ms);
+  // A client that pipelines without reading: stop reading until it catches up.
+  if (out_.size() > kMaxPendingOutput) stopReading();
+}
+
+void Connection::failRequest(int status, const char* reason) {
+  size_t before = out_.size();
+  worker_.handlers().respondError(status, reason, out_);
+  countResponse(status, out_.size() - before, nullptr);
+  spdlog::debug("connection {}: {} {}", client_, status, reason);
+  parser_.stop();
+  close_after_write_ = true;
+}
+
+void Connection::countResponse(int status, uint64_t bytes, const Request* request) {
+  auto& slot = worker_.slot();
+  slot.bump(slot.requests);
+  slot.bump(slot.bytes_out, bytes);
+  slot.bump(slot.responses_by_class[status / 100 < 6 ? status / 100 : 5]);
+  if (AccessLog* log = worker_.accessLog()) {
+    AccessEntry entry;
+    entry.status = status;
+    entry.bytes = bytes;
+    entry.client = client_;
+    if (request != nullptr) {
+      entry.method = request->methodName();
+      entry.path = Router::pathOf(request->target);
+      entry.duration_ms = static_cast<double>(uv_hrtime() - request->started_ns) / 1e6;
+    }
+    log->write(entry);
+  }
+}
+
+void Connection::flush() {
+  if (write_in_flight_ || phase_ != Phase::Open) return;
+  if (out_.empty()) {
+    finishWriting();
+    return;
+  }
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  int written = uv_try_write(stream, &buf, 1);
+  if (written == static_cast<int>(out_.size())) {
+    out_.clear();
+    finishWriting();
+    return;
+  }
+  if (written < 0 && written != UV_EAGAIN) {
+    closeNow();
+    return;
+  }
+  // The socket took part (or none) of it: queue the rest and keep `out_` free
+  // for responses parsed meanwhile.
+  writing_.swap(out_);
+  out_.clear();
+  if (written > 0) writing_.erase(0, static_cast<size_t>(written));
+  buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
+  write_req_.data = this;
+  write_in_flight_ = true;
+  uv_write(&write_req_, stream, &buf, 1, [](uv_write_t* req, int status) {
+    static_cast<Connection*>(req->data)->onWriteDone(status);
+  });
+}
+
+void Connection::onWriteDone(int status) {
+  write_in_flight_ = false;
+  writing_.clear();
+  if (status < 0 || phase_ == Phase::Closed) {
+    closeNow();
+    return;
+  }
+  if (!close_after_write_ && out_.size() <= kMaxPendingOutput) startReading();
+  flush();
+}
+
+// Everything queued has been handed to the socket.
+void Connection::finishWriting() {
+  if (close_after_write_) {
+    startClosing();
+  } else if (worker_.draining() && idle()) {
+    closeNow();
+  }
+}
+
+// Lingering close: FIN first, then read and discard until the client closes (or
+// kLingerMs), so unread request bytes cannot turn our close into a reset that
+// destroys the response before the client reads it.
+void Connection::startClosing() {
+  if (phase_ != Phase::Open) return;
+  phase_ = Phase::Closing;
+  shutdown_req_.data = this;
+  int rc = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_),
+                       [](uv_shutdown_t* req, int) {
+                         auto* self = static_cast<Connection*>(req->data);
+                         if (self->phase_ == Phase::Closing && !self->reading_) self->closeNow();
+                       });
+  if (rc != 0) {
+    closeNow();
+    return;
+  }
+  setDeadline(uv_now(worker_.loop()) + kLingerMs);
+  startReading();  // reading may have been paused for backpressure
+}
+
+void Connection::setDeadline(uint64_t deadline_ms) {
+  deadline_ms_ = deadline_ms;
+  if (timer_armed_ && timer_due_ms_ <= deadline_ms) return;  // fires early, re-arms then
+  uint64_t now = uv_now(worker_.loop());
+  timer_due_ms_ = deadline_ms;
+  timer_armed_ = true;
+  uv_timer_start(&timer_, [](uv_timer_t* t) { owner(reinterpret_cast<uv_handle_t*>(t)).onTimer(); },
+                 deadline_ms > now ? deadline_ms - now : 0, 0);
+}
+
+void Connection::onTimer() {
+  timer_armed_ = false;
+  uint64_t now = uv_now(worker_.loop());
+  if (now < deadline_ms_) {
+    setDeadline(deadline_ms_);
+    return;
+  }
+  if (phase_ != Phase::Open || write_in_flight_) {
+    closeNow();  // lingering over, or a client that stopped reading our response
+  } else if (parser_.inRequest() || requests_ == 0) {
+    failRequest(408, "request timeout");
+    flush();
+  } else {
+    closeNow();  // idle keep-alive
+  }
+}
+
+void Connection::closeNow() {
+  if (phase_ == Phase::Closed) return;
+  phase_ = Phase::Closed;
+  auto on_closed = [](uv_handle_t* h) { owner(h).onHandleClosed(); };
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_closed);
+}
+
+void Connection::onHandleClosed() {
+  if (--handles_open_ == 0) worker_.onConnectionClosed(self_);  // destroys *this
+}
+
+}  // namespace phalanx::worker

@@ -1,0 +1,93 @@
+// One client connection: reads, parses, answers in order, writes, times out.
+//
+// Life: start() → reading requests → (close wanted) → flush → shutdown(FIN) →
+// linger until the client closes or kLingerMs → close → Worker::onConnectionClosed.
+//
+// Writes: responses to everything parsed from one read are appended to one
+// buffer and sent with one uv_try_write; only what the socket does not take goes
+// through a queued uv_write. Reading stops while more than kMaxPendingOutput is
+// unsent (a pipelining client that does not read cannot grow our memory).
+//
+// Timeouts: one uv timer per connection, re-armed lazily: a new deadline later
+// than the armed one is only recorded, so a keep-alive request costs no timer
+// operation. Deadlines: header_timeout from a request's first byte (and from
+// accept) to the end of its headers, then between body reads → 408 and close;
+// idle_timeout between requests → close without a response.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <list>
+#include <string>
+
+#include "worker/http_parser.h"
+#include "worker/response.h"
+
+namespace phalanx::worker {
+
+class Worker;
+
+class Connection final : public RequestParser::Listener {
+ public:
+  static constexpr size_t kMaxPendingOutput = 1 << 20;
+  static constexpr uint64_t kLingerMs = 2000;
+
+  explicit Connection(Worker& worker);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Takes ownership of an accepted, non-blocking socket. On failure the socket is
+  // closed and the connection closes itself.
+  void start(int fd, std::list<Connection>::iterator self);
+
+  // Graceful stop: an idle connection closes now; a busy one answers its current
+  // request with Connection: close and then closes.
+  void beginDrain();
+
+ private:
+  enum class Phase { Open, Closing, Closed };
+
+  // RequestParser::Listener
+  void onRequestBegin(Request& request) override;
+  void onHeadersComplete(Request& request) override;
+  void onRequest(Request& request) override;
+
+  void startReading();
+  void stopReading();
+  void onRead(ssize_t nread, const uv_buf_t* buf);
+  void onTimer();
+  void onWriteDone(int status);
+  void failRequest(int status, const char* reason);
+  void flush();
+  void finishWriting();
+  void startClosing();
+  void closeNow();
+  void onHandleClosed();
+  void setDeadline(uint64_t deadline_ms);
+  void countResponse(int status, uint64_t bytes, const Request* request);
+  bool idle() const;
+
+  Worker& worker_;
+  std::list<Connection>::iterator self_;
+  uv_tcp_t tcp_{};
+  uv_timer_t timer_{};
+  uv_write_t write_req_{};
+  uv_shutdown_t shutdown_req_{};
+  RequestParser parser_;
+  std::string out_;      // responses not yet handed to the socket
+  std::string writing_;  // bytes owned by the in-flight uv_write
+  Phase phase_ = Phase::Open;
+  bool write_in_flight_ = false;
+  bool close_after_write_ = false;
+  bool reading_ = false;
+  bool eof_ = false;
+  bool timer_armed_ = false;
+  uint64_t requests_ = 0;
+  uint64_t deadline_ms_ = 0;
+  uint64_t timer_due_ms_ = 0;
+  int handles_open_ = 0;
+  std::string client_;  // "ip:port", filled only when the access log is on
+};
+
+}  // namespace phalanx::worker

@@ -1,0 +1,162 @@
+#include "worker/http_parser.h"
+
+#include <strings.h>
+
+namespace phalanx::worker {
+
+namespace {
+
+RequestParser& self(llhttp_t* p) { return *static_cast<RequestParser*>(p->data); }
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
+
+RequestParser::RequestParser(Listener& listener, Limits limits)
+    : listener_(listener), limits_(limits) {
+  // llhttp keeps a pointer to its settings: one static table for every parser.
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = &RequestParser::onMessageBegin;
+    s.on_url = &RequestParser::onUrl;
+    s.on_header_field = &RequestParser::onHeaderField;
+    s.on_header_value = &RequestParser::onHeaderValue;
+    s.on_header_value_complete = &RequestParser::onHeaderValueComplete;
+    s.on_headers_complete = &RequestParser::onHeadersComplete;
+    s.on_body = &RequestParser::onBody;
+    s.on_message_complete = &RequestParser::onMessageComplete;
+    return s;
+  }();
+  llhttp_init(&parser_, HTTP_REQUEST, &settings);
+  parser_.data = this;
+}
+
+RequestParser::Outcome RequestParser::feed(const char* data, size_t length) {
+  if (error_status_ != 0) return Outcome::Error;
+  if (stopped_) return Outcome::Stopped;
+  llhttp_errno_t err = llhttp_execute(&parser_, data, length);
+  switch (err) {
+    case HPE_OK:
+      return Outcome::Consumed;
+    case HPE_PAUSED:
+    case HPE_PAUSED_UPGRADE:  // phalanx does not upgrade: the response said close
+      stopped_ = true;
+      return Outcome::Stopped;
+    default:
+      if (error_status_ == 0) fail(400, llhttp_errno_name(err));
+      return Outcome::Error;
+  }
+}
+
+int RequestParser::fail(int status, const char* reason) {
+  error_status_ = status;
+  error_reason_ = reason;
+  return HPE_USER;
+}
+
+bool RequestParser::countHeaderBytes(size_t length) {
+  header_bytes_ += length;
+  return header_bytes_ <= limits_.max_header_bytes;
+}
+
+int RequestParser::onMessageBegin(llhttp_t* p) {
+  RequestParser& s = self(p);
+  s.in_request_ = true;
+  s.headers_done_ = false;
+  s.in_value_ = false;
+  s.header_bytes_ = 0;
+  Request& r = s.request_;
+  r.target.clear();
+  r.header_count_ = 0;
+  r.body_bytes = 0;
+  r.expect_continue = false;
+  s.listener_.onRequestBegin(r);
+  return 0;
+}
+
+int RequestParser::onUrl(llhttp_t* p, const char* at, size_t length) {
+  RequestParser& s = self(p);
+  // + method and version: what the request line costs beyond its target.
+  if (!s.countHeaderBytes(length + (s.request_.target.empty() ? 16 : 0))) {
+    return s.fail(431, "request line too large");
+  }
+  s.request_.target.append(at, length);
+  return 0;
+}
+
+int RequestParser::onHeaderField(llhttp_t* p, const char* at, size_t length) {
+  RequestParser& s = self(p);
+  Request& r = s.request_;
+  if (!s.countHeaderBytes(length + (s.in_value_ || r.header_count_ == 0 ? 4 : 0))) {
+    return s.fail(431, "headers too large");
+  }
+  if (s.in_value_ || r.header_count_ == 0) {
+    // A new header: reuse the slot's strings (and their capacity) if there is one.
+    if (r.header_count_ == r.headers_.size()) r.headers_.emplace_back();
+    auto& h = r.headers_[r.header_count_++];
+    h.first.clear();
+    h.second.clear();
+    s.in_value_ = false;
+  }
+  r.headers_[r.header_count_ - 1].first.append(at, length);
+  return 0;
+}
+
+int RequestParser::onHeaderValue(llhttp_t* p, const char* at, size_t length) {
+  RequestParser& s = self(p);
+  if (!s.countHeaderBytes(length)) return s.fail(431, "headers too large");
+  s.in_value_ = true;
+  s.request_.headers_[s.request_.header_count_ - 1].second.append(at, length);
+  return 0;
+}
+
+int RequestParser::onHeaderValueComplete(llhttp_t* p) {
+  RequestParser& s = self(p);
+  Request& r = s.request_;
+  if (r.header_count_ == 0) return 0;
+  const auto& [name, value] = r.headers_[r.header_count_ - 1];
+  s.in_value_ = true;  // an empty value gets no onHeaderValue call
+  if (equalsIgnoreCase(name, "expect")) {
+    if (!equalsIgnoreCase(value, "100-continue")) return s.fail(417, "unsupported Expect");
+    r.expect_continue = true;
+  }
+  return 0;
+}
+
+int RequestParser::onHeadersComplete(llhttp_t* p) {
+  RequestParser& s = self(p);
+  Request& r = s.request_;
+  s.headers_done_ = true;
+  r.method = p->method;
+  r.http_major = p->http_major;
+  r.http_minor = p->http_minor;
+  r.keep_alive = llhttp_should_keep_alive(p) != 0;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s.limits_.max_body_bytes) {
+    s.fail(413, "body too large");
+    return -1;
+  }
+  // 100-continue is an HTTP/1.1 mechanism, and only means something before a body.
+  bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+  r.expect_continue = r.expect_continue && has_body && r.http_major == 1 && r.http_minor >= 1;
+  s.listener_.onHeadersComplete(r);
+  return 0;
+}
+
+int RequestParser::onBody(llhttp_t* p, const char*, size_t length) {
+  RequestParser& s = self(p);
+  s.request_.body_bytes += length;
+  if (s.request_.body_bytes > s.limits_.max_body_bytes) return s.fail(413, "body too large");
+  return 0;
+}
+
+int RequestParser::onMessageComplete(llhttp_t* p) {
+  RequestParser& s = self(p);
+  s.in_request_ = false;
+  s.listener_.onRequest(s.request_);
+  return s.stopped_ ? HPE_PAUSED : 0;
+}
+
+}  // namespace phalanx::worker

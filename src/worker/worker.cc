@@ -1,0 +1,244 @@
+#include "worker/worker.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "shared/logging.h"
+
+namespace phalanx::worker {
+
+namespace {
+
+constexpr size_t kReadBufferBytes = 64 * 1024;
+constexpr int kAcceptBatch = 64;
+constexpr uint64_t kHeartbeatMs = 500;
+constexpr uint64_t kAcceptRetryMs = 100;
+
+template <typename T>
+Worker& owner(T* handle) {
+  return *static_cast<Worker*>(handle->data);
+}
+
+std::string readAll(int fd) {
+  std::string text;
+  char buf[8192];
+  off_t offset = 0;
+  for (;;) {
+    ssize_t n = pread(fd, buf, sizeof buf, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    offset += n;
+  }
+  return text;
+}
+
+}  // namespace
+
+Worker::Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion region,
+               const WorkerOptions& options)
+    : loop_(loop),
+      config_(std::move(config)),
+      region_(std::move(region)),
+      slot_(region_.slot(options.slot)),
+      options_(options),
+      handlers_(config_, {.slot = options.slot,
+                          .generation = options.generation,
+                          .pid = getpid(),
+                          .started_at_ms = shared::wallMs()}),
+      read_buffer_(new char[kReadBufferBytes]) {}
+
+uv_buf_t Worker::readBuffer() { return uv_buf_init(read_buffer_.get(), kReadBufferBytes); }
+
+bool Worker::start(std::string* error) {
+  if (config_.log.access != "off") {
+    access_log_ = AccessLog::open(config_.log.access, options_.slot, error);
+    if (!access_log_) return false;
+  }
+  for (int fd : options_.listen_fds) {
+    auto listener = std::make_unique<Listener>();
+    listener->worker = this;
+    listener->fd = fd;
+    listener->poll.data = listener.get();
+    if (int rc = uv_poll_init_socket(loop_, &listener->poll, fd); rc != 0) {
+      *error = "listening fd " + std::to_string(fd) + ": " + uv_strerror(rc);
+      return false;
+    }
+    listeners_.push_back(std::move(listener));
+  }
+  resumeAccepting();
+
+  uv_signal_init(loop_, &sigterm_);
+  sigterm_.data = this;
+  uv_signal_start(&sigterm_, [](uv_signal_t* h, int) { owner(h).beginDrain(); }, SIGTERM);
+  uv_signal_init(loop_, &sigquit_);
+  sigquit_.data = this;
+  uv_signal_start(&sigquit_, [](uv_signal_t*, int) { _exit(0); }, SIGQUIT);
+
+  uv_timer_init(loop_, &heartbeat_timer_);
+  heartbeat_timer_.data = this;
+  uv_timer_start(&heartbeat_timer_, [](uv_timer_t* t) { owner(t).heartbeat(); }, 0, kHeartbeatMs);
+  uv_timer_init(loop_, &drain_timer_);
+  drain_timer_.data = this;
+  uv_timer_init(loop_, &accept_retry_timer_);
+  accept_retry_timer_.data = this;
+
+  slot_.pid.store(getpid(), std::memory_order_relaxed);
+  slot_.generation.store(options_.generation, std::memory_order_relaxed);
+  slot_.started_at_ms.store(shared::wallMs(), std::memory_order_relaxed);
+  slot_.state.store(static_cast<uint32_t>(shared::WorkerState::Ready), std::memory_order_release);
+  return true;
+}
+
+void Worker::heartbeat() {
+  slot_.heartbeat_ms.store(shared::monotonicMs(), std::memory_order_relaxed);
+  // The master is gone (PR_SET_PDEATHSIG covers most cases; this covers the
+  // race where it died before we set it): drain like on SIGTERM.
+  if (getppid() != options_.master_pid && !draining_) beginDrain();
+}
+
+void Worker::resumeAccepting() {
+  if (draining_) return;
+  accepting_paused_ = false;
+  for (auto& l : listeners_) {
+    if (l->polling) continue;
+    l->polling = true;
+    uv_poll_start(&l->poll, UV_READABLE, [](uv_poll_t* h, int status, int) {
+      auto* listener = static_cast<Listener*>(h->data);
+      if (status == 0) listener->worker->onAcceptable(*listener);
+    });
+  }
+}
+
+// The socket stays open: connections queue in its backlog until we resume.
+void Worker::pauseAccepting() {
+  accepting_paused_ = true;
+  for (auto& l : listeners_) {
+    if (l->polling) uv_poll_stop(&l->poll);
+    l->polling = false;
+  }
+}
+
+void Worker::onAcceptable(Listener& listener) {
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    if (open_connections_ >= config_.limits.max_connections) {
+      pauseAccepting();
+      return;
+    }
+    int fd = accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: back off instead of spinning on a readable socket.
+        spdlog::warn("accept: {}; pausing accepts for {} ms", std::strerror(errno),
+                     kAcceptRetryMs);
+        pauseAccepting();
+        uv_timer_start(&accept_retry_timer_, [](uv_timer_t* t) { owner(t).resumeAccepting(); },
+                       kAcceptRetryMs, 0);
+        return;
+      }
+      spdlog::error("accept: {}", std::strerror(errno));
+      return;
+    }
+    ++open_connections_;
+    slot_.bump(slot_.accepted_connections);
+    slot_.open_connections.store(open_connections_, std::memory_order_relaxed);
+    connections_.emplace_front(*this);
+    connections_.front().start(fd, connections_.begin());
+  }
+}
+
+void Worker::onConnectionClosed(std::list<Connection>::iterator connection) {
+  connections_.erase(connection);
+  --open_connections_;
+  slot_.open_connections.store(open_connections_, std::memory_order_relaxed);
+  if (draining_) {
+    if (connections_.empty()) stopLoop();
+  } else if (accepting_paused_ && open_connections_ < config_.limits.max_connections &&
+             !uv_is_active(reinterpret_cast<uv_handle_t*>(&accept_retry_timer_))) {
+    resumeAccepting();
+  }
+}
+
+void Worker::beginDrain() {
+  if (draining_) return;
+  spdlog::info("draining: {} open connections", open_connections_);
+  pauseAccepting();
+  draining_ = true;
+  slot_.state.store(static_cast<uint32_t>(shared::WorkerState::Draining),
+                    std::memory_order_release);
+  uv_timer_start(
+      &drain_timer_,
+      [](uv_timer_t* t) {
+        spdlog::warn("drain timeout: closing {} connections", owner(t).open_connections_);
+        owner(t).stopLoop();
+      },
+      config_.supervisor.drain_timeout_ms, 0);
+  // beginDrain() may close a connection, which erases it from the list.
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    auto next = std::next(it);
+    it->beginDrain();
+    it = next;
+  }
+  if (connections_.empty()) stopLoop();
+}
+
+void Worker::stopLoop() {
+  slot_.state.store(static_cast<uint32_t>(shared::WorkerState::Stopped),
+                    std::memory_order_release);
+  uv_stop(loop_);
+}
+
+int runWorker(const WorkerOptions& options) {
+  // Ctrl-C in a terminal reaches the whole process group; the master decides.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+
+  std::string text = readAll(options.config_fd);
+  close(options.config_fd);
+  auto parsed = shared::parseConfig(text);
+  if (!parsed.config) {
+    shared::setupErrorLog("worker " + std::to_string(options.slot), "info");
+    spdlog::critical("config handed down by the master does not parse: {}",
+                     parsed.errors.empty() ? "?" : parsed.errors.front());
+    return shared::kExitFatal;
+  }
+  shared::setupErrorLog("worker " + std::to_string(options.slot), parsed.config->log.level);
+
+  std::string error;
+  auto region = shared::SharedRegion::attach(options.shm_fd, &error);
+  if (!region) {
+    spdlog::critical("{}", error);
+    return shared::kExitFatal;
+  }
+  if (options.slot >= region.slotCapacity()) {
+    spdlog::critical("slot {} is outside the shm region's {} slots", options.slot,
+                     region.slotCapacity());
+    return shared::kExitFatal;
+  }
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int code = 0;
+  {
+    Worker worker(&loop, std::move(*parsed.config), std::move(region), options);
+    if (!worker.start(&error)) {
+      spdlog::critical("cannot start: {}", error);
+      return shared::kExitFatal;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    spdlog::debug("stopped");
+  }
+  // Handles are left to the OS: the process exits right after the drain.
+  return code;
+}
+
+}  // namespace phalanx::worker

@@ -1,0 +1,88 @@
+// A worker process: adopts the sockets and the shm region the master passed
+// down, serves HTTP on a libuv loop, stamps its heartbeat, and drains on SIGTERM.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "shared/config.h"
+#include "shared/exit_codes.h"
+#include "shared/shm.h"
+#include "worker/access_log.h"
+#include "worker/connection.h"
+#include "worker/handlers.h"
+
+namespace phalanx::worker {
+
+// What the master hands a worker on its command line (`phalanx --worker ...`).
+struct WorkerOptions {
+  uint32_t slot = 0;
+  uint32_t generation = 1;
+  int master_pid = 0;
+  int shm_fd = -1;
+  int config_fd = -1;            // a memfd holding the exact config text the master validated
+  std::vector<int> listen_fds;  // this slot's listening sockets, one per listen address
+};
+
+// Returns the exit code: kExitOk after a clean drain, kExitFatal when it cannot start.
+int runWorker(const WorkerOptions& options);
+
+class Worker {
+ public:
+  Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion region,
+         const WorkerOptions& options);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts accepting and serving; returns false with `error` set if a socket
+  // cannot be adopted.
+  bool start(std::string* error);
+
+  // For connections.
+  uv_loop_t* loop() const { return loop_; }
+  const shared::Limits& limits() const { return config_.limits; }
+  Handlers& handlers() { return handlers_; }
+  AccessLog* accessLog() const { return access_log_.get(); }
+  shared::WorkerSlot& slot() { return slot_; }
+  bool draining() const { return draining_; }
+  uv_buf_t readBuffer();
+  void onConnectionClosed(std::list<Connection>::iterator connection);
+
+ private:
+  struct Listener {
+    Worker* worker = nullptr;
+    int fd = -1;
+    uv_poll_t poll{};
+    bool polling = false;
+  };
+
+  void onAcceptable(Listener& listener);
+  void pauseAccepting();
+  void resumeAccepting();
+  void beginDrain();
+  void stopLoop();
+  void heartbeat();
+
+  uv_loop_t* loop_;
+  shared::Config config_;
+  shared::SharedRegion region_;
+  shared::WorkerSlot& slot_;
+  WorkerOptions options_;
+  Handlers handlers_;
+  std::unique_ptr<AccessLog> access_log_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::list<Connection> connections_;
+  uint64_t open_connections_ = 0;
+  bool draining_ = false;
+  bool accepting_paused_ = false;
+  uv_signal_t sigterm_{}, sigquit_{};
+  uv_timer_t heartbeat_timer_{}, drain_timer_{}, accept_retry_timer_{};
+  std::unique_ptr<char[]> read_buffer_;
+};
+
+}  // namespace phalanx::worker

@@ -1,0 +1,609 @@
+"""Integration-test harness for phalanx.
+
+Starts the real binary (``PHALANX_BIN``, default ``<repo>/build/phalanx``) with a
+temporary JSON config on a free loopback port, waits until the master has forked
+its workers and ``/health/live`` answers, and always tears everything down again
+(SIGTERM to the master, then SIGKILL to the whole session).  Everything here uses
+the Python standard library and pytest only.
+
+Helpers:
+  * ``Phalanx``      one running master + workers, with /proc introspection
+  * ``Conn``         a raw keep-alive HTTP/1.x client over a plain socket
+  * ``build_request`` / ``http_get`` small conveniences on top of ``Conn``
+  * ``listening_inodes`` / ``socket_inodes`` map listening sockets to processes
+"""
+
+import copy
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PHALANX_BIN = os.environ.get("PHALANX_BIN") or os.path.join(REPO, "build", "phalanx")
+
+WORKER_TITLE = re.compile(r"^phalanx: worker (\d+) gen (\d+)")
+MASTER_TITLE_PREFIX = "phalanx: master"
+
+# Every Phalanx instance started by the suite; used to attach logs to failures.
+_INSTANCES = []
+
+
+# --------------------------------------------------------------------------
+# pytest plumbing
+# --------------------------------------------------------------------------
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failing test, append the stderr of every phalanx started for it."""
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    started = getattr(item, "_phalanx_started_at", None)
+    for inst in _INSTANCES:
+        relevant = inst.running() or (started is not None and inst.started_at >= started)
+        if relevant:
+            rep.sections.append((f"phalanx master stderr ({inst.workdir})", inst.log()[-20000:]))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item._phalanx_started_at = time.monotonic()
+
+
+@pytest.fixture(scope="session")
+def phalanx_bin():
+    if not (os.path.isfile(PHALANX_BIN) and os.access(PHALANX_BIN, os.X_OK)):
+        pytest.fail(f"phalanx binary not found at {PHALANX_BIN} (build it with `make build` "
+                    f"or set PHALANX_BIN)", pytrace=False)
+    return PHALANX_BIN
+
+
+@pytest.fixture
+def phalanx_factory(phalanx_bin, tmp_path):
+    """Start phalanx instances for one test; all of them are stopped afterwards."""
+    made = []
+
+    def start(config=None, workers=2, wait=True, **overrides):
+        idx = len(made)
+        workdir = tmp_path / f"phalanx{idx}"
+        workdir.mkdir()
+        cfg = config if config is not None else make_config(workers=workers, **overrides)
+        inst = Phalanx(phalanx_bin, str(workdir), cfg)
+        made.append(inst)
+        inst.start(wait=wait)
+        return inst
+
+    yield start
+    for inst in made:
+        inst.cleanup()
+
+
+def module_server(request, tmp_path_factory, name, **config_kw):
+    """Start one shared phalanx for a test module; registers its cleanup."""
+    if not (os.path.isfile(PHALANX_BIN) and os.access(PHALANX_BIN, os.X_OK)):
+        pytest.fail(f"phalanx binary not found at {PHALANX_BIN}", pytrace=False)
+    workdir = tmp_path_factory.mktemp(name)
+    inst = Phalanx(PHALANX_BIN, str(workdir), make_config(**config_kw))
+    request.addfinalizer(inst.cleanup)
+    inst.start()
+    return inst
+
+
+# --------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------
+
+DEFAULT_ROUTES = [
+    {"path": "/health/live", "builtin": "live"},
+    {"path": "/", "static": {"status": 200, "body": "ok\n",
+                             "headers": {"Content-Type": "text/plain"}}},
+    {"path": "/a", "static": {"status": 200, "body": "first"}},
+    {"path": "/b", "static": {"status": 200, "body": "second"}},
+    {"path": "/c", "static": {"status": 200, "body": "third"}},
+    {"prefix": "/static/", "static": {"status": 201, "body": "prefixed"}},
+]
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_config(workers=2, limits=None, log=None, listen=None, routes=None, extra=None):
+    cfg = {
+        "listen": listen or [f"127.0.0.1:{free_port()}"],
+        "workers": workers,
+        "log": log or {"level": "info", "access": "off"},
+        "routes": copy.deepcopy(routes if routes is not None else DEFAULT_ROUTES),
+    }
+    if limits:
+        cfg["limits"] = dict(limits)
+    if extra:
+        cfg.update(extra)
+    return cfg
+
+
+# --------------------------------------------------------------------------
+# /proc helpers
+# --------------------------------------------------------------------------
+
+def proc_stat(pid):
+    """(state, ppid, pgrp, session) of pid, or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    rest = data[data.rindex(")") + 2:].split()
+    return rest[0], int(rest[1]), int(rest[2]), int(rest[3])
+
+
+def proc_title(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+
+
+def all_pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def children_of(ppid):
+    """Live (non-zombie) children of ppid."""
+    out = []
+    for pid in all_pids():
+        st = proc_stat(pid)
+        if st and st[1] == ppid and st[0] != "Z":
+            out.append(pid)
+    return out
+
+
+def session_members(sid):
+    """Every process (including zombies) whose session id is sid: (pid, state, title)."""
+    out = []
+    for pid in all_pids():
+        st = proc_stat(pid)
+        if st and st[3] == sid:
+            out.append((pid, st[0], proc_title(pid)))
+    return out
+
+
+def pid_alive(pid):
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def listening_inodes(port):
+    """Inodes of TCP sockets in LISTEN state on the given local port (v4 and v6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            cols = line.split()
+            local, state, inode = cols[1], cols[3], cols[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(int(inode))
+    return inodes
+
+
+def socket_inodes(pid):
+    """Inodes of every socket fd held by pid."""
+    out = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        return out
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]", target)
+        if m:
+            out.add(int(m.group(1)))
+    return out
+
+
+# --------------------------------------------------------------------------
+# the server under test
+# --------------------------------------------------------------------------
+
+class Phalanx:
+    def __init__(self, binary, workdir, config):
+        self.binary = binary
+        self.workdir = workdir
+        self.config = config
+        self.config_path = os.path.join(workdir, "phalanx.json")
+        self.stderr_path = os.path.join(workdir, "master.stderr")
+        self.stdout_path = os.path.join(workdir, "master.stdout")
+        self.proc = None
+        self.started_at = time.monotonic()
+        self.seen_pids = set()
+        self.returncode = None
+        with open(self.config_path, "w") as f:
+            json.dump(config, f, indent=2)
+
+    # -- facts from the config
+    @property
+    def ports(self):
+        return [int(a.rsplit(":", 1)[1]) for a in self.config["listen"]]
+
+    @property
+    def port(self):
+        return self.ports[0]
+
+    @property
+    def nworkers(self):
+        return self.config["workers"]
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    # -- life cycle
+    def start(self, wait=True, timeout=10.0):
+        self.started_at = time.monotonic()
+        _INSTANCES.append(self)
+        self._err = open(self.stderr_path, "wb")
+        self._out = open(self.stdout_path, "wb")
+        self.proc = subprocess.Popen([self.binary, "-c", self.config_path],
+                                     stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=self._err, start_new_session=True,
+                                     cwd=self.workdir)
+        self.seen_pids.add(self.proc.pid)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                err = f.read().decode("utf-8", "replace")
+            with open(self.stdout_path, "rb") as f:
+                out = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+        return err + (("\n--- stdout ---\n" + out) if out else "")
+
+    def workers(self):
+        """{pid: (slot, generation)} of live children titled as workers."""
+        out = {}
+        for pid in children_of(self.proc.pid):
+            title = proc_title(pid) or ""
+            m = WORKER_TITLE.match(title)
+            if m:
+                out[pid] = (int(m.group(1)), int(m.group(2)))
+        self.seen_pids.update(out)
+        return out
+
+    def worker_pids(self):
+        return set(self.workers())
+
+    def worker_by_slot(self):
+        return {slot: pid for pid, (slot, _gen) in self.workers().items()}
+
+    def wait_workers(self, n=None, timeout=10.0):
+        n = self.nworkers if n is None else n
+        deadline = time.monotonic() + timeout
+        ws = {}
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise AssertionError(f"phalanx master exited early with {self.proc.returncode}:\n{self.log()}")
+            ws = self.workers()
+            if len(ws) == n and sorted(s for s, _ in ws.values()) == list(range(n)):
+                return ws
+            time.sleep(0.05)
+        titles = {p: proc_title(p) for p in children_of(self.proc.pid)}
+        raise AssertionError(f"expected {n} workers (slots 0..{n - 1}) under master {self.pid}, "
+                             f"children are {titles}\n{self.log()}")
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        n = self.nworkers if isinstance(self.nworkers, int) else None
+        if n is not None:
+            self.wait_workers(n, timeout)
+        # /health/live must answer on every port; several connections land on
+        # different SO_REUSEPORT sockets, so ask a few times.
+        for port in self.ports:
+            ok = 0
+            last = None
+            while ok < 2 * (n or 2):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"/health/live on port {port} not ready within {timeout}s "
+                                         f"(last: {last!r})\n{self.log()}")
+                if not self.running():
+                    raise AssertionError(f"phalanx master exited early with {self.proc.returncode}:\n{self.log()}")
+                try:
+                    r = http_get(port, "/health/live", timeout=1.0)
+                    last = r.status
+                    ok = ok + 1 if r.status == 200 else 0
+                except OSError as e:
+                    last = e
+                    ok = 0
+                    time.sleep(0.05)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Send sig to the master and wait for it; returns its exit status."""
+        self.workers()  # remember the pids for the leftover check
+        os.kill(self.proc.pid, sig)
+        self.returncode = self.proc.wait(timeout=timeout)
+        return self.returncode
+
+    def leftovers(self, timeout=3.0):
+        """Processes of this instance still present after the master exited."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = session_members(self.proc.pid)
+            known = {x[0] for x in left}
+            for p in self.seen_pids - known - {self.proc.pid}:
+                st = proc_stat(p)
+                if st:
+                    left.append((p, st[0], proc_title(p)))
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.05)
+
+    def cleanup(self):
+        if self.proc is None:
+            return
+        try:
+            if self.proc.poll() is None:
+                self.workers()
+                try:
+                    os.kill(self.proc.pid, signal.SIGTERM)
+                    self.proc.wait(timeout=10)
+                except (subprocess.TimeoutExpired, ProcessLookupError):
+                    pass
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            for pid in list(self.seen_pids):
+                if pid != self.proc.pid and pid_alive(pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
+                if f:
+                    f.close()
+
+    # -- checks shared by several tests
+    def assert_serving(self, path="/", expect=200, tries=None):
+        """Several fresh connections (spread over the SO_REUSEPORT sockets) all answer."""
+        n = self.nworkers if isinstance(self.nworkers, int) else 2
+        for i in range(tries or 2 * n):
+            r = http_get(self.port, path, timeout=3.0)
+            assert r.status == expect, f"follow-up request #{i} to {path} got {r.status}, wanted {expect}"
+
+    def assert_workers_survived(self, before):
+        after = self.worker_pids()
+        assert after == before, (f"worker pids changed: before {sorted(before)}, after {sorted(after)}"
+                                 f" (a worker died?)\n{self.log()[-3000:]}")
+        self.assert_serving()
+
+
+# --------------------------------------------------------------------------
+# raw HTTP client
+# --------------------------------------------------------------------------
+
+class Response:
+    def __init__(self, version, status, reason, headers, body, raw_head):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value) in wire order
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.headers!r} body={self.body[:200]!r}>"
+
+
+class Closed(Exception):
+    """The peer closed before a complete response arrived."""
+
+
+class Conn:
+    def __init__(self, port, timeout=5.0, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.eof = False
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        """Read more bytes into buf. False on EOF; raises socket.timeout past deadline."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("timed out waiting for response bytes")
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def _need(self, n, deadline):
+        while len(self.buf) < n:
+            if not self._fill(deadline):
+                raise Closed(f"connection closed with {len(self.buf)}/{n} bytes buffered: {self.buf[:300]!r}")
+
+    def _line(self, deadline):
+        while b"\r\n" not in self.buf:
+            if not self._fill(deadline):
+                raise Closed(f"connection closed mid-line: {self.buf[:300]!r}")
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_response(self, timeout=5.0, head=False):
+        """Read one response (an interim 1xx is returned as is, without body)."""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill(deadline):
+                raise Closed(f"connection closed before a complete response head: {self.buf[:300]!r}")
+        raw_head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = raw_head.decode("latin-1").split("\r\n")
+        m = re.match(r"^(HTTP/\d\.\d) (\d{3})(?: (.*))?$", lines[0])
+        assert m, f"bad status line {lines[0]!r}"
+        headers = []
+        for line in lines[1:]:
+            k, sep, v = line.partition(":")
+            assert sep, f"bad response header line {line!r}"
+            headers.append((k.strip(), v.strip()))
+        resp = Response(m.group(1), int(m.group(2)), m.group(3) or "", headers, b"", raw_head)
+        if head or resp.status < 200 or resp.status in (204, 304):
+            return resp
+        te = (resp.header("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            body = b""
+            while True:
+                size = int(self._line(deadline).split(b";")[0], 16)
+                if size == 0:
+                    while self._line(deadline) != b"":
+                        pass
+                    break
+                self._need(size + 2, deadline)
+                body += self.buf[:size]
+                self.buf = self.buf[size + 2:]
+            resp.body = body
+        elif resp.header("Content-Length") is not None:
+            n = int(resp.header("Content-Length"))
+            self._need(n, deadline)
+            resp.body, self.buf = self.buf[:n], self.buf[n:]
+        else:
+            while self._fill(deadline):
+                pass
+            resp.body, self.buf = self.buf, b""
+        return resp
+
+    def read_final(self, timeout=5.0, head=False):
+        """Read a response, skipping interim 1xx responses."""
+        while True:
+            r = self.read_response(timeout, head)
+            if r.status >= 200:
+                return r
+
+    def wait_closed(self, timeout=5.0):
+        """Wait for EOF. Returns (closed, extra_bytes_received)."""
+        deadline = time.monotonic() + timeout
+        extra = self.buf
+        self.buf = b""
+        if self.eof:
+            return True, extra
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False, extra
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return False, extra
+            except ConnectionResetError:
+                return True, extra
+            if not chunk:
+                self.eof = True
+                return True, extra
+            extra += chunk
+
+    def readable_within(self, timeout):
+        """True if any byte (or EOF) arrives within timeout, without consuming it."""
+        if self.buf:
+            return True
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        return bool(r)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def build_request(method="GET", path="/", version="HTTP/1.1", headers=None, body=b"", host=True):
+    if isinstance(body, str):
+        body = body.encode()
+    lines = [f"{method} {path} {version}"]
+    hdrs = list((headers or {}).items()) if isinstance(headers, dict) else list(headers or [])
+    if host and not any(k.lower() == "host" for k, _ in hdrs):
+        lines.append("Host: localhost")
+    for k, v in hdrs:
+        lines.append(f"{k}: {v}")
+    if body and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def http_get(port, path="/", timeout=5.0, method="GET", headers=None):
+    """One request on a fresh connection with Connection: close."""
+    hdrs = {"Connection": "close"}
+    hdrs.update(headers or {})
+    with Conn(port, timeout=timeout) as c:
+        c.send(build_request(method, path, headers=hdrs))
+        return c.read_final(timeout, head=(method == "HEAD"))
+
+
+def assert_common_headers(resp):
+    """Every phalanx response carries Date, Content-Length (or chunked) and Server: phalanx."""
+    assert resp.header("Server") == "phalanx", f"Server header is {resp.header('Server')!r}: {resp!r}"
+    assert resp.header("Date"), f"no Date header: {resp!r}"
+    assert resp.header("Content-Length") is not None or \
+        "chunked" in (resp.header("Transfer-Encoding") or "").lower(), f"no Content-Length: {resp!r}"
+
+
+def run(cmd, timeout=60, **kw):
+    """Run a command, returning CompletedProcess with text output."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)

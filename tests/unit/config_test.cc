@@ -1,0 +1,649 @@
+#include "shared/config.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+namespace doctest {
+// So a failed CHECK on an error list prints the lines.
+template <>
+struct StringMaker<std::vector<std::string>> {
+  static String convert(const std::vector<std::string>& lines) {
+    std::string text = "{";
+    for (const std::string& line : lines) text += "\n  \"" + line + "\"";
+    return (text + "\n}").c_str();
+  }
+};
+}  // namespace doctest
+
+namespace phalanx::shared {
+namespace {
+
+using Errors = std::vector<std::string>;
+
+// The smallest valid config; tests add one section to it.
+constexpr const char* kBase =
+    R"("listen": ["127.0.0.1:8080"], "routes": [{"path": "/", "static": {}}])";
+
+std::string doc(const std::string& extra = "") {
+  return "{" + std::string(kBase) + (extra.empty() ? "" : ", " + extra) + "}";
+}
+
+// A config whose only route is `route`, plus `extra` top-level keys.
+std::string withRoute(const std::string& route, const std::string& extra = "") {
+  return R"({"listen": ["127.0.0.1:8080"], "routes": [)" + route + "]" +
+         (extra.empty() ? "" : ", " + extra) + "}";
+}
+
+Errors errorsOf(const std::string& json) {
+  ConfigResult result = parseConfig(json);
+  CHECK(result.config.has_value() == result.errors.empty());
+  return result.errors;
+}
+
+Config valid(const std::string& json) {
+  ConfigResult result = parseConfig(json);
+  for (const std::string& error : result.errors) FAIL_CHECK("unexpected error: " << error);
+  REQUIRE(result.config.has_value());
+  return *result.config;
+}
+
+// The design's example, verbatim.
+constexpr const char* kDesignExample = R"({
+  "listen": ["127.0.0.1:8080"],
+  "workers": "auto",
+  "control_socket": "run/phalanx.sock",
+  "log": { "level": "info", "access": "stderr" },
+  "limits": { "max_header_bytes": 16384, "max_body_bytes": 1048576,
+              "header_timeout_ms": 10000, "idle_timeout_ms": 75000,
+              "max_connections": 10000 },
+  "supervisor": { "restart_base_ms": 100, "restart_factor": 1.5,
+                  "restart_max_ms": 15000, "min_uptime_ms": 30000,
+                  "max_unstable_restarts": 15, "max_memory": "512M",
+                  "heartbeat_timeout_ms": 30000, "drain_timeout_ms": 30000,
+                  "shutdown_timeout_ms": 30000,
+                  "max_requests": 0, "max_requests_jitter": 0 },
+  "redis": { "address": "127.0.0.1:6379", "timeout_ms": 50 },
+  "upstreams": {
+    "api": { "targets": [ { "address": "127.0.0.1:9001", "weight": 1 } ],
+             "balance": "round_robin",
+             "connect_timeout_ms": 1000, "timeout_ms": 30000, "retries": 1,
+             "health_check": { "path": "/health", "interval_ms": 2000 },
+             "breaker": { "consecutive_failures": 5, "failure_rate": 0.5,
+                          "minimum_calls": 10, "window_ms": 10000,
+                          "open_ms": 30000, "half_open_calls": 2,
+                          "slow_call_ms": 0, "share": "local" } } },
+  "tiers": { "free": { "rate": "100/h", "burst": 10 },
+             "premium": { "rate": "10000/h", "burst": 100 } },
+  "api_keys": [ { "key": "k-123", "tier": "premium" } ],
+  "rate_limits": { "per_ip": { "key": "ip", "rate": "1000/15m", "burst": 100,
+                               "mode": "local", "on_redis_error": "local" } },
+  "routes": [
+    { "path": "/health/live", "builtin": "live" },
+    { "path": "/metrics", "builtin": "metrics" },
+    { "prefix": "/api/", "upstream": "api", "rate_limit": "per_ip",
+      "auth": "api_key", "cache": { "ttl_ms": 300000 } },
+    { "path": "/", "static": { "status": 200, "body": "ok\n",
+                              "headers": { "Content-Type": "text/plain" } } }
+  ]
+})";
+
+std::string replaceOnce(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+
+TEST_CASE("config: the design's example reports exactly the parts not available yet") {
+  CHECK(errorsOf(kDesignExample) ==
+        Errors{"routes[1].builtin: unknown builtin \"metrics\" (known: live)",
+               "routes[2].upstream: proxy routes are not available in this version",
+               "routes[2].rate_limit: not available in this version",
+               "routes[2].auth: not available in this version",
+               "routes[2].cache: not available in this version"});
+}
+
+TEST_CASE("config: the design's example minus the refused routes parses with its values") {
+  std::string json = replaceOnce(kDesignExample, R"({ "path": "/metrics", "builtin": "metrics" },
+    { "prefix": "/api/", "upstream": "api", "rate_limit": "per_ip",
+      "auth": "api_key", "cache": { "ttl_ms": 300000 } },)",
+                                 "");
+  Config c = valid(json);
+  REQUIRE(c.listen.size() == 1);
+  CHECK(c.listen[0].text == "127.0.0.1:8080");
+  CHECK(c.listen[0].port == 8080);
+  CHECK(c.workers == 0);
+  CHECK(effectiveWorkers(c) >= 1);
+  CHECK(c.control_socket == "run/phalanx.sock");
+  CHECK(c.log.level == "info");
+  CHECK(c.log.access == "stderr");
+  CHECK(c.limits.max_header_bytes == 16384);
+  CHECK(c.limits.max_body_bytes == 1048576);
+  CHECK(c.limits.header_timeout_ms == 10000);
+  CHECK(c.limits.idle_timeout_ms == 75000);
+  CHECK(c.limits.max_connections == 10000);
+  CHECK(c.supervisor.restart_base_ms == 100);
+  CHECK(c.supervisor.restart_factor == 1.5);
+  CHECK(c.supervisor.restart_max_ms == 15000);
+  CHECK(c.supervisor.min_uptime_ms == 30000);
+  CHECK(c.supervisor.max_unstable_restarts == 15);
+  CHECK(c.supervisor.max_memory_bytes == 512ull << 20);
+  CHECK(c.supervisor.heartbeat_timeout_ms == 30000);
+  CHECK(c.supervisor.drain_timeout_ms == 30000);
+  CHECK(c.supervisor.shutdown_timeout_ms == 30000);
+  CHECK(c.supervisor.max_requests == 0);
+  CHECK(c.supervisor.max_requests_jitter == 0);
+  REQUIRE(c.redis.has_value());
+  CHECK(c.redis->address == *parseAddress("127.0.0.1:6379", nullptr));
+  CHECK(c.redis->timeout_ms == 50);
+
+  REQUIRE(c.upstreams.count("api") == 1);
+  const UpstreamConfig& api = c.upstreams.at("api");
+  REQUIRE(api.targets.size() == 1);
+  CHECK(api.targets[0].address.port == 9001);
+  CHECK(api.targets[0].weight == 1);
+  CHECK(api.balance == "round_robin");
+  CHECK(api.connect_timeout_ms == 1000);
+  CHECK(api.timeout_ms == 30000);
+  CHECK(api.retries == 1);
+  REQUIRE(api.health_check.has_value());
+  CHECK(api.health_check->path == "/health");
+  CHECK(api.health_check->interval_ms == 2000);
+  CHECK(api.breaker.consecutive_failures == 5);
+  CHECK(api.breaker.failure_rate == 0.5);
+  CHECK(api.breaker.minimum_calls == 10);
+  CHECK(api.breaker.window_ms == 10000);
+  CHECK(api.breaker.open_ms == 30000);
+  CHECK(api.breaker.half_open_calls == 2);
+  CHECK(api.breaker.slow_call_ms == 0);
+  CHECK(api.breaker.share == "local");
+
+  REQUIRE(c.tiers.size() == 2);
+  CHECK(c.tiers.at("free").rate.count == 100);
+  CHECK(c.tiers.at("free").rate.period_ms == 3'600'000);
+  CHECK(c.tiers.at("free").burst == 10);
+  CHECK(c.tiers.at("premium").rate.count == 10000);
+  CHECK(c.tiers.at("premium").burst == 100);
+  REQUIRE(c.api_keys.size() == 1);
+  CHECK(c.api_keys[0].key == "k-123");
+  CHECK(c.api_keys[0].tier == "premium");
+  const RateLimitConfig& per_ip = c.rate_limits.at("per_ip");
+  CHECK(per_ip.key == "ip");
+  CHECK(per_ip.rate.count == 1000);
+  CHECK(per_ip.rate.period_ms == 15 * 60'000);
+  CHECK(per_ip.burst == 100);
+  CHECK(per_ip.mode == "local");
+  CHECK(per_ip.on_redis_error == "local");
+
+  REQUIRE(c.routes.size() == 2);
+  CHECK(c.routes[0].match == RouteMatch::Exact);
+  CHECK(c.routes[0].path == "/health/live");
+  CHECK(c.routes[0].kind == RouteKind::Builtin);
+  CHECK(c.routes[0].builtin == Builtin::Live);
+  CHECK(c.routes[1].path == "/");
+  CHECK(c.routes[1].kind == RouteKind::Static);
+  CHECK(c.routes[1].static_response.status == 200);
+  CHECK(c.routes[1].static_response.body == "ok\n");
+  REQUIRE(c.routes[1].static_response.headers.size() == 1);
+  CHECK(c.routes[1].static_response.headers[0].first == "Content-Type");
+  CHECK(c.routes[1].static_response.headers[0].second == "text/plain");
+}
+
+TEST_CASE("config: defaults apply when sections are missing") {
+  Config c = valid(doc());
+  Config defaults;
+  CHECK(c.workers == 0);
+  CHECK(c.control_socket == defaults.control_socket);
+  CHECK(c.log.level == "info");
+  CHECK(c.log.access == "off");
+  CHECK(c.limits.max_header_bytes == defaults.limits.max_header_bytes);
+  CHECK(c.limits.idle_timeout_ms == defaults.limits.idle_timeout_ms);
+  CHECK(c.supervisor.restart_factor == defaults.supervisor.restart_factor);
+  CHECK(c.supervisor.max_memory_bytes == defaults.supervisor.max_memory_bytes);
+  CHECK_FALSE(c.redis.has_value());
+  CHECK(c.upstreams.empty());
+  CHECK(c.tiers.empty());
+  CHECK(c.api_keys.empty());
+  CHECK(c.rate_limits.empty());
+  REQUIRE(c.routes.size() == 1);
+  CHECK(c.routes[0].static_response.status == 200);
+  CHECK(c.routes[0].static_response.body.empty());
+  CHECK(c.routes[0].static_response.headers.empty());
+}
+
+TEST_CASE("config: defaults inside sections: partial sections keep the rest") {
+  Config c = valid(doc(R"("limits": {"max_connections": 5}, "redis": {},
+      "upstreams": {"a": {"targets": [{"address": "127.0.0.1:9001"}]}},
+      "tiers": {"t": {"rate": "10/s"}},
+      "rate_limits": {"r": {"rate": "1000/15m"}})"));
+  CHECK(c.limits.max_connections == 5);
+  CHECK(c.limits.max_body_bytes == 1048576);
+  REQUIRE(c.redis.has_value());
+  CHECK(c.redis->address == *parseAddress("127.0.0.1:6379", nullptr));
+  CHECK(c.redis->timeout_ms == 50);
+  const UpstreamConfig& a = c.upstreams.at("a");
+  CHECK(a.targets[0].weight == 1);
+  CHECK(a.balance == "round_robin");
+  CHECK_FALSE(a.health_check.has_value());
+  CHECK(a.breaker.consecutive_failures == 5);
+  CHECK(c.tiers.at("t").burst == 10);  // burst defaults to the rate's count
+  CHECK(c.rate_limits.at("r").burst == 1000);
+  CHECK(c.rate_limits.at("r").key == "ip");
+  CHECK(c.rate_limits.at("r").mode == "local");
+}
+
+TEST_CASE("config: workers is a positive integer up to 1024, or \"auto\"") {
+  CHECK(valid(doc(R"("workers": 4)")).workers == 4);
+  CHECK(effectiveWorkers(valid(doc(R"("workers": 4)"))) == 4);
+  Config automatic = valid(doc(R"("workers": "auto")"));
+  CHECK(automatic.workers == 0);
+  CHECK(effectiveWorkers(automatic) >= 1);
+  CHECK(errorsOf(doc(R"("workers": 0)")) == Errors{"workers: expected a positive integer, got 0"});
+  CHECK(errorsOf(doc(R"("workers": 1025)")) == Errors{"workers: must be at most 1024"});
+  CHECK(errorsOf(doc(R"("workers": "four")")) ==
+        Errors{"workers: expected a positive integer or \"auto\", got \"four\""});
+  CHECK(errorsOf(doc(R"("workers": true)")) ==
+        Errors{"workers: expected a positive integer or \"auto\", got boolean"});
+}
+
+TEST_CASE("config: loadConfigFile reports a missing or unreadable file by name") {
+  CHECK(loadConfigFile("/nonexistent/phalanx.json").errors ==
+        Errors{"/nonexistent/phalanx.json: cannot read: No such file or directory"});
+  CHECK(loadConfigFile("/").errors == Errors{"/: cannot read: Is a directory"});
+}
+
+TEST_CASE("config: loadConfigFile parses the file and hands back its bytes") {
+  char path[] = "/tmp/phalanx-config-test-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::string text = doc(R"("workers": 3)");
+  std::ofstream(path) << text;
+  std::string bytes;
+  ConfigResult result = loadConfigFile(path, &bytes);
+  std::remove(path);
+  CHECK(result.errors.empty());
+  REQUIRE(result.config.has_value());
+  CHECK(result.config->workers == 3);
+  CHECK(bytes == text);
+}
+
+TEST_CASE("config: invalid JSON is one error naming the parser's complaint") {
+  for (const char* text : {"", "{", R"({"listen": [})", "{} {}", "nul", R"({"a": 1,})"}) {
+    CAPTURE(text);
+    Errors errors = errorsOf(text);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].rfind("invalid JSON: ", 0) == 0);
+    CHECK(errors[0].size() > std::string("invalid JSON: ").size());
+  }
+}
+
+TEST_CASE("config: the top level must be an object") {
+  CHECK(errorsOf("[]") == Errors{"top level: expected an object, got array"});
+  CHECK(errorsOf("42") == Errors{"top level: expected an object, got number"});
+}
+
+TEST_CASE("config: listen and routes are required and non-empty") {
+  CHECK(errorsOf("{}") == Errors{"listen: required", "routes: required"});
+  CHECK(errorsOf(R"({"listen": [], "routes": []})") ==
+        Errors{"listen: must not be empty", "routes: must not be empty"});
+  CHECK(errorsOf(R"({"listen": "127.0.0.1:80", "routes": {}})") ==
+        Errors{"listen: expected an array, got string", "routes: expected an array, got object"});
+}
+
+TEST_CASE("config: bad listen addresses name their index") {
+  std::string json = R"({"listen": ["127.0.0.1:0", "foo:80", 8080, "*:80", "0.0.0.0:80"],
+                         "routes": [{"path": "/", "static": {}}]})";
+  CHECK(errorsOf(json) ==
+        Errors{"listen[0]: port must be 1-65535",
+               "listen[1]: not an IP address: \"foo\" (hostnames are not resolved)",
+               "listen[2]: expected a string, got number", "listen[4]: same address as listen[3]"});
+}
+
+TEST_CASE("config: wrong types name the expected and the actual JSON type") {
+  CHECK(errorsOf(doc(R"("limits": {"max_header_bytes": "16k"})")) ==
+        Errors{"limits.max_header_bytes: expected a positive integer, got string"});
+  CHECK(errorsOf(doc(R"("limits": {"max_body_bytes": null})")) ==
+        Errors{"limits.max_body_bytes: expected a positive integer, got null"});
+  CHECK(errorsOf(doc(R"("limits": [])")) == Errors{"limits: expected an object, got array"});
+  CHECK(errorsOf(doc(R"("control_socket": 1)")) ==
+        Errors{"control_socket: expected a string, got number"});
+  CHECK(errorsOf(doc(R"("supervisor": {"restart_factor": "fast"})")) ==
+        Errors{"supervisor.restart_factor: expected a number, got string"});
+  CHECK(errorsOf(doc(R"("log": {"level": false})")) ==
+        Errors{"log.level: expected a string, got boolean"});
+}
+
+TEST_CASE("config: integers are non-negative, whole and fit their field") {
+  CHECK(errorsOf(doc(R"("limits": {"idle_timeout_ms": -5})")) ==
+        Errors{"limits.idle_timeout_ms: expected a positive integer, got -5"});
+  CHECK(errorsOf(doc(R"("limits": {"idle_timeout_ms": 1.5})")) ==
+        Errors{"limits.idle_timeout_ms: expected an integer, got 1.5"});
+  CHECK(errorsOf(doc(R"("limits": {"idle_timeout_ms": 0})")) ==
+        Errors{"limits.idle_timeout_ms: expected a positive integer, got 0"});
+  CHECK(errorsOf(doc(R"("limits": {"idle_timeout_ms": 4294967296})")) ==
+        Errors{"limits.idle_timeout_ms: must be at most 4294967295"});
+  CHECK(valid(doc(R"("limits": {"idle_timeout_ms": 4294967295})")).limits.idle_timeout_ms ==
+        4294967295u);
+  CHECK(valid(doc(R"("limits": {"idle_timeout_ms": 1e3})")).limits.idle_timeout_ms == 1000);
+  CHECK(valid(doc(R"("limits": {"max_body_bytes": 18446744073709551615})")).limits.max_body_bytes ==
+        18446744073709551615ull);
+  CHECK(errorsOf(doc(R"("limits": {"max_header_bytes": 512})")) ==
+        Errors{"limits.max_header_bytes: must be at least 1024"});
+  CHECK(errorsOf(doc(R"("supervisor": {"max_requests": -1})")) ==
+        Errors{"supervisor.max_requests: expected a non-negative integer, got -1"});
+  CHECK(valid(doc(R"("supervisor": {"max_requests": 0, "max_unstable_restarts": 0})"))
+            .supervisor.max_requests == 0);
+}
+
+TEST_CASE("config: unknown keys are errors, at the top and nested, with a hint for typos") {
+  CHECK(errorsOf(doc(R"("bogus": 1)")) == Errors{"bogus: unknown key"});
+  CHECK(errorsOf(doc(R"("supervisor": {"bogus": 1})")) == Errors{"supervisor.bogus: unknown key"});
+  CHECK(errorsOf(doc(R"("limits": {"max_header_byte": 2048})")) ==
+        Errors{"limits.max_header_byte: unknown key (did you mean \"max_header_bytes\"?)"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"stauts": 200}})")) ==
+        Errors{"routes[0].static.stauts: unknown key (did you mean \"status\"?)"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "builtin": "live", "x": 1})")) ==
+        Errors{"routes[0].x: unknown key"});
+  CHECK(errorsOf(doc(R"("upstreams": {"a": {"targets": [{"address": "127.0.0.1:1", "w": 2}]}})")) ==
+        Errors{"upstreams.a.targets[0].w: unknown key"});
+}
+
+TEST_CASE("config: duplicate keys are errors") {
+  CHECK(errorsOf(doc(R"("workers": 2, "workers": 3)")) == Errors{"workers: duplicate key"});
+  CHECK(errorsOf(doc(R"("limits": {"max_body_bytes": 1, "max_body_bytes": 2})")) ==
+        Errors{"limits.max_body_bytes: duplicate key"});
+  CHECK(errorsOf(doc(R"("tiers": {"t": {"rate": "1/s"}, "t": {"rate": "2/s"}})")) ==
+        Errors{"tiers.t: duplicate key"});
+}
+
+TEST_CASE("config: a route matches by exactly one of path and prefix") {
+  CHECK(errorsOf(withRoute(R"({"path": "/a", "prefix": "/a", "builtin": "live"})")) ==
+        Errors{"routes[0]: has both \"path\" and \"prefix\"; give one"});
+  CHECK(errorsOf(withRoute(R"({"builtin": "live"})")) ==
+        Errors{"routes[0]: needs \"path\" (exact) or \"prefix\""});
+  CHECK(errorsOf(withRoute(R"({"prefix": "api", "builtin": "live"})")) ==
+        Errors{"routes[0].prefix: must start with '/'"});
+  CHECK(errorsOf(withRoute(R"({"path": "", "builtin": "live"})")) ==
+        Errors{"routes[0].path: must not be empty"});
+  CHECK(errorsOf(withRoute(R"({"path": "/a?b=1", "builtin": "live"})")) ==
+        Errors{"routes[0].path: must not contain '?', '#', spaces or control characters"});
+  CHECK(errorsOf(withRoute(R"({"path": "/a", "builtin": "live"}, {"path": "/a", "static": {}})")) ==
+        Errors{"routes[1]: same path as routes[0], which always matches first"});
+  Config c =
+      valid(withRoute(R"({"prefix": "/a/", "builtin": "live"}, {"path": "/a/", "static": {}})"));
+  CHECK(c.routes[0].match == RouteMatch::Prefix);
+  CHECK(c.routes[1].match == RouteMatch::Exact);
+}
+
+TEST_CASE("config: a route has exactly one handler") {
+  CHECK(errorsOf(withRoute(R"({"path": "/"})")) ==
+        Errors{"routes[0]: needs one of \"static\", \"builtin\" or \"upstream\""});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "builtin": "live"})")) ==
+        Errors{"routes[0]: has more than one of \"static\", \"builtin\", \"upstream\""});
+  CHECK(errorsOf(withRoute(R"("/")")) == Errors{"routes[0]: expected an object, got string"});
+}
+
+TEST_CASE("config: builtins and upstream references are checked") {
+  CHECK(errorsOf(withRoute(
+            R"({"path": "/a", "builtin": "live"}, {"path": "/m", "builtin": "metrics"})")) ==
+        Errors{"routes[1].builtin: unknown builtin \"metrics\" (known: live)"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}}, {"path": "/x", "static": {}},
+                              {"prefix": "/api/", "upstream": "api"})")) ==
+        Errors{"routes[2].upstream: no upstream named \"api\""});
+  CHECK(errorsOf(
+            withRoute(R"({"prefix": "/api/", "upstream": "api"})",
+                      R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:9001"}]}})")) ==
+        Errors{"routes[0].upstream: proxy routes are not available in this version"});
+}
+
+TEST_CASE("config: rate_limit, auth and cache are validated, then refused for now") {
+  std::string limits = R"("rate_limits": {"per_ip": {"rate": "10/s"}})";
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "rate_limit": "per_ip"})", limits)) ==
+        Errors{"routes[0].rate_limit: not available in this version"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "rate_limit": "nope"})", limits)) ==
+        Errors{"routes[0].rate_limit: no rate limit named \"nope\""});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "auth": "api_key"})")) ==
+        Errors{"routes[0].auth: not available in this version"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "auth": "basic"})")) ==
+        Errors{"routes[0].auth: unknown value \"basic\" (known: api_key)"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "cache": {"ttl_ms": 1000}})")) ==
+        Errors{"routes[0].cache: not available in this version"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "cache": {"ttl_ms": "1s"}})")) ==
+        Errors{"routes[0].cache.ttl_ms: expected a positive integer, got string"});
+}
+
+TEST_CASE("config: static responses: status range, body, headers") {
+  Config c = valid(withRoute(
+      R"({"path": "/", "static": {"status": 404, "body": "no", "headers": {"X-B": "2", "X-A": "1"}}})"));
+  const StaticResponseConfig& s = c.routes[0].static_response;
+  CHECK(s.status == 404);
+  CHECK(s.body == "no");
+  REQUIRE(s.headers.size() == 2);
+  CHECK(s.headers[0].first == "X-B");  // file order is kept
+  CHECK(s.headers[1].first == "X-A");
+  CHECK(valid(withRoute(R"({"path": "/", "static": {"status": 204}})"))
+            .routes[0]
+            .static_response.status == 204);
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"status": 600}})")) ==
+        Errors{"routes[0].static.status: must be 100-599"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"status": 99}})")) ==
+        Errors{"routes[0].static.status: must be 100-599"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"status": 204, "body": "x"}})")) ==
+        Errors{"routes[0].static.body: must be empty for status 204"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"headers": {"X-A": 1}}})")) ==
+        Errors{"routes[0].static.headers.X-A: expected a string, got number"});
+}
+
+TEST_CASE("config: header values with CR or LF are refused") {
+  CHECK(errorsOf(withRoute(
+            R"({"path": "/", "static": {"headers": {"X-A": "a\r\nSet-Cookie: x=1"}}})")) ==
+        Errors{"routes[0].static.headers.X-A: value must not contain CR, LF or other control "
+               "characters"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"headers": {"X-A": "a\nb"}}})")).size() ==
+        1);
+  CHECK(valid(withRoute(R"({"path": "/", "static": {"headers": {"X-A": "a\tb"}}})"))
+            .routes[0]
+            .static_response.headers[0]
+            .second == "a\tb");
+}
+
+TEST_CASE("config: headers phalanx writes itself, and invalid names, are refused") {
+  for (const char* name :
+       {"Content-Length", "content-length", "Date", "SERVER", "Connection", "Transfer-Encoding"}) {
+    CAPTURE(name);
+    std::string route =
+        R"({"path": "/", "static": {"headers": {")" + std::string(name) + R"(": "1"}}})";
+    CHECK(errorsOf(withRoute(route)) == Errors{"routes[0].static.headers." + std::string(name) +
+                                               ": phalanx sets this header itself"});
+  }
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"headers": {"Bad Name": "1"}}})")) ==
+        Errors{"routes[0].static.headers.Bad Name: not a valid header name"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"headers": {"X:Y": "1"}}})")) ==
+        Errors{"routes[0].static.headers.X:Y: not a valid header name"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"headers": {"": "1"}}})")) ==
+        Errors{"routes[0].static.headers.: not a valid header name"});
+}
+
+TEST_CASE("config: bad rates are refused") {
+  CHECK(
+      errorsOf(doc(R"("tiers": {"free": {"rate": "100 per hour"}})")) ==
+      Errors{
+          "tiers.free.rate: expected a rate like \"100/m\" or \"1000/15m\", got \"100 per hour\""});
+  CHECK(errorsOf(doc(R"("tiers": {"free": {"burst": 5}})")) == Errors{"tiers.free.rate: required"});
+  CHECK(errorsOf(doc(R"("rate_limits": {"r": {"rate": 100}})")) ==
+        Errors{"rate_limits.r.rate: expected a string, got number"});
+  CHECK(errorsOf(doc(R"("rate_limits": {"r": {"rate": "0/s"}})")) ==
+        Errors{"rate_limits.r.rate: expected a rate like \"100/m\" or \"1000/15m\", got \"0/s\""});
+}
+
+TEST_CASE("parseRate: count per optional multiple of s, m, h, d") {
+  auto rate = [](std::string_view text) { return parseRate(text); };
+  CHECK(rate("100/h")->count == 100);
+  CHECK(rate("100/h")->period_ms == 3'600'000);
+  CHECK(rate("1000/15m")->period_ms == 900'000);
+  CHECK(rate("10/s")->period_ms == 1000);
+  CHECK(rate("5/2h")->period_ms == 7'200'000);
+  CHECK(rate("1/d")->period_ms == 86'400'000);
+  for (const char* bad :
+       {"", "/s", "10/", "0/s", "10/0m", "10/ms", "x/s", "10/1.5m", "-1/s", "10/S", "10 /s",
+        "10/s ", "10", "99999999999999999999/s", "1/999999999999999999d"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parseRate(bad).has_value());
+  }
+}
+
+TEST_CASE("parseSize: a count with a K, M or G unit, never bare, never zero") {
+  CHECK(parseSize("512M") == 512ull << 20);
+  CHECK(parseSize("1K") == 1024u);
+  CHECK(parseSize("2g") == 2ull << 30);
+  CHECK(parseSize("10MB") == 10ull << 20);
+  CHECK(parseSize("10mb") == 10ull << 20);
+  for (const char* bad : {"512", "0M", "", "M", "5T", "5 M", "5MBB", "5B", "-5M", "1.5G",
+                          "99999999999999999999G", "17179869184G"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parseSize(bad).has_value());
+  }
+}
+
+TEST_CASE("config: max_memory takes a size with a unit") {
+  CHECK(valid(doc(R"("supervisor": {"max_memory": "1G"})")).supervisor.max_memory_bytes ==
+        1ull << 30);
+  CHECK(errorsOf(doc(R"("supervisor": {"max_memory": 512})")) ==
+        Errors{"supervisor.max_memory: expected a size with a unit, like \"512M\", got number"});
+  CHECK(
+      errorsOf(doc(R"("supervisor": {"max_memory": "536870912"})")) ==
+      Errors{
+          "supervisor.max_memory: expected a size with a unit, like \"512M\", got \"536870912\""});
+  CHECK(errorsOf(doc(R"("supervisor": {"max_memory": "0M"})")) ==
+        Errors{"supervisor.max_memory: must be greater than 0"});
+}
+
+TEST_CASE("config: supervisor cross-checks") {
+  CHECK(errorsOf(doc(R"("supervisor": {"restart_factor": 0.5})")) ==
+        Errors{"supervisor.restart_factor: must be at least 1.0"});
+  CHECK(errorsOf(doc(R"("supervisor": {"restart_base_ms": 500, "restart_max_ms": 100})")) ==
+        Errors{"supervisor.restart_max_ms: restart_max_ms (100) must be at least restart_base_ms "
+               "(500)"});
+  CHECK(errorsOf(doc(R"("supervisor": {"restart_base_ms": 20000})")) ==
+        Errors{"supervisor.restart_base_ms: restart_max_ms (15000) must be at least "
+               "restart_base_ms (20000)"});
+  CHECK(valid(doc(R"("supervisor": {"restart_factor": 2})")).supervisor.restart_factor == 2.0);
+}
+
+TEST_CASE("config: log and control_socket") {
+  CHECK(valid(doc(R"("log": {"level": "debug", "access": "/var/log/phalanx.log"})")).log.access ==
+        "/var/log/phalanx.log");
+  CHECK(errorsOf(doc(R"("log": {"level": "verbose"})")) ==
+        Errors{"log.level: unknown value \"verbose\" (known: trace, debug, info, warn, error, "
+               "critical, off)"});
+  CHECK(errorsOf(doc(R"("log": {"access": ""})")) == Errors{"log.access: must not be empty"});
+  CHECK(errorsOf(doc(R"("control_socket": "")")) == Errors{"control_socket: must not be empty"});
+  std::string long_path(200, 'x');
+  Errors errors = errorsOf(doc(R"("control_socket": ")" + long_path + "\""));
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].rfind("control_socket: path too long for a unix socket", 0) == 0);
+}
+
+TEST_CASE("config: upstreams are validated in full") {
+  auto upstream = [](const std::string& body) {
+    return doc(R"("upstreams": {"api": )" + body + "}");
+  };
+  CHECK(errorsOf(upstream("{}")) == Errors{"upstreams.api.targets: required"});
+  CHECK(errorsOf(upstream(R"({"targets": []})")) ==
+        Errors{"upstreams.api.targets: must not be empty"});
+  CHECK(errorsOf(upstream(R"({"targets": [{"address": "api.internal:80"}]})")) ==
+        Errors{"upstreams.api.targets[0].address: not an IP address: \"api.internal\" (hostnames "
+               "are not resolved)"});
+  CHECK(errorsOf(upstream(R"({"targets": [{"weight": 2}]})")) ==
+        Errors{"upstreams.api.targets[0].address: required"});
+  CHECK(
+      errorsOf(
+          upstream(R"({"targets": [{"address": "127.0.0.1:1"}, {"address": "127.0.0.1:1"}]})")) ==
+      Errors{"upstreams.api.targets[1].address: same address as upstreams.api.targets[0].address"});
+  std::string target = R"("targets": [{"address": "127.0.0.1:1"}])";
+  CHECK(errorsOf(upstream("{" + target + R"(, "balance": "fastest"})")) ==
+        Errors{"upstreams.api.balance: unknown value \"fastest\" (known: round_robin, least_conn, "
+               "random)"});
+  CHECK(errorsOf(upstream("{" + target + R"(, "health_check": {"path": "health"}})")) ==
+        Errors{"upstreams.api.health_check.path: must start with '/'"});
+  CHECK(errorsOf(upstream("{" + target + R"(, "breaker": {"failure_rate": 1.5}})")) ==
+        Errors{"upstreams.api.breaker.failure_rate: must be greater than 0 and at most 1"});
+  CHECK(errorsOf(upstream("{" + target + R"(, "breaker": {"failure_rate": 0}})")) ==
+        Errors{"upstreams.api.breaker.failure_rate: must be greater than 0 and at most 1"});
+  CHECK(errorsOf(upstream("{" + target + R"(, "breaker": {"share": "cluster"}})")) ==
+        Errors{"upstreams.api.breaker.share: \"cluster\" needs a \"redis\" section"});
+  CHECK(valid(doc(R"("redis": {}, "upstreams": {"api": {)" + target +
+                  R"(, "breaker": {"share": "cluster"}}})"))
+            .upstreams.at("api")
+            .breaker.share == "cluster");
+  CHECK(errorsOf(doc(R"("upstreams": {"": {)" + target + "}}")) ==
+        Errors{"upstreams: names must not be empty"});
+}
+
+TEST_CASE("config: api_keys name existing tiers and are unique, never echoed") {
+  std::string tiers = R"("tiers": {"free": {"rate": "100/h"}})";
+  CHECK(errorsOf(doc(tiers + R"(, "api_keys": [{"key": "k-1", "tier": "gold"}])")) ==
+        Errors{"api_keys[0].tier: no tier named \"gold\""});
+  Errors duplicate = errorsOf(doc(tiers + R"(, "api_keys": [{"key": "secret-1", "tier": "free"},
+                                                          {"key": "secret-1", "tier": "free"}])"));
+  CHECK(duplicate == Errors{"api_keys[1].key: same key as api_keys[0]"});
+  CHECK(errorsOf(doc(tiers + R"(, "api_keys": [{"tier": "free"}])")) ==
+        Errors{"api_keys[0].key: required"});
+  CHECK(errorsOf(doc(tiers + R"(, "api_keys": [{"key": "a b", "tier": "free"}])")) ==
+        Errors{"api_keys[0].key: must be printable ASCII without spaces"});
+  CHECK(errorsOf(doc(R"("api_keys": {})")) == Errors{"api_keys: expected an array, got object"});
+}
+
+TEST_CASE("config: rate_limits choices and cluster mode") {
+  CHECK(errorsOf(doc(R"("rate_limits": {"r": {"rate": "1/s", "key": "user"}})")) ==
+        Errors{"rate_limits.r.key: unknown value \"user\" (known: ip, api_key, route)"});
+  CHECK(errorsOf(doc(R"("rate_limits": {"r": {"rate": "1/s", "mode": "cluster"}})")) ==
+        Errors{"rate_limits.r.mode: \"cluster\" needs a \"redis\" section"});
+  CHECK(
+      errorsOf(doc(R"("rate_limits": {"r": {"rate": "1/s", "on_redis_error": "retry"}})")) ==
+      Errors{"rate_limits.r.on_redis_error: unknown value \"retry\" (known: local, open, closed)"});
+  CHECK(errorsOf(doc(R"("rate_limits": {"r": {"rate": "1/s", "burst": 0}})")) ==
+        Errors{"rate_limits.r.burst: expected a positive integer, got 0"});
+  Config c = valid(doc(R"("redis": {"address": "[::1]:6380", "timeout_ms": 20},
+      "rate_limits": {"r": {"rate": "1/s", "mode": "cluster", "on_redis_error": "closed"}})"));
+  CHECK(c.rate_limits.at("r").mode == "cluster");
+  CHECK(c.redis->address.port == 6380);
+  CHECK(errorsOf(doc(R"("redis": {"address": "redis:6379"})")) ==
+        Errors{"redis.address: not an IP address: \"redis\" (hostnames are not resolved)"});
+}
+
+TEST_CASE("config: every error is reported, not only the first") {
+  std::string json = R"({
+    "listen": ["127.0.0.1:99999"],
+    "workers": "many",
+    "limits": {"max_header_bytes": "big", "bogus": 1},
+    "supervisor": {"max_memory": 512},
+    "routes": [{"path": "/", "static": {"headers": {"Date": "now"}}},
+               {"prefix": "/api/", "upstream": "api"}]
+  })";
+  CHECK(errorsOf(json) ==
+        Errors{"listen[0]: port must be 1-65535",
+               "workers: expected a positive integer or \"auto\", got \"many\"",
+               "limits.max_header_bytes: expected a positive integer, got string",
+               "limits.bogus: unknown key",
+               "supervisor.max_memory: expected a size with a unit, like \"512M\", got number",
+               "routes[0].static.headers.Date: phalanx sets this header itself",
+               "routes[1].upstream: no upstream named \"api\""});
+}
+
+TEST_CASE("config: an error line stays one line whatever the file holds") {
+  Errors errors = errorsOf(doc(R"("a\nb": 1, "log": {"level": "x\r\ny"})"));
+  REQUIRE(errors.size() == 2);
+  for (const std::string& error : errors) CHECK(error.find_first_of("\r\n") == std::string::npos);
+  CHECK(errors[0] ==
+        "log.level: unknown value \"x\\x0d\\x0ay\" (known: trace, debug, info, warn, "
+        "error, critical, off)");
+  CHECK(errors[1] == "a\\x0ab: unknown key");
+}
+
+}  // namespace
+}  // namespace phalanx::shared
