@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# make bench: starts phalanx on scripts/bench/phalanx.json (2 workers, access log
+# off, a static route) on a free loopback port, then prints
+#   - wrk -t1 -c64 keep-alive: requests/s and latency percentiles
+#   - ab -k (keep-alive) and ab without keep-alive: requests/s, failed requests
+#   - each worker's RSS before and after 1,000,000 keep-alive requests, and the master's
+# Every run is bounded in count or time and goes to 127.0.0.1 only.
+# For phalanx side by side with nginx, HAProxy and the ceiling responder:
+#   ../shared/bench/compare.py --static http://127.0.0.1:PORT/   (while phalanx runs)
+set -euo pipefail
+BIN=${1:-build/phalanx}
+DURATION=${BENCH_SECONDS:-5}
+MEMORY_REQUESTS=${BENCH_MEMORY_REQUESTS:-1000000}
+work=$(mktemp -d)
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed "s/127.0.0.1:18080/127.0.0.1:$port/" scripts/bench/phalanx.json > "$work/phalanx.json"
+"$BIN" -c "$work/phalanx.json" 2> "$work/phalanx.log" &
+master=$!
+cleanup() { kill -TERM "$master" 2>/dev/null || true; wait "$master" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+url="http://127.0.0.1:$port/"
+for _ in $(seq 50); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+workers() { pgrep -P "$master" | sort -n; }
+
+echo "== phalanx $("$BIN" -v | cut -d' ' -f2) on $url, $(workers | wc -l) workers, $(nproc) cores"
+echo "== wrk -t1 -c64 -d${DURATION}s (keep-alive)"
+wrk -t1 -c64 -d"${DURATION}s" --latency "$url" | grep -E "Requests/sec|Latency|50%|75%|90%|99%|Socket errors|Non-2xx"
+echo "== ab -k -c64 -n200000 (keep-alive, HTTP/1.0)"
+ab -q -k -c64 -n200000 "$url" | grep -E "Requests per second|Failed requests|Time per request.*mean\)|99%"
+echo "== ab -c16 -n20000 (a connection per request)"
+ab -q -c16 -n20000 "$url" | grep -E "Requests per second|Failed requests|Time per request.*mean\)|99%"
+
+echo "== RSS across $MEMORY_REQUESTS keep-alive requests (ab -k -c64)"
+declare -A before
+for w in $(workers); do before[$w]=$(rss_kb "$w"); done
+ab -q -k -c64 -n"$MEMORY_REQUESTS" "$url" | grep -E "Complete requests|Failed requests"
+for w in $(workers); do
+  after=$(rss_kb "$w")
+  echo "worker pid $w: RSS ${before[$w]} kB -> $after kB (delta $((after - before[$w])) kB)"
+done
+echo "master pid $master: RSS $(rss_kb "$master") kB"
