@@ -26,7 +26,11 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# nginx and redis packages start their services on install; phalanx never uses them.
-echo exit 101 | $SUDO tee /usr/sbin/policy-rc.d >/dev/null; $SUDO chmod +x /usr/sbin/policy-rc.d
-trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+# nginx and redis packages start their services on install; phalanx never uses
+# them (tests start their own on free ports). Block that, unless a policy exists.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  echo exit 101 | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

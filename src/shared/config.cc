@@ -275,16 +275,16 @@ class ObjectReader {
            uint64_t max = kMaxU64) {
     std::optional<element> value = get(key);
     if (!value) return false;
-    std::optional<uint64_t> number = readUnsigned(errors_, pathOf(key), *value, floor, max);
-    if (number) out = *number;
-    return number.has_value();
+    std::optional<uint64_t> parsed = readUnsigned(errors_, pathOf(key), *value, floor, max);
+    if (parsed) out = *parsed;
+    return parsed.has_value();
   }
   bool number(std::string_view key, double& out) {
     std::optional<element> value = get(key);
     if (!value) return false;
-    std::optional<double> number = readNumber(errors_, pathOf(key), *value);
-    if (number) out = *number;
-    return number.has_value();
+    std::optional<double> parsed = readNumber(errors_, pathOf(key), *value);
+    if (parsed) out = *parsed;
+    return parsed.has_value();
   }
   bool string(std::string_view key, std::string& out, bool allow_empty = false) {
     std::optional<element> value = get(key);
@@ -433,23 +433,9 @@ std::optional<uint64_t> parseSizeAllowingZero(std::string_view text) {
   std::string_view unit = text.substr(digits);
   if (digits == 0 || unit.empty() || unit.size() > 2) return std::nullopt;
   if (unit.size() == 2 && unit[1] != 'B' && unit[1] != 'b') return std::nullopt;
-  int shift = 0;
-  switch (unit[0]) {
-    case 'K':
-    case 'k':
-      shift = 10;
-      break;
-    case 'M':
-    case 'm':
-      shift = 20;
-      break;
-    case 'G':
-    case 'g':
-      shift = 30;
-      break;
-    default:
-      return std::nullopt;
-  }
+  size_t power = std::string_view("KMG").find(static_cast<char>(std::toupper(unit[0])));
+  if (power == std::string_view::npos) return std::nullopt;
+  int shift = 10 * static_cast<int>(power + 1);
   if (number > (kMaxU64 >> shift)) return std::nullopt;
   return number << shift;
 }
@@ -475,16 +461,18 @@ void parseMaxMemory(Parse& p, element value) {
 void parseSupervisor(Parse& p, element value) {
   ObjectReader r(p.errors, "supervisor", value);
   SupervisorConfig& s = p.config.supervisor;
-  bool base_ok = r.u32("restart_base_ms", s.restart_base_ms);
-  if (r.number("restart_factor", s.restart_factor) && !(s.restart_factor >= 1.0)) {
-    p.errors.add("supervisor.restart_factor", "must be at least 1.0");
-  }
-  bool max_ok = r.u32("restart_max_ms", s.restart_max_ms);
-  if ((base_ok || max_ok) && s.restart_max_ms < s.restart_base_ms) {
-    p.errors.add(base_ok && !max_ok ? "supervisor.restart_base_ms" : "supervisor.restart_max_ms",
+  size_t before = p.errors.size();
+  bool base_set = r.u32("restart_base_ms", s.restart_base_ms);
+  bool max_set = r.u32("restart_max_ms", s.restart_max_ms);
+  // Blame the key the file set; when it set neither, the defaults are consistent.
+  if (p.errors.size() == before && (base_set || max_set) && s.restart_max_ms < s.restart_base_ms) {
+    p.errors.add(max_set ? "supervisor.restart_max_ms" : "supervisor.restart_base_ms",
                  "restart_max_ms (" + std::to_string(s.restart_max_ms) +
                      ") must be at least restart_base_ms (" + std::to_string(s.restart_base_ms) +
                      ")");
+  }
+  if (r.number("restart_factor", s.restart_factor) && !(s.restart_factor >= 1.0)) {
+    p.errors.add("supervisor.restart_factor", "must be at least 1.0");
   }
   r.u32("min_uptime_ms", s.min_uptime_ms);
   r.u32("max_unstable_restarts", s.max_unstable_restarts, AtLeast::Zero);
@@ -610,8 +598,8 @@ void parseRateLimit(Parse& p, const std::string& path, element value, RateLimitC
 void parseApiKey(Parse& p, const std::string& path, element value) {
   ObjectReader r(p.errors, path, value);
   ApiKeyConfig api_key;
-  if (auto key = r.required("key");
-      key && readString(p.errors, r.pathOf("key"), *key, api_key.key)) {
+  std::optional<element> key = r.required("key");
+  if (key && readString(p.errors, r.pathOf("key"), *key, api_key.key)) {
     // Keys travel in a header: anything else could never be sent. Never echo a key: it is a secret.
     bool printable = std::all_of(api_key.key.begin(), api_key.key.end(),
                                  [](unsigned char c) { return c > 0x20 && c < 0x7f; });
@@ -622,9 +610,9 @@ void parseApiKey(Parse& p, const std::string& path, element value) {
       }
     }
   }
-  if (auto tier = r.required("tier"); tier &&
-                                      readString(p.errors, r.pathOf("tier"), *tier, api_key.tier) &&
-                                      p.config.tiers.count(api_key.tier) == 0) {
+  std::optional<element> tier = r.required("tier");
+  if (tier && readString(p.errors, r.pathOf("tier"), *tier, api_key.tier) &&
+      p.config.tiers.count(api_key.tier) == 0) {
     p.errors.add(r.pathOf("tier"), "no tier named " + inQuotes(api_key.tier));
   }
   p.config.api_keys.push_back(std::move(api_key));
@@ -636,7 +624,8 @@ void parseApiKeys(Parse& p, element value) {
 }
 
 bool isTokenChar(unsigned char c) {
-  return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+  return std::isalnum(c) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
 }
 
 void parseHeaders(Parse& p, const std::string& path, element value,
@@ -645,7 +634,9 @@ void parseHeaders(Parse& p, const std::string& path, element value,
   static constexpr const char* kOwnHeaders[] = {"Content-Length", "Date", "Server", "Connection",
                                                 "Transfer-Encoding"};
   ObjectReader r(p.errors, path, value);
-  for (const auto& [name, field] : r.entries()) {
+  for (const auto& entry : r.entries()) {
+    std::string_view name = entry.first;  // a plain variable: lambdas below capture it
+    element field = entry.second;
     std::string header_path = r.pathOf(name);
     std::string text;
     if (!readString(p.errors, header_path, field, text, true)) continue;
@@ -790,32 +781,50 @@ void parseRoutes(Parse& p, element value) {
   });
 }
 
+void parseUpstreams(Parse& p, element value) {
+  parseNamed(p, "upstreams", value, p.config.upstreams,
+             [&p](auto&&... args) { parseUpstream(p, args...); });
+}
+
+void parseTiers(Parse& p, element value) {
+  parseNamed(p, "tiers", value, p.config.tiers, [&p](auto&&... args) { parseTier(p, args...); });
+}
+
+void parseRateLimits(Parse& p, element value) {
+  parseNamed(p, "rate_limits", value, p.config.rate_limits,
+             [&p](auto&&... args) { parseRateLimit(p, args...); });
+}
+
+struct Section {
+  std::string_view key;
+  void (*parse)(Parse&, element);
+  bool required;
+};
+
+// In dependency order: a section may check its references against the ones above it.
+constexpr Section kSections[] = {
+    {"listen", parseListen, true},
+    {"workers", parseWorkers, false},
+    {"control_socket", parseControlSocket, false},
+    {"log", parseLog, false},
+    {"limits", parseLimits, false},
+    {"supervisor", parseSupervisor, false},
+    {"redis", parseRedis, false},
+    {"upstreams", parseUpstreams, false},
+    {"tiers", parseTiers, false},
+    {"api_keys", parseApiKeys, false},
+    {"rate_limits", parseRateLimits, false},
+    {"routes", parseRoutes, true},
+};
+
 void parseTop(Parse& p, element root) {
   ObjectReader top(p.errors, "", root);
   if (!top.valid()) return;
-  auto section = [&](std::string_view key, auto parse) {
-    if (auto value = top.get(key)) parse(p, *value);
-  };
-  if (auto listen = top.required("listen")) parseListen(p, *listen);
-  section("workers", parseWorkers);
-  section("control_socket", parseControlSocket);
-  section("log", parseLog);
-  section("limits", parseLimits);
-  section("supervisor", parseSupervisor);
-  section("redis", parseRedis);
-  section("upstreams", [](Parse& q, element v) {
-    parseNamed(q, "upstreams", v, q.config.upstreams,
-               [&q](auto&&... args) { parseUpstream(q, args...); });
-  });
-  section("tiers", [](Parse& q, element v) {
-    parseNamed(q, "tiers", v, q.config.tiers, [&q](auto&&... args) { parseTier(q, args...); });
-  });
-  section("api_keys", parseApiKeys);
-  section("rate_limits", [](Parse& q, element v) {
-    parseNamed(q, "rate_limits", v, q.config.rate_limits,
-               [&q](auto&&... args) { parseRateLimit(q, args...); });
-  });
-  if (auto routes = top.required("routes")) parseRoutes(p, *routes);
+  for (const Section& section : kSections) {
+    std::optional<element> value =
+        section.required ? top.required(section.key) : top.get(section.key);
+    if (value) section.parse(p, *value);
+  }
 }
 
 std::optional<uint64_t> parseDigits(std::string_view text) {
@@ -869,23 +878,12 @@ std::optional<Rate> parseRate(std::string_view text) {
   std::optional<uint64_t> count = parseDigits(text.substr(0, slash));
   std::string_view period = text.substr(slash + 1);
   if (!count || *count == 0 || period.empty()) return std::nullopt;
-  uint64_t unit_ms = 0;
-  switch (period.back()) {
-    case 's':
-      unit_ms = 1000;
-      break;
-    case 'm':
-      unit_ms = 60 * 1000;
-      break;
-    case 'h':
-      unit_ms = 60 * 60 * 1000;
-      break;
-    case 'd':
-      unit_ms = 24 * 60 * 60 * 1000;
-      break;
-    default:
-      return std::nullopt;
-  }
+  static constexpr std::pair<char, uint64_t> kUnits[] = {
+      {'s', 1000}, {'m', 60'000}, {'h', 3'600'000}, {'d', 86'400'000}};
+  auto unit = std::find_if(std::begin(kUnits), std::end(kUnits),
+                           [&](const auto& u) { return u.first == period.back(); });
+  if (unit == std::end(kUnits)) return std::nullopt;
+  uint64_t unit_ms = unit->second;
   uint64_t units = 1;
   if (period.size() > 1) {
     std::optional<uint64_t> n = parseDigits(period.substr(0, period.size() - 1));

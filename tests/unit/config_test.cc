@@ -645,5 +645,28 @@ TEST_CASE("config: an error line stays one line whatever the file holds") {
   CHECK(errors[1] == "a\\x0ab: unknown key");
 }
 
+
+TEST_CASE("config: every truncation of a valid file is refused, never thrown") {
+  std::string text = kDesignExample;
+  for (size_t length = 0; length < text.size(); ++length) {
+    CAPTURE(length);
+    ConfigResult result;
+    CHECK_NOTHROW(result = parseConfig(std::string_view(text).substr(0, length)));
+    CHECK_FALSE(result.config.has_value());
+    CHECK_FALSE(result.errors.empty());
+  }
+}
+
+TEST_CASE("config: errors from a file are not prefixed with its name (the caller does that)") {
+  char path[] = "/tmp/phalanx-config-test-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::ofstream(path) << R"({"routes": [{"path": "/", "static": {}}]})";
+  ConfigResult result = loadConfigFile(path);
+  std::remove(path);
+  CHECK(result.errors == Errors{"listen: required"});
+}
+
 }  // namespace
 }  // namespace phalanx::shared
