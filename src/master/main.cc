@@ -63,7 +63,7 @@ int workerMain(int argc, char** argv) {
 int checkConfig(const std::string& path) {
   auto result = phalanx::shared::loadConfigFile(path);
   if (!result.config) {
-    for (const auto& e : result.errors) std::fprintf(stderr, "phalanx: %s: %s\n", path.c_str(), e.c_str());
+    for (const auto& e : result.errors) std::fprintf(stderr, "phalanx: %s\n", e.c_str());
     std::fprintf(stderr, "phalanx: config %s: %zu error%s\n", path.c_str(), result.errors.size(),
                  result.errors.size() == 1 ? "" : "s");
     return 1;

@@ -148,7 +148,7 @@ int runMaster(const std::string& config_path) {
   std::string text;
   auto loaded = shared::loadConfigFile(config_path, &text);
   if (!loaded.config) {
-    for (const auto& e : loaded.errors) std::fprintf(stderr, "phalanx: %s: %s\n", config_path.c_str(), e.c_str());
+    for (const auto& e : loaded.errors) std::fprintf(stderr, "phalanx: %s\n", e.c_str());
     return 1;
   }
   shared::Config config = std::move(*loaded.config);

@@ -442,12 +442,16 @@ std::optional<uint64_t> parseSizeAllowingZero(std::string_view text) {
 
 void parseMaxMemory(Parse& p, element value) {
   const char* path = "supervisor.max_memory";
-  const char* expected = "expected a size with a unit, like \"512M\"";
+  const char* expected = "expected a size with a unit, like \"512M\", or \"off\"";
   if (value.type() != element_type::STRING) {
     p.errors.add(path, std::string(expected) + ", got " + jsonType(value));
     return;
   }
   std::string_view text = value.get_string().value_unsafe();
+  if (text == "off") {
+    p.config.supervisor.max_memory_bytes = 0;
+    return;
+  }
   std::optional<uint64_t> size = parseSizeAllowingZero(text);
   if (!size) {
     p.errors.add(path, std::string(expected) + ", got " + inQuotes(text));
@@ -868,6 +872,7 @@ ConfigResult loadConfigFile(const std::string& path, std::string* text_out) {
   // A directory opens fine and fails here, with EISDIR.
   if (std::ferror(file.get())) return cannotRead(errno);
   ConfigResult result = parseConfig(text);
+  for (auto& error : result.errors) error.insert(0, path + ": ");
   if (text_out != nullptr) *text_out = std::move(text);
   return result;
 }

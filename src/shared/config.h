@@ -42,7 +42,7 @@ struct SupervisorConfig {
   uint32_t restart_max_ms = 15000;
   uint32_t min_uptime_ms = 30000;
   uint32_t max_unstable_restarts = 15;
-  uint64_t max_memory_bytes = 512ull << 20;  // from "max_memory": "512M"; 0 = no cap
+  uint64_t max_memory_bytes = 512ull << 20;  // from "max_memory": "512M"; "off" = 0 = no cap
   uint32_t heartbeat_timeout_ms = 30000;
   uint32_t drain_timeout_ms = 30000;
   uint32_t shutdown_timeout_ms = 30000;
@@ -160,7 +160,8 @@ struct ConfigResult {
 // Parses and validates a whole document. Never throws.
 ConfigResult parseConfig(std::string_view json_text);
 
-// Reads `path` and parses it; a missing or unreadable file is one error naming it.
+// Reads `path` and parses it. Every error starts with the path ("FILE: limits.x: ...");
+// a missing or unreadable file is one error, "FILE: cannot read: <why>".
 // When `text_out` is given it receives the file's bytes (the master hands exactly
 // these bytes to its workers, so they never read a file that changed since).
 ConfigResult loadConfigFile(const std::string& path, std::string* text_out = nullptr);

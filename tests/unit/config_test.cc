@@ -510,14 +510,15 @@ TEST_CASE("parseSize: a count with a K, M or G unit, never bare, never zero") {
 }
 
 TEST_CASE("config: max_memory takes a size with a unit") {
+  CHECK(valid(doc(R"("supervisor": {"max_memory": "off"})")).supervisor.max_memory_bytes == 0);
   CHECK(valid(doc(R"("supervisor": {"max_memory": "1G"})")).supervisor.max_memory_bytes ==
         1ull << 30);
   CHECK(errorsOf(doc(R"("supervisor": {"max_memory": 512})")) ==
-        Errors{"supervisor.max_memory: expected a size with a unit, like \"512M\", got number"});
+        Errors{"supervisor.max_memory: expected a size with a unit, like \"512M\", or \"off\", got number"});
   CHECK(
       errorsOf(doc(R"("supervisor": {"max_memory": "536870912"})")) ==
       Errors{
-          "supervisor.max_memory: expected a size with a unit, like \"512M\", got \"536870912\""});
+          "supervisor.max_memory: expected a size with a unit, like \"512M\", or \"off\", got \"536870912\""});
   CHECK(errorsOf(doc(R"("supervisor": {"max_memory": "0M"})")) ==
         Errors{"supervisor.max_memory: must be greater than 0"});
 }
@@ -630,7 +631,7 @@ TEST_CASE("config: every error is reported, not only the first") {
                "workers: expected a positive integer or \"auto\", got \"many\"",
                "limits.max_header_bytes: expected a positive integer, got string",
                "limits.bogus: unknown key",
-               "supervisor.max_memory: expected a size with a unit, like \"512M\", got number",
+               "supervisor.max_memory: expected a size with a unit, like \"512M\", or \"off\", got number",
                "routes[0].static.headers.Date: phalanx sets this header itself",
                "routes[1].upstream: no upstream named \"api\""});
 }
@@ -665,7 +666,7 @@ TEST_CASE("config: errors from a file are not prefixed with its name (the caller
   std::ofstream(path) << R"({"routes": [{"path": "/", "static": {}}]})";
   ConfigResult result = loadConfigFile(path);
   std::remove(path);
-  CHECK(result.errors == Errors{"listen: required"});
+  CHECK(result.errors == Errors{std::string(path) + ": listen: required"});
 }
 
 }  // namespace
