@@ -8,175 +8,32 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <initializer_list>
-#include <limits>
 #include <memory>
-#include <unordered_set>
+
+#include "shared/json_reader.h"
 
 namespace phalanx::shared {
 
 namespace {
 
-using simdjson::dom::element;
+using json::AtLeast;
+using json::element;
+using json::Errors;
+using json::forEachItem;
+using json::indexPath;
+using json::inQuotes;
+using json::isNumber;
+using json::jsonType;
+using json::kMaxU64;
+using json::ObjectReader;
+using json::readNamed;
+using json::readString;
+using json::readUnsigned;
 using simdjson::dom::element_type;
 
-constexpr uint64_t kMaxU32 = std::numeric_limits<uint32_t>::max();
-constexpr uint64_t kMaxU64 = std::numeric_limits<uint64_t>::max();
 constexpr unsigned kMaxWorkers = 1024;
-
-const char* jsonType(element value) {
-  switch (value.type()) {
-    case element_type::ARRAY:
-      return "array";
-    case element_type::OBJECT:
-      return "object";
-    case element_type::INT64:
-    case element_type::UINT64:
-    case element_type::DOUBLE:
-      return "number";
-    case element_type::STRING:
-      return "string";
-    case element_type::BOOL:
-      return "boolean";
-    case element_type::NULL_VALUE:
-      return "null";
-  }
-  return "unknown";
-}
-
-bool isNumber(element value) {
-  element_type type = value.type();
-  return type == element_type::INT64 || type == element_type::UINT64 ||
-         type == element_type::DOUBLE;
-}
-
-std::string inQuotes(std::string_view text) {
-  return "\"" + std::string(text) + "\"";
-}
-
-std::string formatDouble(double value) {
-  char buffer[32];
-  auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-  return std::string(buffer, result.ptr);
-}
-
-std::string indexPath(const std::string& path, size_t index) {
-  return path + "[" + std::to_string(index) + "]";
-}
-
-// Collects error lines. Keys and values come from the file and may hold any
-// byte; control characters are escaped here, once, so a line stays one line.
-class Errors {
- public:
-  void add(std::string_view path, std::string_view what) {
-    std::string line = path.empty() ? "top level" : std::string(path);
-    line += ": ";
-    line += what;
-    std::string clean;
-    for (unsigned char c : line) {
-      if (c >= 0x20 && c != 0x7f) {
-        clean += static_cast<char>(c);
-      } else {
-        char hex[8];
-        std::snprintf(hex, sizeof hex, "\\x%02x", c);
-        clean += hex;
-      }
-    }
-    lines_.push_back(std::move(clean));
-  }
-  size_t size() const { return lines_.size(); }
-  std::vector<std::string> take() { return std::move(lines_); }
-
- private:
-  std::vector<std::string> lines_;
-};
-
-enum class AtLeast { Zero, One };
-
-// JSON has one number type; simdjson hands back int64, uint64 or double.
-// "1000.0" and "1e3" are accepted as the integers they are.
-std::optional<uint64_t> readUnsigned(Errors& errors, const std::string& path, element value,
-                                     AtLeast floor, uint64_t max) {
-  std::string expected =
-      floor == AtLeast::One ? "expected a positive integer" : "expected a non-negative integer";
-  uint64_t number = 0;
-  switch (value.type()) {
-    case element_type::UINT64:
-      number = value.get_uint64().value_unsafe();
-      break;
-    case element_type::INT64: {
-      int64_t signed_number = value.get_int64().value_unsafe();
-      if (signed_number < 0) {
-        errors.add(path, expected + ", got " + std::to_string(signed_number));
-        return std::nullopt;
-      }
-      number = static_cast<uint64_t>(signed_number);
-      break;
-    }
-    case element_type::DOUBLE: {
-      double real = value.get_double().value_unsafe();
-      if (real != std::floor(real)) {
-        errors.add(path, "expected an integer, got " + formatDouble(real));
-        return std::nullopt;
-      }
-      if (real < 0) {
-        errors.add(path, expected + ", got " + formatDouble(real));
-        return std::nullopt;
-      }
-      if (real >= 18446744073709551616.0) {
-        errors.add(path, "must be at most " + std::to_string(max));
-        return std::nullopt;
-      }
-      number = static_cast<uint64_t>(real);
-      break;
-    }
-    default:
-      errors.add(path, expected + ", got " + jsonType(value));
-      return std::nullopt;
-  }
-  if (floor == AtLeast::One && number == 0) {
-    errors.add(path, expected + ", got 0");
-    return std::nullopt;
-  }
-  if (number > max) {
-    errors.add(path, "must be at most " + std::to_string(max));
-    return std::nullopt;
-  }
-  return number;
-}
-
-std::optional<double> readNumber(Errors& errors, const std::string& path, element value) {
-  switch (value.type()) {
-    case element_type::UINT64:
-      return static_cast<double>(value.get_uint64().value_unsafe());
-    case element_type::INT64:
-      return static_cast<double>(value.get_int64().value_unsafe());
-    case element_type::DOUBLE:
-      return value.get_double().value_unsafe();
-    default:
-      errors.add(path, std::string("expected a number, got ") + jsonType(value));
-  }
-  return std::nullopt;
-}
-
-bool readString(Errors& errors, const std::string& path, element value, std::string& out,
-                bool allow_empty = false) {
-  std::string_view text;
-  if (value.get_string().get(text) != simdjson::SUCCESS) {
-    errors.add(path, std::string("expected a string, got ") + jsonType(value));
-    return false;
-  }
-  if (text.empty() && !allow_empty) {
-    errors.add(path, "must not be empty");
-    return false;
-  }
-  out = text;
-  return true;
-}
 
 std::optional<Address> readAddress(Errors& errors, const std::string& path, element value) {
   std::string text;
@@ -196,160 +53,12 @@ std::optional<Rate> readRate(Errors& errors, const std::string& path, element va
   return rate;
 }
 
-size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-// Reads one JSON object. Every key a parser asks for becomes a known key; when
-// the reader goes out of scope, keys nobody asked for are reported, so a
-// misspelled key is never silently ignored.
-class ObjectReader {
- public:
-  ObjectReader(Errors& errors, std::string path, element value)
-      : errors_(errors), path_(std::move(path)) {
-    simdjson::dom::object object;
-    if (value.get_object().get(object) != simdjson::SUCCESS) {
-      errors_.add(path_, std::string("expected an object, got ") + jsonType(value));
-      return;
-    }
-    valid_ = true;
-    std::unordered_set<std::string_view> seen;
-    for (simdjson::dom::key_value_pair field : object) {
-      if (!seen.insert(field.key).second) {
-        errors_.add(pathOf(field.key), "duplicate key");
-        continue;
-      }
-      fields_.emplace_back(field.key, field.value);
-    }
-  }
-  ObjectReader(const ObjectReader&) = delete;
-  ObjectReader& operator=(const ObjectReader&) = delete;
-  ~ObjectReader() { reportUnknownKeys(); }
-
-  bool valid() const { return valid_; }
-  Errors& errors() { return errors_; }
-  std::string pathOf(std::string_view key) const {
-    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
-  }
-  // An error about the object as a whole.
-  void fail(std::string_view what) { errors_.add(path_, what); }
-
-  std::optional<element> get(std::string_view key) {
-    asked_.emplace_back(key);
-    for (const auto& [name, value] : fields_) {
-      if (name == key) return value;
-    }
-    return std::nullopt;
-  }
-  std::optional<element> required(std::string_view key) {
-    std::optional<element> value = get(key);
-    if (!value && valid_) errors_.add(pathOf(key), "required");
-    return value;
-  }
-  // For objects whose keys are names (upstreams, headers): every key is known.
-  const std::vector<std::pair<std::string_view, element>>& entries() {
-    all_known_ = true;
-    return fields_;
-  }
-
-  // Each reader below leaves `out` alone when the key is absent and returns
-  // true only when the key was present and valid.
-  bool u32(std::string_view key, uint32_t& out, AtLeast floor = AtLeast::One) {
-    uint64_t wide = out;
-    if (!u64(key, wide, floor, kMaxU32)) return false;
-    out = static_cast<uint32_t>(wide);
-    return true;
-  }
-  bool u64(std::string_view key, uint64_t& out, AtLeast floor = AtLeast::One,
-           uint64_t max = kMaxU64) {
-    std::optional<element> value = get(key);
-    if (!value) return false;
-    std::optional<uint64_t> parsed = readUnsigned(errors_, pathOf(key), *value, floor, max);
-    if (parsed) out = *parsed;
-    return parsed.has_value();
-  }
-  bool number(std::string_view key, double& out) {
-    std::optional<element> value = get(key);
-    if (!value) return false;
-    std::optional<double> parsed = readNumber(errors_, pathOf(key), *value);
-    if (parsed) out = *parsed;
-    return parsed.has_value();
-  }
-  bool string(std::string_view key, std::string& out, bool allow_empty = false) {
-    std::optional<element> value = get(key);
-    return value && readString(errors_, pathOf(key), *value, out, allow_empty);
-  }
-  bool choice(std::string_view key, std::string& out,
-              std::initializer_list<std::string_view> known) {
-    std::string text;
-    if (!string(key, text)) return false;
-    if (std::find(known.begin(), known.end(), text) == known.end()) {
-      std::string list;
-      for (std::string_view name : known) list += (list.empty() ? "" : ", ") + std::string(name);
-      errors_.add(pathOf(key), "unknown value " + inQuotes(text) + " (known: " + list + ")");
-      return false;
-    }
-    out = text;
-    return true;
-  }
-
- private:
-  void reportUnknownKeys() {
-    if (!valid_ || all_known_) return;
-    for (const auto& [key, value] : fields_) {
-      if (std::find(asked_.begin(), asked_.end(), key) != asked_.end()) continue;
-      std::string what = "unknown key";
-      // A near miss is almost always a typo of a real key: name it.
-      for (std::string_view candidate : asked_) {
-        size_t distance = editDistance(key, candidate);
-        if (distance <= 2 && distance * 2 < key.size()) {
-          what += " (did you mean " + inQuotes(candidate) + "?)";
-          break;
-        }
-      }
-      errors_.add(pathOf(key), what);
-    }
-  }
-
-  Errors& errors_;
-  std::string path_;
-  bool valid_ = false;
-  bool all_known_ = false;
-  std::vector<std::pair<std::string_view, element>> fields_;  // first of each key, in file order
-  std::vector<std::string_view> asked_;
-};
-
 // What the section parsers share: the errors, and the config built so far, so
 // later sections can check their references against earlier ones.
 struct Parse {
   Errors errors;
   Config config;
 };
-
-// Calls `each(item_path, item)` for every item of the array at `path`.
-template <typename Each>
-void forEachItem(Errors& errors, const std::string& path, element value, bool non_empty,
-                 Each each) {
-  simdjson::dom::array array;
-  if (value.get_array().get(array) != simdjson::SUCCESS) {
-    errors.add(path, std::string("expected an array, got ") + jsonType(value));
-    return;
-  }
-  if (non_empty && array.size() == 0) errors.add(path, "must not be empty");
-  size_t index = 0;
-  for (element item : array) each(indexPath(path, index++), item);
-}
 
 // Adds `address` to `out` unless it is already there; `paths` holds where each
 // entry of `out` was written, for the message.
@@ -557,22 +266,6 @@ void parseUpstream(Parse& p, const std::string& path, element value, UpstreamCon
     h.u32("interval_ms", health.interval_ms);
   }
   if (auto breaker = r.get("breaker")) parseBreaker(p, r.pathOf("breaker"), *breaker, out.breaker);
-}
-
-// Parses an object of named entries (upstreams, tiers, rate_limits) into `out`.
-// A name is recorded even when its entry has errors, so references to it
-// elsewhere do not report a second, misleading "no such name".
-template <typename T, typename ParseEntry>
-void parseNamed(Parse& p, const std::string& path, element value, std::map<std::string, T>& out,
-                ParseEntry parse_entry) {
-  ObjectReader r(p.errors, path, value);
-  for (const auto& [name, entry] : r.entries()) {
-    if (name.empty()) {
-      p.errors.add(path, "names must not be empty");
-      continue;
-    }
-    parse_entry(r.pathOf(name), entry, out[std::string(name)]);
-  }
 }
 
 // The shared shape of tiers and rate limits: a required rate and a burst
@@ -786,17 +479,18 @@ void parseRoutes(Parse& p, element value) {
 }
 
 void parseUpstreams(Parse& p, element value) {
-  parseNamed(p, "upstreams", value, p.config.upstreams,
-             [&p](auto&&... args) { parseUpstream(p, args...); });
+  readNamed(p.errors, "upstreams", value, p.config.upstreams,
+            [&p](auto&&... args) { parseUpstream(p, args...); });
 }
 
 void parseTiers(Parse& p, element value) {
-  parseNamed(p, "tiers", value, p.config.tiers, [&p](auto&&... args) { parseTier(p, args...); });
+  readNamed(p.errors, "tiers", value, p.config.tiers,
+            [&p](auto&&... args) { parseTier(p, args...); });
 }
 
 void parseRateLimits(Parse& p, element value) {
-  parseNamed(p, "rate_limits", value, p.config.rate_limits,
-             [&p](auto&&... args) { parseRateLimit(p, args...); });
+  readNamed(p.errors, "rate_limits", value, p.config.rate_limits,
+            [&p](auto&&... args) { parseRateLimit(p, args...); });
 }
 
 struct Section {
