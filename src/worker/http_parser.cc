@@ -12,6 +12,18 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// RFC 9110 5.6.2 tchar. llhttp 8.1 built without strict mode lets a space into or
+// before a field name ("X-Name : v"), a request-smuggling vector; we refuse it.
+bool isToken(std::string_view name) {
+  if (name.empty()) return false;
+  for (unsigned char c : name) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 RequestParser::RequestParser(Listener& listener, Limits limits)
@@ -24,7 +36,9 @@ RequestParser::RequestParser(Listener& listener, Limits limits)
     s.on_url = &RequestParser::onUrl;
     s.on_header_field = &RequestParser::onHeaderField;
     s.on_header_value = &RequestParser::onHeaderValue;
+    s.on_header_field_complete = &RequestParser::onHeaderFieldComplete;
     s.on_header_value_complete = &RequestParser::onHeaderValueComplete;
+    s.on_chunk_header = &RequestParser::onChunkHeader;
     s.on_headers_complete = &RequestParser::onHeadersComplete;
     s.on_body = &RequestParser::onBody;
     s.on_message_complete = &RequestParser::onMessageComplete;
@@ -46,7 +60,7 @@ RequestParser::Outcome RequestParser::feed(const char* data, size_t length) {
       stopped_ = true;
       return Outcome::Stopped;
     default:
-      if (error_status_ == 0) fail(400, llhttp_errno_name(err));
+      if (error_status_ == 0) fail(400, llhttp_get_error_reason(&parser_));
       return Outcome::Error;
   }
 }
@@ -73,6 +87,7 @@ int RequestParser::onMessageBegin(llhttp_t* p) {
   r.header_count_ = 0;
   r.body_bytes = 0;
   r.expect_continue = false;
+  s.host_headers_ = 0;
   s.listener_.onRequestBegin(r);
   return 0;
 }
@@ -113,6 +128,14 @@ int RequestParser::onHeaderValue(llhttp_t* p, const char* at, size_t length) {
   return 0;
 }
 
+int RequestParser::onHeaderFieldComplete(llhttp_t* p) {
+  RequestParser& s = self(p);
+  const std::string& name = s.request_.headers_[s.request_.header_count_ - 1].first;
+  if (!isToken(name)) return s.fail(400, "invalid header name");
+  if (equalsIgnoreCase(name, "host")) ++s.host_headers_;
+  return 0;
+}
+
 int RequestParser::onHeaderValueComplete(llhttp_t* p) {
   RequestParser& s = self(p);
   Request& r = s.request_;
@@ -134,6 +157,11 @@ int RequestParser::onHeadersComplete(llhttp_t* p) {
   r.http_major = p->http_major;
   r.http_minor = p->http_minor;
   r.keep_alive = llhttp_should_keep_alive(p) != 0;
+  // RFC 9112 3.2: an HTTP/1.1 request without exactly one Host is a 400.
+  if (s.host_headers_ > 1 || (s.host_headers_ == 0 && r.http_major == 1 && r.http_minor >= 1)) {
+    s.fail(400, s.host_headers_ ? "more than one Host header" : "missing Host header");
+    return -1;
+  }
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s.limits_.max_body_bytes) {
     s.fail(413, "body too large");
     return -1;
@@ -149,6 +177,16 @@ int RequestParser::onBody(llhttp_t* p, const char*, size_t length) {
   RequestParser& s = self(p);
   s.request_.body_bytes += length;
   if (s.request_.body_bytes > s.limits_.max_body_bytes) return s.fail(413, "body too large");
+  return 0;
+}
+
+// A chunk announcing more than the body may hold is refused before its bytes come.
+int RequestParser::onChunkHeader(llhttp_t* p) {
+  RequestParser& s = self(p);
+  if (p->content_length > s.limits_.max_body_bytes - s.request_.body_bytes) {
+    s.fail(413, "body too large");
+    return -1;
+  }
   return 0;
 }
 

@@ -7,7 +7,8 @@
 // - A listener may call stop() from onRequest() (the connection will close);
 //   feed() then returns Stopped and ignores the rest of the bytes.
 // - Errors come back as an HTTP status: 400 malformed (including both
-//   Content-Length and Transfer-Encoding: no smuggling), 413 body over
+//   Content-Length and Transfer-Encoding, a header name that is not a token,
+//   and an HTTP/1.1 request without exactly one Host: no smuggling), 413 body over
 //   max_body_bytes, 431 request line + headers over max_header_bytes, 417 an
 //   Expect other than 100-continue. After an error the parser stays failed.
 // - The request body is counted, not kept: no route in this version reads one.
@@ -88,7 +89,9 @@ class RequestParser {
   static int onUrl(llhttp_t* p, const char* at, size_t length);
   static int onHeaderField(llhttp_t* p, const char* at, size_t length);
   static int onHeaderValue(llhttp_t* p, const char* at, size_t length);
+  static int onHeaderFieldComplete(llhttp_t* p);
   static int onHeaderValueComplete(llhttp_t* p);
+  static int onChunkHeader(llhttp_t* p);
   static int onHeadersComplete(llhttp_t* p);
   static int onBody(llhttp_t* p, const char* at, size_t length);
   static int onMessageComplete(llhttp_t* p);
@@ -101,6 +104,7 @@ class RequestParser {
   Limits limits_;
   Request request_;
   uint64_t header_bytes_ = 0;
+  uint32_t host_headers_ = 0;
   bool in_request_ = false;
   bool headers_done_ = false;
   bool in_value_ = false;  // the last header callback was a value (a new field starts a header)

@@ -49,6 +49,9 @@ BAD_REQUESTS = {
     "space-in-target": b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
     "header-without-colon": b"GET / HTTP/1.1\r\nHost: x\r\nThis Is Not A Header\r\n\r\n",
     "header-name-with-space": b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+    # RFC 9112 5.1: a server MUST reject whitespace between field name and colon with 400
+    "space-before-colon": b"GET / HTTP/1.1\r\nHost: x\r\nX-Name : v\r\n\r\n",
+    "header-name-with-slash": b"GET / HTTP/1.1\r\nHost: x\r\nBad/Name: v\r\n\r\n",
     "bare-cr-in-header-value": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
     "content-length-not-number": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
     "content-length-twice-different": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
@@ -56,6 +59,14 @@ BAD_REQUESTS = {
                                   b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     "chunked-and-content-length": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                                   b"Content-Length: 5\r\n\r\n0\r\n\r\n",
+    "nul-in-header-value": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "negative-content-length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    # RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host,
+    # or with more than one Host (routing and, later, caching depend on it)
+    "http11-without-host": b"GET / HTTP/1.1\r\n\r\n",
+    "two-host-headers": b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    "huge-chunk-size": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"ffffffffffffffffffff\r\n",
     "bad-chunk-size": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
     "unknown-transfer-encoding": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc",
 }
@@ -94,6 +105,15 @@ def test_oversized_headers_without_end_get_431(server, workers_before):
     with Conn(server.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEADER * 2))
         assert_error_and_close(c, 431, timeout=1.0)
+
+
+def test_oversized_request_line_gets_431_or_414(server, workers_before):
+    with Conn(server.port) as c:
+        c.send(b"GET /" + b"u" * (MAX_HEADER * 2) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        assert r.status in (414, 431), f"a request line over max_header_bytes got {r.status}"
+        assert (r.header("Connection") or "").lower() == "close", r
+        assert c.wait_closed(3)[0], "not closed after refusing an oversized request line"
 
 
 def test_headers_just_under_the_limit_are_fine(server, workers_before):

@@ -56,8 +56,8 @@ TEST_CASE("a request split across reads at every byte still parses") {
 
 TEST_CASE("keep-alive follows the HTTP version and Connection header") {
   Fixture f;
-  f.feed("GET /1 HTTP/1.1\r\n\r\n");
-  f.feed("GET /2 HTTP/1.1\r\nConnection: close\r\n\r\n");
+  f.feed("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  f.feed("GET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   Fixture g;
   g.feed("GET /3 HTTP/1.0\r\n\r\n");
   Fixture h;
@@ -69,15 +69,15 @@ TEST_CASE("keep-alive follows the HTTP version and Connection header") {
 
 TEST_CASE("chunked bodies are counted") {
   Fixture f;
-  CHECK(f.feed("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n") ==
+  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n") ==
         RequestParser::Outcome::Consumed);
   REQUIRE(f.recorder.body_bytes.size() == 1);
   CHECK(f.recorder.body_bytes[0] == 11);
 }
 
 TEST_CASE("malformed input is a 400") {
-  for (std::string_view bad : {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-                               "GET / HTTP/9.9\r\n\r\n", "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"}) {
+  for (std::string_view bad : {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                               "GET / HTTP/9.9\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n"}) {
     Fixture f;
     CAPTURE(bad);
     CHECK(f.feed(bad) == RequestParser::Outcome::Error);
@@ -88,24 +88,24 @@ TEST_CASE("malformed input is a 400") {
 
 TEST_CASE("Content-Length together with Transfer-Encoding is refused (no smuggling)") {
   Fixture f;
-  CHECK(f.feed("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n") ==
+  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n") ==
         RequestParser::Outcome::Error);
   CHECK(f.parser.errorStatus() == 400);
 }
 
 TEST_CASE("headers over max_header_bytes are a 431") {
   Fixture f;
-  std::string big = "GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n";
+  std::string big = "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n";
   CHECK(f.feed(big) == RequestParser::Outcome::Error);
   CHECK(f.parser.errorStatus() == 431);
   Fixture g;
-  CHECK(g.feed("GET /" + std::string(2000, 'a') + " HTTP/1.1\r\n\r\n") == RequestParser::Outcome::Error);
+  CHECK(g.feed("GET /" + std::string(2000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n") == RequestParser::Outcome::Error);
   CHECK(g.parser.errorStatus() == 431);
 }
 
 TEST_CASE("many small headers count against max_header_bytes too") {
   Fixture f;
-  std::string many = "GET / HTTP/1.1\r\n";
+  std::string many = "GET / HTTP/1.1\r\nHost: x\r\n";
   for (int i = 0; i < 300; ++i) many += "a:\r\n";
   CHECK(f.feed(many + "\r\n") == RequestParser::Outcome::Error);
   CHECK(f.parser.errorStatus() == 431);
@@ -113,10 +113,10 @@ TEST_CASE("many small headers count against max_header_bytes too") {
 
 TEST_CASE("a body over max_body_bytes is a 413, by Content-Length or by chunks") {
   Fixture f;
-  CHECK(f.feed("POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n") == RequestParser::Outcome::Error);
+  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n") == RequestParser::Outcome::Error);
   CHECK(f.parser.errorStatus() == 413);
   Fixture g;
-  std::string chunks = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string chunks = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (int i = 0; i < 11; ++i) chunks += "a\r\n0123456789\r\n";
   CHECK(g.feed(chunks) == RequestParser::Outcome::Error);
   CHECK(g.parser.errorStatus() == 413);
@@ -124,35 +124,71 @@ TEST_CASE("a body over max_body_bytes is a 413, by Content-Length or by chunks")
 
 TEST_CASE("Expect: 100-continue is reported once headers are done; other expectations are 417") {
   Fixture f;
-  f.feed("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+  f.feed("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
   CHECK(f.recorder.continues == 1);
   CHECK(f.recorder.targets.empty());
   f.feed("abc");
   CHECK(f.recorder.targets.size() == 1);
   Fixture g;
-  g.feed("GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");  // no body: nothing to continue
+  g.feed("GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n");  // no body: nothing to continue
   CHECK(g.recorder.continues == 0);
   Fixture h;
-  CHECK(h.feed("POST / HTTP/1.1\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\nx") == RequestParser::Outcome::Error);
+  CHECK(h.feed("POST / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\nx") == RequestParser::Outcome::Error);
   CHECK(h.parser.errorStatus() == 417);
 }
 
 TEST_CASE("stop() from onRequest leaves the rest unparsed") {
   Fixture f;
   f.recorder.stop_after_first = true;
-  CHECK(f.feed("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n") == RequestParser::Outcome::Stopped);
+  CHECK(f.feed("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n") == RequestParser::Outcome::Stopped);
   CHECK(f.recorder.targets == std::vector<std::string>{"/a"});
-  CHECK(f.feed("GET /c HTTP/1.1\r\n\r\n") == RequestParser::Outcome::Stopped);
+  CHECK(f.feed("GET /c HTTP/1.1\r\nHost: x\r\n\r\n") == RequestParser::Outcome::Stopped);
 }
 
 TEST_CASE("inRequest and inBody track the request in progress") {
   Fixture f;
   CHECK_FALSE(f.parser.inRequest());
-  f.feed("POST / HTTP/1.1\r\nContent-");
+  f.feed("POST / HTTP/1.1\r\nHost: x\r\nContent-");
   CHECK(f.parser.inRequest());
   CHECK_FALSE(f.parser.inBody());
   f.feed("Length: 2\r\n\r\na");
   CHECK(f.parser.inBody());
   f.feed("b");
   CHECK_FALSE(f.parser.inRequest());
+}
+
+TEST_CASE("header names must be tokens: no space in or before the name") {
+  for (std::string_view bad : {"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+                               "GET / HTTP/1.1\r\nHost: x\r\nX-Name : v\r\n\r\n"}) {
+    Fixture f;
+    CAPTURE(bad);
+    CHECK(f.feed(bad) == RequestParser::Outcome::Error);
+    CHECK(f.parser.errorStatus() == 400);
+  }
+}
+
+TEST_CASE("HTTP/1.1 needs exactly one Host; HTTP/1.0 may omit it") {
+  Fixture none;
+  CHECK(none.feed("GET / HTTP/1.1\r\n\r\n") == RequestParser::Outcome::Error);
+  CHECK(none.parser.errorStatus() == 400);
+  Fixture two;
+  CHECK(two.feed("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n") == RequestParser::Outcome::Error);
+  CHECK(two.parser.errorStatus() == 400);
+  Fixture old;
+  CHECK(old.feed("GET / HTTP/1.0\r\n\r\n") == RequestParser::Outcome::Consumed);
+  CHECK(old.recorder.targets.size() == 1);
+}
+
+TEST_CASE("a chunk larger than the body limit is refused at its size line") {
+  Fixture f;
+  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n") ==
+        RequestParser::Outcome::Error);
+  CHECK(f.parser.errorStatus() == 413);
+}
+
+TEST_CASE("error reasons are words, not parser codes") {
+  Fixture f;
+  f.feed("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n");
+  CHECK(std::string_view(f.parser.errorReason()).find("HPE_") == std::string_view::npos);
+  CHECK(std::string_view(f.parser.errorReason()).size() > 0);
 }
