@@ -1,15 +1,20 @@
 #include "worker/http_parser.h"
 
-#include <strings.h>
-
 namespace phalanx::worker {
 
 namespace {
 
 RequestParser& self(llhttp_t* p) { return *static_cast<RequestParser*>(p->data); }
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+// `lower` must be lowercase ASCII. Inline: libc's strncasecmp showed in profiles.
+bool equalsLowercase(std::string_view text, std::string_view lower) {
+  if (text.size() != lower.size()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c | 0x20);
+    if (c != lower[i]) return false;
+  }
+  return true;
 }
 
 // RFC 9110 5.6.2 tchar. llhttp 8.1 built without strict mode lets a space into or
@@ -132,7 +137,7 @@ int RequestParser::onHeaderFieldComplete(llhttp_t* p) {
   RequestParser& s = self(p);
   const std::string& name = s.request_.headers_[s.request_.header_count_ - 1].first;
   if (!isToken(name)) return s.fail(400, "invalid header name");
-  if (equalsIgnoreCase(name, "host")) ++s.host_headers_;
+  if (equalsLowercase(name, "host")) ++s.host_headers_;
   return 0;
 }
 
@@ -142,8 +147,8 @@ int RequestParser::onHeaderValueComplete(llhttp_t* p) {
   if (r.header_count_ == 0) return 0;
   const auto& [name, value] = r.headers_[r.header_count_ - 1];
   s.in_value_ = true;  // an empty value gets no onHeaderValue call
-  if (equalsIgnoreCase(name, "expect")) {
-    if (!equalsIgnoreCase(value, "100-continue")) return s.fail(417, "unsupported Expect");
+  if (equalsLowercase(name, "expect")) {
+    if (!equalsLowercase(value, "100-continue")) return s.fail(417, "unsupported Expect");
     r.expect_continue = true;
   }
   return 0;
