@@ -25,6 +25,9 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 workers() { pgrep -P "$master" | sort -n; }
 
 echo "== phalanx $("$BIN" -v | cut -d' ' -f2) on $url, $(workers | wc -l) workers, $(nproc) cores"
+declare -A idle
+for w in $(workers); do idle[$w]=$(rss_kb "$w"); done
+echo "idle RSS: workers $(for w in $(workers); do printf '%s kB ' "${idle[$w]}"; done)master $(rss_kb "$master") kB"
 echo "== wrk -t1 -c64 -d${DURATION}s (keep-alive)"
 wrk -t1 -c64 -d"${DURATION}s" --latency "$url" | grep -E "Requests/sec|Latency|50%|75%|90%|99%|Socket errors|Non-2xx"
 echo "== ab -k -c64 -n200000 (keep-alive, HTTP/1.0)"
@@ -38,6 +41,6 @@ for w in $(workers); do before[$w]=$(rss_kb "$w"); done
 ab -q -k -c64 -n"$MEMORY_REQUESTS" "$url" | grep -E "Complete requests|Failed requests"
 for w in $(workers); do
   after=$(rss_kb "$w")
-  echo "worker pid $w: RSS ${before[$w]} kB -> $after kB (delta $((after - before[$w])) kB)"
+  echo "worker pid $w: RSS idle ${idle[$w]} kB, ${before[$w]} kB -> $after kB across the run (delta $((after - before[$w])) kB, $((after - idle[$w])) kB from idle)"
 done
 echo "master pid $master: RSS $(rss_kb "$master") kB"
