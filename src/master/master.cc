@@ -1,5 +1,6 @@
 #include "master/master.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
@@ -40,6 +41,19 @@ int configMemfd(const std::string& text) {
     done += static_cast<size_t>(n);
   }
   return fd;
+}
+
+// Workers open the access log themselves; trying it here first turns a bad path
+// into one clear error before anything is forked.
+bool accessLogWritable(const std::string& target, std::string* error) {
+  if (target == "off" || target == "stderr") return true;
+  int fd = open(target.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    *error = target + ": " + std::strerror(errno);
+    return false;
+  }
+  close(fd);
+  return true;
 }
 
 std::string selfExe() {
@@ -155,8 +169,12 @@ int runMaster(const std::string& config_path) {
   shared::setupErrorLog("master", config.log.level);
   signal(SIGPIPE, SIG_IGN);
 
-  Listeners listeners(config.listen);
   std::string error;
+  if (!accessLogWritable(config.log.access, &error)) {
+    spdlog::critical("log.access: {}", error);
+    return 1;
+  }
+  Listeners listeners(config.listen);
   uint32_t workers = shared::effectiveWorkers(config);
   if (!listeners.checkAvailable(&error) || !listeners.ensureSlots(workers, &error)) {
     spdlog::critical("listen: {}", error);

@@ -158,3 +158,31 @@ def test_run_refuses_invalid_config(phalanx_bin, tmp_path):
     res = run([phalanx_bin, "-c", write(tmp_path, cfg)], timeout=15)
     assert res.returncode != 0, "phalanx started with an invalid config"
     assert "limits.max_header_bytes" in res.stderr, f"start-up error does not name the key: {res.stderr!r}"
+
+
+def test_run_refuses_unwritable_access_log(phalanx_bin, tmp_path):
+    """An access log that cannot be opened stops start-up with one clear line, before any fork."""
+    port = free_port()
+    cfg = make_config(workers=2, listen=[f"127.0.0.1:{port}"])
+    cfg["log"]["access"] = "/proc/phalanx-no-such-dir/access.log"
+    res = run([phalanx_bin, "-c", write(tmp_path, cfg)], timeout=15)
+    assert res.returncode == 1, f"exit {res.returncode}, stderr: {res.stderr!r}"
+    assert "log.access" in res.stderr and "/proc/phalanx-no-such-dir/access.log" in res.stderr, res.stderr
+    assert "worker 0: started" not in res.stderr, "workers were forked before the access log was checked"
+
+
+def test_run_refuses_a_port_held_by_another_process(phalanx_bin, tmp_path):
+    """SO_REUSEPORT must not silently share a port with someone else's socket."""
+    import socket
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen(1)
+    port = other.getsockname()[1]
+    try:
+        cfg = make_config(workers=1, listen=[f"127.0.0.1:{port}"])
+        res = run([phalanx_bin, "-c", write(tmp_path, cfg)], timeout=15)
+        assert res.returncode == 1, f"started on a port another socket holds: {res.stderr!r}"
+        assert f"127.0.0.1:{port}" in res.stderr and "in use" in res.stderr.lower(), res.stderr
+    finally:
+        other.close()
