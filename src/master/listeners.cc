@@ -37,7 +37,16 @@ Listeners::Listeners(std::vector<shared::Address> addresses) : addresses_(std::m
 
 Listeners::~Listeners() {
   for (auto& fds : slots_) {
-    for (int fd : fds) close(fd);
+    for (int fd : fds) {
+      if (fd >= 0) close(fd);
+    }
+  }
+}
+
+void Listeners::closeSlot(uint32_t slot) {
+  for (int& fd : slots_.at(slot)) {
+    if (fd >= 0) close(fd);
+    fd = -1;
   }
 }
 

@@ -30,6 +30,10 @@ class Listeners {
   // own slot's sockets, mapped explicitly at spawn.
   const std::vector<int>& slotFds(uint32_t slot) const { return slots_.at(slot); }
   uint32_t slotCount() const { return static_cast<uint32_t>(slots_.size()); }
+
+  // Closes a slot's sockets: the kernel stops handing that slot new
+  // connections. For a slot that will not run a worker again.
+  void closeSlot(uint32_t slot);
   const std::vector<shared::Address>& addresses() const { return addresses_; }
 
  private:

@@ -180,7 +180,7 @@ int runMaster(const std::string& config_path) {
     spdlog::critical("listen: {}", error);
     return 1;
   }
-  auto region = shared::SharedRegion::create(shared::kMaxSlots);
+  auto region = shared::SharedRegion::create(shared::kMaxWorkers);
   int config_fd = configMemfd(text);
   std::string exe = selfExe();
   if (config_fd < 0 || exe.empty()) {

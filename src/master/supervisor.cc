@@ -120,6 +120,9 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
     spdlog::error("worker {}: pid {} cannot start ({}); not respawning", slot.index, process.pid,
                   how);
     slot.state = SlotState::Fatal;
+    // With SO_REUSEPORT the kernel would keep queueing a share of new
+    // connections on this slot's socket, where nobody accepts them.
+    listeners_.closeSlot(slot.index);
     bool all_fatal = std::all_of(slots_.begin(), slots_.end(),
                                  [](const auto& s) { return s->state == SlotState::Fatal; });
     if (all_fatal && on_all_fatal) on_all_fatal();

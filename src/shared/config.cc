@@ -33,7 +33,6 @@ using json::readString;
 using json::readUnsigned;
 using simdjson::dom::element_type;
 
-constexpr unsigned kMaxWorkers = 1024;
 
 std::optional<Address> readAddress(Errors& errors, const std::string& path, element value) {
   std::string text;
@@ -363,8 +362,9 @@ void parseStatic(Parse& p, const std::string& path, element value, StaticRespons
   ObjectReader r(p.errors, path, value);
   if (auto status = r.get("status")) {
     auto number = readUnsigned(p.errors, r.pathOf("status"), *status, AtLeast::Zero, kMaxU64);
-    if (number && (*number < 100 || *number > 599)) {
-      p.errors.add(r.pathOf("status"), "must be 100-599");
+    // A 1xx would leave the client waiting for a final response that never comes.
+    if (number && (*number < 200 || *number > 599)) {
+      p.errors.add(r.pathOf("status"), "must be 200-599");
     } else if (number) {
       out.status = static_cast<int>(*number);
     }
@@ -600,7 +600,7 @@ std::optional<uint64_t> parseSize(std::string_view text) {
 
 unsigned effectiveWorkers(const Config& config) {
   if (config.workers != 0) return config.workers;
-  return std::max(1u, uv_available_parallelism());
+  return std::clamp(uv_available_parallelism(), 1u, kMaxWorkers);
 }
 
 }  // namespace phalanx::shared

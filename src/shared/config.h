@@ -23,6 +23,9 @@
 
 namespace phalanx::shared {
 
+// Worker slots in shared memory are fixed at this many: `workers` may not exceed it.
+inline constexpr unsigned kMaxWorkers = 256;
+
 struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
   std::string access = "off";  // "off", "stderr", or a file path

@@ -113,6 +113,10 @@ void SharedRegion::reset() {
 }
 
 WorkerSlot& SharedRegion::slot(uint32_t index) {
+  if (index >= slotCapacity()) {
+    spdlog::critical("shm: slot {} is past the region's {} slots", index, slotCapacity());
+    std::abort();
+  }
   auto* bytes = static_cast<char*>(base_) + header().slots_offset;
   return reinterpret_cast<WorkerSlot*>(bytes)[index];
 }

@@ -8,7 +8,7 @@
 #pragma once
 
 #include <atomic>
-#include <cstddef>
+#include <cstddef>  // offsetof
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -17,7 +17,6 @@ namespace phalanx::shared {
 
 inline constexpr uint64_t kShmMagic = 0x31584c4148504850ull;  // "PHPHALX1"
 inline constexpr uint32_t kShmLayoutVersion = 1;
-inline constexpr uint32_t kMaxSlots = 256;
 
 // What a worker says about itself. The master adds its own view
 // (waiting-restart, errored) on top, in its supervisor state.
@@ -55,6 +54,11 @@ struct ShmHeader {
 };
 
 static_assert(std::is_standard_layout_v<WorkerSlot>);
+// The layout is an ABI between builds: a change to either struct must bump
+// kShmLayoutVersion, and these asserts make sure nobody forgets.
+static_assert(sizeof(WorkerSlot) == 128 && offsetof(WorkerSlot, rss_bytes) == 112,
+              "WorkerSlot layout changed: bump kShmLayoutVersion and update this assert");
+static_assert(sizeof(ShmHeader) == 32, "ShmHeader layout changed: bump kShmLayoutVersion");
 static_assert(std::is_standard_layout_v<ShmHeader>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
@@ -82,6 +86,7 @@ class SharedRegion {
   int fd() const { return fd_; }
   const ShmHeader& header() const { return *static_cast<const ShmHeader*>(base_); }
   uint32_t slotCapacity() const { return header().slot_capacity; }
+  // Aborts on an index past slotCapacity(): callers check capacity first.
   WorkerSlot& slot(uint32_t index);
 
  private:

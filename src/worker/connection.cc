@@ -58,8 +58,20 @@ void Connection::start(int fd, std::list<Connection>::iterator self) {
   startReading();
 }
 
+bool Connection::idle() const {
+  return !parser_.inRequest() && out_.empty() && !write_in_flight_ && pending_input_.empty();
+}
+
+void Connection::beginDrain() {
+  if (phase_ == Phase::Open && idle()) {
+    setDeadline(uv_now(worker_.loop()) + kDrainGraceMs);
+  }
+  // A busy connection: onRequest() sees worker_.draining() and answers with
+  // Connection: close.
+}
+
 void Connection::startReading() {
-  if (reading_ || eof_) return;
+  if (reading_ || eof_ || phase_ == Phase::Closed) return;
   reading_ = true;
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(&tcp_),
@@ -75,27 +87,17 @@ void Connection::stopReading() {
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
 }
 
-bool Connection::idle() const {
-  return !parser_.inRequest() && out_.empty() && !write_in_flight_;
-}
-
-void Connection::beginDrain() {
-  if (phase_ != Phase::Open) return;
-  if (idle()) {
-    closeNow();
-  }
-  // Otherwise onRequest() sees worker_.draining() and answers with Connection: close.
-}
-
 void Connection::onRead(ssize_t nread, const uv_buf_t* buf) {
   if (nread == 0) return;
   if (nread < 0) {
-    // EOF or reset. Answers to what was already parsed still go out (a client may
-    // half-close after sending its requests); then we close.
     eof_ = true;
     stopReading();
-    if (phase_ == Phase::Open && nread == UV_EOF && (write_in_flight_ || !out_.empty())) {
+    // A client may half-close after sending its requests: answer what was
+    // already read, then close.
+    bool owed = write_in_flight_ || !out_.empty() || !pending_input_.empty();
+    if (phase_ == Phase::Open && nread == UV_EOF && owed) {
       close_after_write_ = true;
+      pump();
       return;
     }
     closeNow();
@@ -103,15 +105,46 @@ void Connection::onRead(ssize_t nread, const uv_buf_t* buf) {
   }
   if (phase_ != Phase::Open) return;  // lingering: discard what the client still sends
   if (parser_.inBody()) setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
-  switch (parser_.feed(buf->base, static_cast<size_t>(nread))) {
+  parse(buf->base, static_cast<size_t>(nread));
+  pump();
+}
+
+void Connection::parse(const char* data, size_t length) {
+  switch (parser_.feed(data, length)) {
     case RequestParser::Outcome::Error:
       failRequest(parser_.errorStatus(), parser_.errorReason());
+      break;
+    case RequestParser::Outcome::Paused:
+      pending_input_.append(data + parser_.consumed(), length - parser_.consumed());
+      stopReading();
       break;
     case RequestParser::Outcome::Stopped:
     case RequestParser::Outcome::Consumed:
       break;
   }
-  flush();
+}
+
+// Moves the connection forward after any event, in a loop rather than by
+// recursion: write what is queued; once the socket took it, parse input that
+// was held back; then close if a response said so, or read again.
+void Connection::pump() {
+  if (pumping_) return;
+  pumping_ = true;
+  while (phase_ == Phase::Open && !write_in_flight_) {
+    if (!out_.empty()) {
+      if (!writeOut()) break;
+    } else if (!pending_input_.empty()) {
+      std::string input = std::move(pending_input_);
+      pending_input_.clear();
+      parse(input.data(), input.size());
+    } else if (close_after_write_) {
+      startClosing();
+    } else {
+      startReading();
+      break;
+    }
+  }
+  pumping_ = false;
 }
 
 void Connection::onRequestBegin(Request& request) {
@@ -125,9 +158,11 @@ void Connection::onRequestBegin(Request& request) {
 
 void Connection::onHeadersComplete(Request& request) {
   setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
-  if (request.expect_continue) out_ += Handlers::kContinue;
-  // The client waits for the 100 before sending its body: send it now.
-  if (request.expect_continue) flush();
+  if (request.expect_continue) {
+    // The client waits for the 100 before it sends the body: send it now.
+    out_ += Handlers::kContinue;
+    if (!write_in_flight_) writeOut();
+  }
 }
 
 void Connection::onRequest(Request& request) {
@@ -145,8 +180,9 @@ void Connection::onRequest(Request& request) {
   int status = worker_.handlers().respond(request, header, out_);
   countResponse(status, out_.size() - before, &request);
   setDeadline(uv_now(worker_.loop()) + worker_.limits().idle_timeout_ms);
-  // A client that pipelines without reading: stop reading until it catches up.
-  if (out_.size() > kMaxPendingOutput) stopReading();
+  // A client that pipelines without reading: hold the rest of its input until
+  // it has read this.
+  if (out_.size() > kMaxPendingOutput) parser_.pause();
 }
 
 void Connection::failRequest(int status, const char* reason) {
@@ -155,6 +191,7 @@ void Connection::failRequest(int status, const char* reason) {
   countResponse(status, out_.size() - before, nullptr);
   spdlog::debug("connection {}: {} {}", client_, status, reason);
   parser_.stop();
+  pending_input_.clear();
   close_after_write_ = true;
 }
 
@@ -177,55 +214,53 @@ void Connection::countResponse(int status, uint64_t bytes, const Request* reques
   }
 }
 
-void Connection::flush() {
-  if (write_in_flight_ || phase_ != Phase::Open) return;
-  if (out_.empty()) {
-    finishWriting();
-    return;
+namespace {
+// After a burst, give back buffer memory instead of keeping the peak per connection.
+void release(std::string& buffer) {
+  if (buffer.capacity() > 64 * 1024) {
+    std::string().swap(buffer);
+  } else {
+    buffer.clear();
   }
+}
+}  // namespace
+
+// Hands `out_` to the socket. Returns true when all of it went out now; false
+// when the rest is queued (write_in_flight_) or the connection failed.
+bool Connection::writeOut() {
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
   uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
   int written = uv_try_write(stream, &buf, 1);
   if (written == static_cast<int>(out_.size())) {
-    out_.clear();
-    finishWriting();
-    return;
+    release(out_);
+    return true;
   }
   if (written < 0 && written != UV_EAGAIN) {
     closeNow();
-    return;
+    return false;
   }
   // The socket took part (or none) of it: queue the rest and keep `out_` free
   // for responses parsed meanwhile.
+  size_t offset = written > 0 ? static_cast<size_t>(written) : 0;
   writing_.swap(out_);
   out_.clear();
-  if (written > 0) writing_.erase(0, static_cast<size_t>(written));
-  buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
+  buf = uv_buf_init(writing_.data() + offset, static_cast<unsigned>(writing_.size() - offset));
   write_req_.data = this;
   write_in_flight_ = true;
   uv_write(&write_req_, stream, &buf, 1, [](uv_write_t* req, int status) {
     static_cast<Connection*>(req->data)->onWriteDone(status);
   });
+  return false;
 }
 
 void Connection::onWriteDone(int status) {
   write_in_flight_ = false;
-  writing_.clear();
+  release(writing_);
   if (status < 0 || phase_ == Phase::Closed) {
     closeNow();
     return;
   }
-  if (!close_after_write_ && out_.size() <= kMaxPendingOutput) startReading();
-  flush();
-}
-
-// Everything queued has been handed to the socket.
-void Connection::finishWriting() {
-  if (close_after_write_) {
-    startClosing();
-  } else if (worker_.draining() && idle()) {
-    closeNow();
-  }
+  pump();
 }
 
 // Lingering close: FIN first, then read and discard until the client closes (or
@@ -238,7 +273,7 @@ void Connection::startClosing() {
   int rc = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_),
                        [](uv_shutdown_t* req, int) {
                          auto* self = static_cast<Connection*>(req->data);
-                         if (self->phase_ == Phase::Closing && !self->reading_) self->closeNow();
+                         if (self->phase_ == Phase::Closing && self->eof_) self->closeNow();
                        });
   if (rc != 0) {
     closeNow();
@@ -267,11 +302,11 @@ void Connection::onTimer() {
   }
   if (phase_ != Phase::Open || write_in_flight_) {
     closeNow();  // lingering over, or a client that stopped reading our response
-  } else if (parser_.inRequest() || requests_ == 0) {
+  } else if (parser_.inRequest() || (requests_ == 0 && !worker_.draining())) {
     failRequest(408, "request timeout");
-    flush();
+    pump();
   } else {
-    closeNow();  // idle keep-alive
+    startClosing();  // idle keep-alive, or the drain grace is over
   }
 }
 

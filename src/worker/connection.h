@@ -2,11 +2,15 @@
 //
 // Life: start() → reading requests → (close wanted) → flush → shutdown(FIN) →
 // linger until the client closes or kLingerMs → close → Worker::onConnectionClosed.
+// Every close of an open connection goes through FIN + linger, never a bare
+// close(): unread request bytes would turn it into a reset that destroys the
+// response (or the client's view of a clean close) in flight.
 //
 // Writes: responses to everything parsed from one read are appended to one
 // buffer and sent with one uv_try_write; only what the socket does not take goes
-// through a queued uv_write. Reading stops while more than kMaxPendingOutput is
-// unsent (a pipelining client that does not read cannot grow our memory).
+// through a queued uv_write. Output is bounded: once kMaxPendingOutput is
+// waiting, parsing pauses mid-buffer (the rest of the input is kept) and
+// reading stops, until the client has read what it asked for.
 //
 // Timeouts: one uv timer per connection, re-armed lazily: a new deadline later
 // than the armed one is only recorded, so a keep-alive request costs no timer
@@ -32,6 +36,9 @@ class Connection final : public RequestParser::Listener {
  public:
   static constexpr size_t kMaxPendingOutput = 1 << 20;
   static constexpr uint64_t kLingerMs = 2000;
+  // On graceful stop an idle keep-alive connection stays this long, so a request
+  // already on its way is answered (with Connection: close) instead of lost.
+  static constexpr uint64_t kDrainGraceMs = 500;
 
   explicit Connection(Worker& worker);
   Connection(const Connection&) = delete;
@@ -41,8 +48,8 @@ class Connection final : public RequestParser::Listener {
   // closed and the connection closes itself.
   void start(int fd, std::list<Connection>::iterator self);
 
-  // Graceful stop: an idle connection closes now; a busy one answers its current
-  // request with Connection: close and then closes.
+  // Graceful stop: an idle connection closes after kDrainGraceMs; a busy one
+  // answers its current request with Connection: close and then closes.
   void beginDrain();
 
  private:
@@ -56,14 +63,15 @@ class Connection final : public RequestParser::Listener {
   void startReading();
   void stopReading();
   void onRead(ssize_t nread, const uv_buf_t* buf);
-  void onTimer();
+  void parse(const char* data, size_t length);
+  void pump();
+  bool writeOut();
   void onWriteDone(int status);
   void failRequest(int status, const char* reason);
-  void flush();
-  void finishWriting();
   void startClosing();
   void closeNow();
   void onHandleClosed();
+  void onTimer();
   void setDeadline(uint64_t deadline_ms);
   void countResponse(int status, uint64_t bytes, const Request* request);
   bool idle() const;
@@ -75,13 +83,15 @@ class Connection final : public RequestParser::Listener {
   uv_write_t write_req_{};
   uv_shutdown_t shutdown_req_{};
   RequestParser parser_;
-  std::string out_;      // responses not yet handed to the socket
-  std::string writing_;  // bytes owned by the in-flight uv_write
+  std::string out_;            // responses not yet handed to the socket
+  std::string writing_;        // bytes owned by the in-flight uv_write
+  std::string pending_input_;  // read but not parsed: parsing paused on output
   Phase phase_ = Phase::Open;
   bool write_in_flight_ = false;
   bool close_after_write_ = false;
   bool reading_ = false;
   bool eof_ = false;
+  bool pumping_ = false;
   bool timer_armed_ = false;
   uint64_t requests_ = 0;
   uint64_t deadline_ms_ = 0;

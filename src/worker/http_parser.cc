@@ -1,5 +1,7 @@
 #include "worker/http_parser.h"
 
+#include <array>
+
 namespace phalanx::worker {
 
 namespace {
@@ -19,12 +21,19 @@ bool equalsLowercase(std::string_view text, std::string_view lower) {
 
 // RFC 9110 5.6.2 tchar. llhttp 8.1 built without strict mode lets a space into or
 // before a field name ("X-Name : v"), a request-smuggling vector; we refuse it.
+constexpr auto kTokenChars = [] {
+  std::array<bool, 256> table{};
+  for (int c = '0'; c <= '9'; ++c) table[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) table[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) table[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] = true;
+  return table;
+}();
+
 bool isToken(std::string_view name) {
   if (name.empty()) return false;
   for (unsigned char c : name) {
-    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-    if (!ok) return false;
+    if (!kTokenChars[c]) return false;
   }
   return true;
 }
@@ -56,14 +65,19 @@ RequestParser::RequestParser(Listener& listener, Limits limits)
 RequestParser::Outcome RequestParser::feed(const char* data, size_t length) {
   if (error_status_ != 0) return Outcome::Error;
   if (stopped_) return Outcome::Stopped;
+  if (paused_) {
+    paused_ = false;
+    llhttp_resume(&parser_);
+  }
   llhttp_errno_t err = llhttp_execute(&parser_, data, length);
   switch (err) {
     case HPE_OK:
       return Outcome::Consumed;
     case HPE_PAUSED:
-    case HPE_PAUSED_UPGRADE:  // phalanx does not upgrade: the response said close
-      stopped_ = true;
-      return Outcome::Stopped;
+      if (stopped_) return Outcome::Stopped;
+      paused_ = true;
+      consumed_ = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+      return Outcome::Paused;
     default:
       if (error_status_ == 0) fail(400, llhttp_get_error_reason(&parser_));
       return Outcome::Error;
@@ -162,6 +176,17 @@ int RequestParser::onHeadersComplete(llhttp_t* p) {
   r.http_major = p->http_major;
   r.http_minor = p->http_minor;
   r.keep_alive = llhttp_should_keep_alive(p) != 0;
+  // Treat an Upgrade (h2c, websocket) as a plain request: llhttp reads this flag
+  // after the callback, and would otherwise hand the rest of the stream to us raw.
+  p->upgrade = 0;
+  if (r.http_major != 1) {
+    s.fail(505, "HTTP version not supported");
+    return -1;
+  }
+  if (r.method == HTTP_CONNECT) {
+    s.fail(405, "CONNECT is not supported");
+    return -1;
+  }
   // RFC 9112 3.2: an HTTP/1.1 request without exactly one Host is a 400.
   if (s.host_headers_ > 1 || (s.host_headers_ == 0 && r.http_major == 1 && r.http_minor >= 1)) {
     s.fail(400, s.host_headers_ ? "more than one Host header" : "missing Host header");
@@ -199,7 +224,9 @@ int RequestParser::onMessageComplete(llhttp_t* p) {
   RequestParser& s = self(p);
   s.in_request_ = false;
   s.listener_.onRequest(s.request_);
-  return s.stopped_ ? HPE_PAUSED : 0;
+  bool pause = s.stopped_ || s.pause_requested_;
+  s.pause_requested_ = false;
+  return pause ? HPE_PAUSED : 0;
 }
 
 }  // namespace phalanx::worker

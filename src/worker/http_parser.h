@@ -6,6 +6,11 @@
 //   onRequest(), so pipelined requests are answered in order.
 // - A listener may call stop() from onRequest() (the connection will close);
 //   feed() then returns Stopped and ignores the rest of the bytes.
+// - Or pause() (its output is backed up): feed() returns Paused and consumed()
+//   says how many bytes it took; the caller keeps the rest and feeds it again
+//   when ready (the next feed() resumes the parser).
+// - Upgrade requests are answered as ordinary requests (phalanx speaks only
+//   HTTP/1.x); CONNECT is a 405; a version other than 1.x is a 505.
 // - Errors come back as an HTTP status: 400 malformed (including both
 //   Content-Length and Transfer-Encoding, a header name that is not a token,
 //   and an HTTP/1.1 request without exactly one Host: no smuggling), 413 body over
@@ -66,7 +71,7 @@ class RequestParser {
     uint64_t max_body_bytes = 1048576;
   };
 
-  enum class Outcome { Consumed, Stopped, Error };
+  enum class Outcome { Consumed, Paused, Stopped, Error };
 
   RequestParser(Listener& listener, Limits limits);
   RequestParser(const RequestParser&) = delete;
@@ -75,6 +80,10 @@ class RequestParser {
   Outcome feed(const char* data, size_t length);
   // From onRequest(): parse nothing more on this connection.
   void stop() { stopped_ = true; }
+  // From onRequest(): return from feed() after this request.
+  void pause() { pause_requested_ = true; }
+  // After Outcome::Paused: the bytes of the last feed() that were parsed.
+  size_t consumed() const { return consumed_; }
 
   // After Outcome::Error: the status to answer with and why.
   int errorStatus() const { return error_status_; }
@@ -109,6 +118,9 @@ class RequestParser {
   bool headers_done_ = false;
   bool in_value_ = false;  // the last header callback was a value (a new field starts a header)
   bool stopped_ = false;
+  bool pause_requested_ = false;
+  bool paused_ = false;
+  size_t consumed_ = 0;
   int error_status_ = 0;
   const char* error_reason_ = "";
 };

@@ -89,6 +89,7 @@ bool Worker::start(std::string* error) {
   uv_timer_init(loop_, &accept_retry_timer_);
   accept_retry_timer_.data = this;
 
+  slot_.open_connections.store(0, std::memory_order_relaxed);  // not the dead predecessor's
   slot_.pid.store(getpid(), std::memory_order_relaxed);
   slot_.generation.store(options_.generation, std::memory_order_relaxed);
   slot_.started_at_ms.store(shared::wallMs(), std::memory_order_relaxed);
@@ -180,12 +181,7 @@ void Worker::beginDrain() {
         owner(t).stopLoop();
       },
       config_.supervisor.drain_timeout_ms, 0);
-  // beginDrain() may close a connection, which erases it from the list.
-  for (auto it = connections_.begin(); it != connections_.end();) {
-    auto next = std::next(it);
-    it->beginDrain();
-    it = next;
-  }
+  for (auto& connection : connections_) connection.beginDrain();
   if (connections_.empty()) stopLoop();
 }
 
@@ -227,7 +223,6 @@ int runWorker(const WorkerOptions& options) {
 
   uv_loop_t loop;
   uv_loop_init(&loop);
-  int code = 0;
   {
     Worker worker(&loop, std::move(*parsed.config), std::move(region), options);
     if (!worker.start(&error)) {
@@ -236,9 +231,14 @@ int runWorker(const WorkerOptions& options) {
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     spdlog::debug("stopped");
+    // Close every handle (signal handles included) while the Worker that owns
+    // them is alive, so nothing refers to it once it is destroyed.
+    uv_walk(
+        &loop, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
+    uv_run(&loop, UV_RUN_DEFAULT);
   }
-  // Handles are left to the OS: the process exits right after the drain.
-  return code;
+  uv_loop_close(&loop);
+  return shared::kExitOk;
 }
 
 }  // namespace phalanx::worker

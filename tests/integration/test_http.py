@@ -374,3 +374,21 @@ def test_access_log(phalanx_factory, tmp_path):
     assert find("HEAD", "/c")["status"] == 200
     slots = {d["worker"] for d in docs}
     assert all(isinstance(w, int) for w in slots), f"worker field should be the slot number: {slots}"
+
+
+def test_h2c_upgrade_request_is_answered_as_http1_and_the_connection_stays_usable(server):
+    """Bug: a request with Upgrade (curl --http2 on http://) left the connection
+    deaf; phalanx speaks HTTP/1.1 only and answers such requests as plain ones."""
+    res = run(["curl", "-s", "--http2", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{http_version}\\n",
+               f"http://127.0.0.1:{server.port}/a", f"http://127.0.0.1:{server.port}/b"], timeout=15)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[:2] == ["200 1.1", "200 1.1"], res.stdout
+
+
+def test_connect_is_405_and_closes(server):
+    with Conn(server.port) as c:
+        c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 405
+        assert (r.header("Connection") or "").lower() == "close"
+        assert c.wait_closed()[0]

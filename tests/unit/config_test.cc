@@ -242,7 +242,8 @@ TEST_CASE("config: workers is a positive integer up to 1024, or \"auto\"") {
   CHECK(automatic.workers == 0);
   CHECK(effectiveWorkers(automatic) >= 1);
   CHECK(errorsOf(doc(R"("workers": 0)")) == Errors{"workers: expected a positive integer, got 0"});
-  CHECK(errorsOf(doc(R"("workers": 1025)")) == Errors{"workers: must be at most 1024"});
+  CHECK(errorsOf(doc(R"("workers": 257)")) == Errors{"workers: must be at most 256"});
+  CHECK(effectiveWorkers(automatic) <= kMaxWorkers);
   CHECK(errorsOf(doc(R"("workers": "four")")) ==
         Errors{"workers: expected a positive integer or \"auto\", got \"four\""});
   CHECK(errorsOf(doc(R"("workers": true)")) ==
@@ -429,9 +430,11 @@ TEST_CASE("config: static responses: status range, body, headers") {
             .routes[0]
             .static_response.status == 204);
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"status": 600}})")) ==
-        Errors{"routes[0].static.status: must be 100-599"});
+        Errors{"routes[0].static.status: must be 200-599"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"status": 101}})")) ==
+        Errors{"routes[0].static.status: must be 200-599"});  // a 1xx leaves the client waiting
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"status": 99}})")) ==
-        Errors{"routes[0].static.status: must be 100-599"});
+        Errors{"routes[0].static.status: must be 200-599"});
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"status": 204, "body": "x"}})")) ==
         Errors{"routes[0].static.body: must be empty for status 204"});
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"headers": {"X-A": 1}}})")) ==

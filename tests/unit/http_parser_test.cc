@@ -192,3 +192,58 @@ TEST_CASE("error reasons are words, not parser codes") {
   CHECK(std::string_view(f.parser.errorReason()).find("HPE_") == std::string_view::npos);
   CHECK(std::string_view(f.parser.errorReason()).size() > 0);
 }
+
+TEST_CASE("pause() returns after the current request and the next feed() continues") {
+  struct Pauser : Recorder {
+    void onRequest(Request& r) override {
+      Recorder::onRequest(r);
+      parser->pause();
+    }
+  } pauser;
+  RequestParser parser(pauser, {});
+  pauser.parser = &parser;
+  std::string input = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(parser.feed(input.data(), input.size()) == RequestParser::Outcome::Paused);
+  CHECK(pauser.targets == std::vector<std::string>{"/a"});
+  std::string rest = input.substr(parser.consumed());
+  CHECK(rest.starts_with("GET /b"));
+  CHECK(parser.feed(rest.data(), rest.size()) == RequestParser::Outcome::Paused);
+  CHECK(pauser.targets == std::vector<std::string>{"/a", "/b"});
+  CHECK(parser.consumed() == rest.size());
+}
+
+TEST_CASE("an Upgrade request is an ordinary request and the connection keeps parsing (bug: h2c stalled)") {
+  Fixture f;
+  CHECK(f.feed("GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+               "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n") ==
+        RequestParser::Outcome::Consumed);
+  CHECK(f.recorder.targets == std::vector<std::string>{"/a", "/b"});
+}
+
+TEST_CASE("CONNECT is a 405 and HTTP/2.0 on an HTTP/1 connection is a 505") {
+  Fixture f;
+  CHECK(f.feed("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n") ==
+        RequestParser::Outcome::Error);
+  CHECK(f.parser.errorStatus() == 405);
+  Fixture g;
+  CHECK(g.feed("GET / HTTP/2.0\r\nHost: x\r\n\r\n") == RequestParser::Outcome::Error);
+  CHECK(g.parser.errorStatus() == 505);
+}
+
+TEST_CASE("a pause at the very end of the input does not wedge the parser (bug: crash on the next read)") {
+  struct Pauser : Recorder {
+    void onRequest(Request& r) override {
+      Recorder::onRequest(r);
+      parser->pause();
+    }
+  } pauser;
+  RequestParser parser(pauser, {});
+  pauser.parser = &parser;
+  std::string first = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(parser.feed(first.data(), first.size()) == RequestParser::Outcome::Paused);
+  CHECK(parser.consumed() == first.size());
+  std::string second = "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(parser.feed(second.data(), second.size()) == RequestParser::Outcome::Paused);
+  CHECK(parser.consumed() == second.size());
+  CHECK(pauser.targets == std::vector<std::string>{"/a", "/b"});
+}
