@@ -83,8 +83,8 @@ class Master {
     watchSignal(sighup_, SIGHUP);
     uv_timer_init(loop_, &tick_);
     tick_.data = this;
-    uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Master*>(t->data)->tick(); }, kTickMs,
-                   kTickMs);
+    uv_timer_start(
+        &tick_, [](uv_timer_t* t) { static_cast<Master*>(t->data)->tick(); }, kTickMs, kTickMs);
     supervisor_.start(shared::effectiveWorkers(config_));
   }
 
@@ -113,8 +113,7 @@ class Master {
         // Without a handler SIGHUP would kill the master and orphan its workers.
         spdlog::warn("SIGHUP: configuration reload is not available in this version; ignored");
         break;
-      default:
-        break;
+      default: break;
     }
   }
 
@@ -184,7 +183,8 @@ int runMaster(const std::string& config_path) {
   int config_fd = configMemfd(text);
   std::string exe = selfExe();
   if (config_fd < 0 || exe.empty()) {
-    spdlog::critical("start: {}", config_fd < 0 ? "memfd_create(config) failed" : "cannot resolve /proc/self/exe");
+    spdlog::critical("start: {}", config_fd < 0 ? "memfd_create(config) failed"
+                                                : "cannot resolve /proc/self/exe");
     return 1;
   }
   uv_set_process_title("phalanx: master");

@@ -55,10 +55,14 @@ void Supervisor::spawn(Slot& slot) {
   std::string count_arg = std::to_string(fds.size());
   std::vector<char*> args = {context_.exe_path.data(),
                              const_cast<char*>("--worker"),
-                             const_cast<char*>("--slot"), slot_arg.data(),
-                             const_cast<char*>("--generation"), gen_arg.data(),
-                             const_cast<char*>("--master-pid"), pid_arg.data(),
-                             const_cast<char*>("--listen-fds"), count_arg.data(),
+                             const_cast<char*>("--slot"),
+                             slot_arg.data(),
+                             const_cast<char*>("--generation"),
+                             gen_arg.data(),
+                             const_cast<char*>("--master-pid"),
+                             pid_arg.data(),
+                             const_cast<char*>("--listen-fds"),
+                             count_arg.data(),
                              nullptr};
   std::vector<uv_stdio_container_t> stdio(kFirstListenFd + fds.size());
   for (int i = 0; i < 3; ++i) {
@@ -107,8 +111,8 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
   std::string how = term_signal ? std::string("signal ") + strsignal(term_signal)
                                 : "code " + std::to_string(exit_status);
   retire(std::move(slot.process));
-  region_.slot(slot.index).state.store(static_cast<uint32_t>(shared::WorkerState::Stopped),
-                                       std::memory_order_release);
+  region_.slot(slot.index)
+      .state.store(static_cast<uint32_t>(shared::WorkerState::Stopped), std::memory_order_release);
 
   if (stopping_) {
     spdlog::info("worker {}: pid {} exited ({})", slot.index, process.pid, how);
@@ -165,8 +169,8 @@ bool Supervisor::allReady() const {
 }
 
 uint32_t Supervisor::runningCount() const {
-  return static_cast<uint32_t>(
-      std::count_if(slots_.begin(), slots_.end(), [](const auto& s) { return s->process != nullptr; }));
+  return static_cast<uint32_t>(std::count_if(slots_.begin(), slots_.end(),
+                                             [](const auto& s) { return s->process != nullptr; }));
 }
 
 void Supervisor::killAll(int signal) {

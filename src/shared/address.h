@@ -14,7 +14,7 @@
 namespace phalanx::shared {
 
 struct Address {
-  std::string text;          // as written, for messages: "127.0.0.1:8080"
+  std::string text;            // as written, for messages: "127.0.0.1:8080"
   sockaddr_storage storage{};  // ready for bind()/connect()
   socklen_t length = 0;
   uint16_t port = 0;

@@ -33,7 +33,6 @@ using json::readString;
 using json::readUnsigned;
 using simdjson::dom::element_type;
 
-
 std::optional<Address> readAddress(Errors& errors, const std::string& path, element value) {
   std::string text;
   if (!readString(errors, path, value, text)) return std::nullopt;

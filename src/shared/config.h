@@ -71,7 +71,7 @@ struct BreakerConfig {
   uint32_t window_ms = 10000;
   uint32_t open_ms = 30000;
   uint32_t half_open_calls = 2;
-  uint32_t slow_call_ms = 0;  // 0 = no slow-call accounting
+  uint32_t slow_call_ms = 0;    // 0 = no slow-call accounting
   std::string share = "local";  // "local" or "cluster"
 };
 
@@ -108,8 +108,8 @@ struct ApiKeyConfig {
 struct RateLimitConfig {
   std::string key = "ip";  // "ip", "api_key", "route"
   Rate rate;
-  uint64_t burst = 0;            // defaults to rate.count
-  std::string mode = "local";    // "local" or "cluster"
+  uint64_t burst = 0;                    // defaults to rate.count
+  std::string mode = "local";            // "local" or "cluster"
   std::string on_redis_error = "local";  // "local", "open", "closed"
 };
 

@@ -37,20 +37,14 @@ size_t editDistance(std::string_view a, std::string_view b) {
 
 const char* jsonType(element value) {
   switch (value.type()) {
-    case element_type::ARRAY:
-      return "array";
-    case element_type::OBJECT:
-      return "object";
+    case element_type::ARRAY: return "array";
+    case element_type::OBJECT: return "object";
     case element_type::INT64:
     case element_type::UINT64:
-    case element_type::DOUBLE:
-      return "number";
-    case element_type::STRING:
-      return "string";
-    case element_type::BOOL:
-      return "boolean";
-    case element_type::NULL_VALUE:
-      return "null";
+    case element_type::DOUBLE: return "number";
+    case element_type::STRING: return "string";
+    case element_type::BOOL: return "boolean";
+    case element_type::NULL_VALUE: return "null";
   }
   return "unknown";
 }
@@ -92,9 +86,7 @@ std::optional<uint64_t> readUnsigned(Errors& errors, const std::string& path, el
       floor == AtLeast::One ? "expected a positive integer" : "expected a non-negative integer";
   uint64_t number = 0;
   switch (value.type()) {
-    case element_type::UINT64:
-      number = value.get_uint64().value_unsafe();
-      break;
+    case element_type::UINT64: number = value.get_uint64().value_unsafe(); break;
     case element_type::INT64: {
       int64_t signed_number = value.get_int64().value_unsafe();
       if (signed_number < 0) {
@@ -121,9 +113,7 @@ std::optional<uint64_t> readUnsigned(Errors& errors, const std::string& path, el
       number = static_cast<uint64_t>(real);
       break;
     }
-    default:
-      errors.add(path, expected + ", got " + jsonType(value));
-      return std::nullopt;
+    default: errors.add(path, expected + ", got " + jsonType(value)); return std::nullopt;
   }
   if (floor == AtLeast::One && number == 0) {
     errors.add(path, expected + ", got 0");
@@ -138,14 +128,10 @@ std::optional<uint64_t> readUnsigned(Errors& errors, const std::string& path, el
 
 std::optional<double> readNumber(Errors& errors, const std::string& path, element value) {
   switch (value.type()) {
-    case element_type::UINT64:
-      return static_cast<double>(value.get_uint64().value_unsafe());
-    case element_type::INT64:
-      return static_cast<double>(value.get_int64().value_unsafe());
-    case element_type::DOUBLE:
-      return value.get_double().value_unsafe();
-    default:
-      errors.add(path, std::string("expected a number, got ") + jsonType(value));
+    case element_type::UINT64: return static_cast<double>(value.get_uint64().value_unsafe());
+    case element_type::INT64: return static_cast<double>(value.get_int64().value_unsafe());
+    case element_type::DOUBLE: return value.get_double().value_unsafe();
+    default: errors.add(path, std::string("expected a number, got ") + jsonType(value));
   }
   return std::nullopt;
 }

@@ -78,19 +78,21 @@ SharedRegion SharedRegion::attach(int fd, std::string* error) {
   region.size_ = size;
   region.fd_ = fd;
   const ShmHeader& h = region.header();
-  if (h.magic != kShmMagic || h.layout_version != kShmLayoutVersion ||
-      h.total_bytes != size || regionSize(h.slot_capacity) != size) {
+  if (h.magic != kShmMagic || h.layout_version != kShmLayoutVersion || h.total_bytes != size ||
+      regionSize(h.slot_capacity) != size) {
     *error = "shm region phalanx-shm: layout version " + std::to_string(h.layout_version) +
-             " (magic " + (h.magic == kShmMagic ? "ok" : "wrong") + ", " +
-             std::to_string(size) + " bytes), this build expects version " +
-             std::to_string(kShmLayoutVersion) + "; restart the master to change layouts";
+             " (magic " + (h.magic == kShmMagic ? "ok" : "wrong") + ", " + std::to_string(size) +
+             " bytes), this build expects version " + std::to_string(kShmLayoutVersion) +
+             "; restart the master to change layouts";
     region.fd_ = -1;  // the fd belongs to the caller until attach succeeds
     return SharedRegion();
   }
   return region;
 }
 
-SharedRegion::SharedRegion(SharedRegion&& other) noexcept { *this = std::move(other); }
+SharedRegion::SharedRegion(SharedRegion&& other) noexcept {
+  *this = std::move(other);
+}
 
 SharedRegion& SharedRegion::operator=(SharedRegion&& other) noexcept {
   if (this != &other) {
@@ -102,7 +104,9 @@ SharedRegion& SharedRegion::operator=(SharedRegion&& other) noexcept {
   return *this;
 }
 
-SharedRegion::~SharedRegion() { reset(); }
+SharedRegion::~SharedRegion() {
+  reset();
+}
 
 void SharedRegion::reset() {
   if (base_) munmap(base_, size_);

@@ -30,15 +30,15 @@ const char* workerStateName(WorkerState state);
 struct alignas(64) WorkerSlot {
   std::atomic<int32_t> pid;
   std::atomic<uint32_t> generation;
-  std::atomic<uint32_t> state;            // WorkerState
-  std::atomic<uint64_t> started_at_ms;    // wall clock, set by the worker
-  std::atomic<uint64_t> heartbeat_ms;     // monotonic (CLOCK_MONOTONIC), stamped by the loop
+  std::atomic<uint32_t> state;          // WorkerState
+  std::atomic<uint64_t> started_at_ms;  // wall clock, set by the worker
+  std::atomic<uint64_t> heartbeat_ms;   // monotonic (CLOCK_MONOTONIC), stamped by the loop
   std::atomic<uint64_t> requests;
   std::atomic<uint64_t> bytes_out;
   std::atomic<uint64_t> open_connections;
   std::atomic<uint64_t> accepted_connections;
   std::atomic<uint64_t> responses_by_class[6];  // index 1..5 = 1xx..5xx
-  std::atomic<uint64_t> rss_bytes;        // sampled by the master
+  std::atomic<uint64_t> rss_bytes;              // sampled by the master
 
   void bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
     counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);

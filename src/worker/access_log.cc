@@ -63,6 +63,8 @@ void AccessLog::write(const AccessEntry& e) {
   logger_->info(line_);
 }
 
-uint64_t AccessLog::droppedLines() const { return pool_->overrun_counter(); }
+uint64_t AccessLog::droppedLines() const {
+  return pool_->overrun_counter();
+}
 
 }  // namespace phalanx::worker

@@ -11,7 +11,9 @@ namespace phalanx::worker {
 
 namespace {
 
-Connection& owner(uv_handle_t* handle) { return *static_cast<Connection*>(handle->data); }
+Connection& owner(uv_handle_t* handle) {
+  return *static_cast<Connection*>(handle->data);
+}
 
 std::string peerName(int fd) {
   sockaddr_storage ss{};
@@ -119,8 +121,7 @@ void Connection::parse(const char* data, size_t length) {
       stopReading();
       break;
     case RequestParser::Outcome::Stopped:
-    case RequestParser::Outcome::Consumed:
-      break;
+    case RequestParser::Outcome::Consumed: break;
   }
 }
 
@@ -289,8 +290,9 @@ void Connection::setDeadline(uint64_t deadline_ms) {
   uint64_t now = uv_now(worker_.loop());
   timer_due_ms_ = deadline_ms;
   timer_armed_ = true;
-  uv_timer_start(&timer_, [](uv_timer_t* t) { owner(reinterpret_cast<uv_handle_t*>(t)).onTimer(); },
-                 deadline_ms > now ? deadline_ms - now : 0, 0);
+  uv_timer_start(
+      &timer_, [](uv_timer_t* t) { owner(reinterpret_cast<uv_handle_t*>(t)).onTimer(); },
+      deadline_ms > now ? deadline_ms - now : 0, 0);
 }
 
 void Connection::onTimer() {

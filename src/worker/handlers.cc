@@ -17,11 +17,8 @@ int Handlers::respond(const Request& request, ConnectionHeader connection, std::
     case shared::RouteKind::Static:
       appendResponse(out, route->static_response, date_.now(), connection, request.isHead());
       return route->static_response.status;
-    case shared::RouteKind::Builtin:
-      respondLive(request, connection, out);
-      return 200;
-    case shared::RouteKind::Upstream:
-      break;  // refused by config validation in this version
+    case shared::RouteKind::Builtin: respondLive(request, connection, out); return 200;
+    case shared::RouteKind::Upstream: break;  // refused by config validation in this version
   }
   Response r = makeJsonError(502, "route has no handler");
   appendResponse(out, r, date_.now(), connection, request.isHead());
@@ -34,8 +31,7 @@ int Handlers::respondError(int status, const char* reason, std::string& out) {
   return status;
 }
 
-void Handlers::respondLive(const Request& request, ConnectionHeader connection,
-                           std::string& out) {
+void Handlers::respondLive(const Request& request, ConnectionHeader connection, std::string& out) {
   uint64_t uptime_ms = shared::wallMs() - identity_.started_at_ms;
   std::string body = "{\"status\":\"alive\",\"worker\":" + std::to_string(identity_.slot) +
                      ",\"pid\":" + std::to_string(identity_.pid) +

@@ -6,7 +6,9 @@ namespace phalanx::worker {
 
 namespace {
 
-RequestParser& self(llhttp_t* p) { return *static_cast<RequestParser*>(p->data); }
+RequestParser& self(llhttp_t* p) {
+  return *static_cast<RequestParser*>(p->data);
+}
 
 // `lower` must be lowercase ASCII. Inline: libc's strncasecmp showed in profiles.
 bool equalsLowercase(std::string_view text, std::string_view lower) {
@@ -71,8 +73,7 @@ RequestParser::Outcome RequestParser::feed(const char* data, size_t length) {
   }
   llhttp_errno_t err = llhttp_execute(&parser_, data, length);
   switch (err) {
-    case HPE_OK:
-      return Outcome::Consumed;
+    case HPE_OK: return Outcome::Consumed;
     case HPE_PAUSED:
       if (stopped_) return Outcome::Stopped;
       paused_ = true;

@@ -54,7 +54,9 @@ Worker::Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion regi
                           .started_at_ms = shared::wallMs()}),
       read_buffer_(new char[kReadBufferBytes]) {}
 
-uv_buf_t Worker::readBuffer() { return uv_buf_init(read_buffer_.get(), kReadBufferBytes); }
+uv_buf_t Worker::readBuffer() {
+  return uv_buf_init(read_buffer_.get(), kReadBufferBytes);
+}
 
 bool Worker::start(std::string* error) {
   if (config_.log.access != "off") {
@@ -76,14 +78,17 @@ bool Worker::start(std::string* error) {
 
   uv_signal_init(loop_, &sigterm_);
   sigterm_.data = this;
-  uv_signal_start(&sigterm_, [](uv_signal_t* h, int) { owner(h).beginDrain(); }, SIGTERM);
+  uv_signal_start(
+      &sigterm_, [](uv_signal_t* h, int) { owner(h).beginDrain(); }, SIGTERM);
   uv_signal_init(loop_, &sigquit_);
   sigquit_.data = this;
-  uv_signal_start(&sigquit_, [](uv_signal_t*, int) { _exit(0); }, SIGQUIT);
+  uv_signal_start(
+      &sigquit_, [](uv_signal_t*, int) { _exit(0); }, SIGQUIT);
 
   uv_timer_init(loop_, &heartbeat_timer_);
   heartbeat_timer_.data = this;
-  uv_timer_start(&heartbeat_timer_, [](uv_timer_t* t) { owner(t).heartbeat(); }, 0, kHeartbeatMs);
+  uv_timer_start(
+      &heartbeat_timer_, [](uv_timer_t* t) { owner(t).heartbeat(); }, 0, kHeartbeatMs);
   uv_timer_init(loop_, &drain_timer_);
   drain_timer_.data = this;
   uv_timer_init(loop_, &accept_retry_timer_);
@@ -137,11 +142,11 @@ void Worker::onAcceptable(Listener& listener) {
       if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors: back off instead of spinning on a readable socket.
-        spdlog::warn("accept: {}; pausing accepts for {} ms", std::strerror(errno),
-                     kAcceptRetryMs);
+        spdlog::warn("accept: {}; pausing accepts for {} ms", std::strerror(errno), kAcceptRetryMs);
         pauseAccepting();
-        uv_timer_start(&accept_retry_timer_, [](uv_timer_t* t) { owner(t).resumeAccepting(); },
-                       kAcceptRetryMs, 0);
+        uv_timer_start(
+            &accept_retry_timer_, [](uv_timer_t* t) { owner(t).resumeAccepting(); }, kAcceptRetryMs,
+            0);
         return;
       }
       spdlog::error("accept: {}", std::strerror(errno));
@@ -186,8 +191,7 @@ void Worker::beginDrain() {
 }
 
 void Worker::stopLoop() {
-  slot_.state.store(static_cast<uint32_t>(shared::WorkerState::Stopped),
-                    std::memory_order_release);
+  slot_.state.store(static_cast<uint32_t>(shared::WorkerState::Stopped), std::memory_order_release);
   uv_stop(loop_);
 }
 
@@ -234,7 +238,11 @@ int runWorker(const WorkerOptions& options) {
     // Close every handle (signal handles included) while the Worker that owns
     // them is alive, so nothing refers to it once it is destroyed.
     uv_walk(
-        &loop, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
+        &loop,
+        [](uv_handle_t* h, void*) {
+          if (!uv_is_closing(h)) uv_close(h, nullptr);
+        },
+        nullptr);
     uv_run(&loop, UV_RUN_DEFAULT);
   }
   uv_loop_close(&loop);

@@ -25,7 +25,7 @@ struct WorkerOptions {
   uint32_t generation = 1;
   int master_pid = 0;
   int shm_fd = -1;
-  int config_fd = -1;            // a memfd holding the exact config text the master validated
+  int config_fd = -1;           // a memfd holding the exact config text the master validated
   std::vector<int> listen_fds;  // this slot's listening sockets, one per listen address
 };
 

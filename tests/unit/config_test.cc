@@ -517,11 +517,11 @@ TEST_CASE("config: max_memory takes a size with a unit") {
   CHECK(valid(doc(R"("supervisor": {"max_memory": "1G"})")).supervisor.max_memory_bytes ==
         1ull << 30);
   CHECK(errorsOf(doc(R"("supervisor": {"max_memory": 512})")) ==
-        Errors{"supervisor.max_memory: expected a size with a unit, like \"512M\", or \"off\", got number"});
-  CHECK(
-      errorsOf(doc(R"("supervisor": {"max_memory": "536870912"})")) ==
-      Errors{
-          "supervisor.max_memory: expected a size with a unit, like \"512M\", or \"off\", got \"536870912\""});
+        Errors{"supervisor.max_memory: expected a size with a unit, like \"512M\", or \"off\", got "
+               "number"});
+  CHECK(errorsOf(doc(R"("supervisor": {"max_memory": "536870912"})")) ==
+        Errors{"supervisor.max_memory: expected a size with a unit, like \"512M\", or \"off\", got "
+               "\"536870912\""});
   CHECK(errorsOf(doc(R"("supervisor": {"max_memory": "0M"})")) ==
         Errors{"supervisor.max_memory: must be greater than 0"});
 }
@@ -629,14 +629,14 @@ TEST_CASE("config: every error is reported, not only the first") {
     "routes": [{"path": "/", "static": {"headers": {"Date": "now"}}},
                {"prefix": "/api/", "upstream": "api"}]
   })";
-  CHECK(errorsOf(json) ==
-        Errors{"listen[0]: port must be 1-65535",
-               "workers: expected a positive integer or \"auto\", got \"many\"",
-               "limits.max_header_bytes: expected a positive integer, got string",
-               "limits.bogus: unknown key",
-               "supervisor.max_memory: expected a size with a unit, like \"512M\", or \"off\", got number",
-               "routes[0].static.headers.Date: phalanx sets this header itself",
-               "routes[1].upstream: no upstream named \"api\""});
+  CHECK(errorsOf(json) == Errors{"listen[0]: port must be 1-65535",
+                                 "workers: expected a positive integer or \"auto\", got \"many\"",
+                                 "limits.max_header_bytes: expected a positive integer, got string",
+                                 "limits.bogus: unknown key",
+                                 "supervisor.max_memory: expected a size with a unit, like "
+                                 "\"512M\", or \"off\", got number",
+                                 "routes[0].static.headers.Date: phalanx sets this header itself",
+                                 "routes[1].upstream: no upstream named \"api\""});
 }
 
 TEST_CASE("config: an error line stays one line whatever the file holds") {
@@ -648,7 +648,6 @@ TEST_CASE("config: an error line stays one line whatever the file holds") {
         "error, critical, off)");
   CHECK(errors[1] == "a\\x0ab: unknown key");
 }
-
 
 TEST_CASE("config: every truncation of a valid file is refused, never thrown") {
   std::string text = kDesignExample;

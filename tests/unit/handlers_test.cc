@@ -13,7 +13,8 @@ shared::Config demoConfig() {
   live.kind = shared::RouteKind::Builtin;
   shared::RouteConfig root;
   root.path = "/";
-  root.static_response = {.status = 200, .body = "ok\n", .headers = {{"Content-Type", "text/plain"}}};
+  root.static_response = {
+      .status = 200, .body = "ok\n", .headers = {{"Content-Type", "text/plain"}}};
   config.routes = {live, root};
   return config;
 }
@@ -28,7 +29,8 @@ worker::Request get(std::string target, uint8_t method = HTTP_GET) {
 }  // namespace
 
 TEST_CASE("static routes answer with their configured response") {
-  worker::Handlers handlers(demoConfig(), {.slot = 1, .generation = 2, .pid = 42, .started_at_ms = 0});
+  worker::Handlers handlers(demoConfig(),
+                            {.slot = 1, .generation = 2, .pid = 42, .started_at_ms = 0});
   std::string out;
   CHECK(handlers.respond(get("/"), worker::ConnectionHeader::None, out) == 200);
   CHECK(out.starts_with("HTTP/1.1 200 OK\r\n"));
@@ -52,7 +54,8 @@ TEST_CASE("unknown routes are a JSON 404") {
 }
 
 TEST_CASE("builtin live names the worker") {
-  worker::Handlers handlers(demoConfig(), {.slot = 1, .generation = 2, .pid = 42, .started_at_ms = 0});
+  worker::Handlers handlers(demoConfig(),
+                            {.slot = 1, .generation = 2, .pid = 42, .started_at_ms = 0});
   std::string out;
   CHECK(handlers.respond(get("/health/live"), worker::ConnectionHeader::None, out) == 200);
   CHECK(out.find("\"status\":\"alive\"") != std::string::npos);

@@ -33,7 +33,9 @@ struct Fixture {
   Recorder recorder;
   RequestParser parser{recorder, {.max_header_bytes = 1024, .max_body_bytes = 100}};
   Fixture() { recorder.parser = &parser; }
-  RequestParser::Outcome feed(std::string_view bytes) { return parser.feed(bytes.data(), bytes.size()); }
+  RequestParser::Outcome feed(std::string_view bytes) {
+    return parser.feed(bytes.data(), bytes.size());
+  }
 };
 
 }  // namespace
@@ -48,7 +50,8 @@ TEST_CASE("pipelined requests in one buffer complete in order") {
 TEST_CASE("a request split across reads at every byte still parses") {
   Fixture f;
   std::string request = "POST /upload?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
-  for (char c : request) REQUIRE(f.feed(std::string_view(&c, 1)) == RequestParser::Outcome::Consumed);
+  for (char c : request)
+    REQUIRE(f.feed(std::string_view(&c, 1)) == RequestParser::Outcome::Consumed);
   REQUIRE(f.recorder.targets.size() == 1);
   CHECK(f.recorder.targets[0] == "/upload?x=1");
   CHECK(f.recorder.body_bytes[0] == 5);
@@ -69,15 +72,17 @@ TEST_CASE("keep-alive follows the HTTP version and Connection header") {
 
 TEST_CASE("chunked bodies are counted") {
   Fixture f;
-  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n") ==
+  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+               "chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n") ==
         RequestParser::Outcome::Consumed);
   REQUIRE(f.recorder.body_bytes.size() == 1);
   CHECK(f.recorder.body_bytes[0] == 11);
 }
 
 TEST_CASE("malformed input is a 400") {
-  for (std::string_view bad : {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-                               "GET / HTTP/9.9\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n"}) {
+  for (std::string_view bad :
+       {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        "GET / HTTP/9.9\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n"}) {
     Fixture f;
     CAPTURE(bad);
     CHECK(f.feed(bad) == RequestParser::Outcome::Error);
@@ -88,8 +93,8 @@ TEST_CASE("malformed input is a 400") {
 
 TEST_CASE("Content-Length together with Transfer-Encoding is refused (no smuggling)") {
   Fixture f;
-  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n") ==
-        RequestParser::Outcome::Error);
+  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: "
+               "chunked\r\n\r\n0\r\n\r\n") == RequestParser::Outcome::Error);
   CHECK(f.parser.errorStatus() == 400);
 }
 
@@ -99,7 +104,8 @@ TEST_CASE("headers over max_header_bytes are a 431") {
   CHECK(f.feed(big) == RequestParser::Outcome::Error);
   CHECK(f.parser.errorStatus() == 431);
   Fixture g;
-  CHECK(g.feed("GET /" + std::string(2000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n") == RequestParser::Outcome::Error);
+  CHECK(g.feed("GET /" + std::string(2000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n") ==
+        RequestParser::Outcome::Error);
   CHECK(g.parser.errorStatus() == 431);
 }
 
@@ -113,7 +119,8 @@ TEST_CASE("many small headers count against max_header_bytes too") {
 
 TEST_CASE("a body over max_body_bytes is a 413, by Content-Length or by chunks") {
   Fixture f;
-  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n") == RequestParser::Outcome::Error);
+  CHECK(f.feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n") ==
+        RequestParser::Outcome::Error);
   CHECK(f.parser.errorStatus() == 413);
   Fixture g;
   std::string chunks = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -130,17 +137,20 @@ TEST_CASE("Expect: 100-continue is reported once headers are done; other expecta
   f.feed("abc");
   CHECK(f.recorder.targets.size() == 1);
   Fixture g;
-  g.feed("GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n");  // no body: nothing to continue
+  g.feed(
+      "GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n");  // no body: nothing to continue
   CHECK(g.recorder.continues == 0);
   Fixture h;
-  CHECK(h.feed("POST / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\nx") == RequestParser::Outcome::Error);
+  CHECK(h.feed("POST / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\nx") ==
+        RequestParser::Outcome::Error);
   CHECK(h.parser.errorStatus() == 417);
 }
 
 TEST_CASE("stop() from onRequest leaves the rest unparsed") {
   Fixture f;
   f.recorder.stop_after_first = true;
-  CHECK(f.feed("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n") == RequestParser::Outcome::Stopped);
+  CHECK(f.feed("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n") ==
+        RequestParser::Outcome::Stopped);
   CHECK(f.recorder.targets == std::vector<std::string>{"/a"});
   CHECK(f.feed("GET /c HTTP/1.1\r\nHost: x\r\n\r\n") == RequestParser::Outcome::Stopped);
 }
@@ -212,10 +222,13 @@ TEST_CASE("pause() returns after the current request and the next feed() continu
   CHECK(parser.consumed() == rest.size());
 }
 
-TEST_CASE("an Upgrade request is an ordinary request and the connection keeps parsing (bug: h2c stalled)") {
+TEST_CASE(
+    "an Upgrade request is an ordinary request and the connection keeps parsing (bug: h2c "
+    "stalled)") {
   Fixture f;
-  CHECK(f.feed("GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
-               "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n") ==
+  CHECK(f.feed(
+            "GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n") ==
         RequestParser::Outcome::Consumed);
   CHECK(f.recorder.targets == std::vector<std::string>{"/a", "/b"});
 }
@@ -230,7 +243,9 @@ TEST_CASE("CONNECT is a 405 and HTTP/2.0 on an HTTP/1 connection is a 505") {
   CHECK(g.parser.errorStatus() == 505);
 }
 
-TEST_CASE("a pause at the very end of the input does not wedge the parser (bug: crash on the next read)") {
+TEST_CASE(
+    "a pause at the very end of the input does not wedge the parser (bug: crash on the next "
+    "read)") {
   struct Pauser : Recorder {
     void onRequest(Request& r) override {
       Recorder::onRequest(r);

@@ -17,7 +17,9 @@ TEST_CASE("Connection headers and HEAD") {
   Response r = makeResponse(201, "body");
   std::string out;
   appendResponse(out, r, "D", ConnectionHeader::Close, true);
-  CHECK(out == "HTTP/1.1 201 Created\r\nServer: phalanx\r\nContent-Length: 4\r\nDate: D\r\nConnection: close\r\n\r\n");
+  CHECK(out ==
+        "HTTP/1.1 201 Created\r\nServer: phalanx\r\nContent-Length: 4\r\nDate: D\r\nConnection: "
+        "close\r\n\r\n");
   out.clear();
   appendResponse(out, r, "D", ConnectionHeader::KeepAlive, false);
   CHECK(out.find("\r\nConnection: keep-alive\r\n\r\nbody") != std::string::npos);

@@ -17,8 +17,8 @@ RouteConfig route(RouteMatch match, std::string path, int status) {
 }  // namespace
 
 TEST_CASE("routes match in file order, path exactly, prefix by prefix") {
-  Router router({route(RouteMatch::Exact, "/health/live", 201), route(RouteMatch::Prefix, "/api/", 202),
-                 route(RouteMatch::Prefix, "/", 203)});
+  Router router({route(RouteMatch::Exact, "/health/live", 201),
+                 route(RouteMatch::Prefix, "/api/", 202), route(RouteMatch::Prefix, "/", 203)});
   CHECK(router.match("/health/live")->static_response.status == 201);
   CHECK(router.match("/health/live/x")->static_response.status == 203);
   CHECK(router.match("/api/v1/users?id=3")->static_response.status == 202);

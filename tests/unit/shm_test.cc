@@ -21,8 +21,8 @@ TEST_CASE("a created region is zeroed and attachable, and both see the same slot
 
 TEST_CASE("attach refuses another layout version and says which") {
   SharedRegion created = SharedRegion::create(2);
-  auto* header = static_cast<ShmHeader*>(mmap(nullptr, sizeof(ShmHeader), PROT_READ | PROT_WRITE,
-                                              MAP_SHARED, created.fd(), 0));
+  auto* header = static_cast<ShmHeader*>(
+      mmap(nullptr, sizeof(ShmHeader), PROT_READ | PROT_WRITE, MAP_SHARED, created.fd(), 0));
   header->layout_version = kShmLayoutVersion + 1;
   std::string error;
   int fd = dup(created.fd());
