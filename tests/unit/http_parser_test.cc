@@ -17,6 +17,7 @@ struct Recorder : RequestParser::Listener {
   int continues = 0;
   int begins = 0;
   bool stop_after_first = false;
+  bool pause_each = false;
   RequestParser* parser = nullptr;
 
   void onRequestBegin(Request&) override { ++begins; }
@@ -26,6 +27,7 @@ struct Recorder : RequestParser::Listener {
     keep_alive.push_back(r.keep_alive);
     body_bytes.push_back(r.body_bytes);
     if (stop_after_first) parser->stop();
+    if (pause_each) parser->pause();
   }
 };
 
@@ -204,21 +206,16 @@ TEST_CASE("error reasons are words, not parser codes") {
 }
 
 TEST_CASE("pause() returns after the current request and the next feed() continues") {
-  struct Pauser : Recorder {
-    void onRequest(Request& r) override {
-      Recorder::onRequest(r);
-      parser->pause();
-    }
-  } pauser;
-  RequestParser parser(pauser, {});
-  pauser.parser = &parser;
+  Fixture f;
+  f.recorder.pause_each = true;
+  RequestParser& parser = f.parser;
   std::string input = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
   REQUIRE(parser.feed(input.data(), input.size()) == RequestParser::Outcome::Paused);
-  CHECK(pauser.targets == std::vector<std::string>{"/a"});
+  CHECK(f.recorder.targets == std::vector<std::string>{"/a"});
   std::string rest = input.substr(parser.consumed());
   CHECK(rest.starts_with("GET /b"));
   CHECK(parser.feed(rest.data(), rest.size()) == RequestParser::Outcome::Paused);
-  CHECK(pauser.targets == std::vector<std::string>{"/a", "/b"});
+  CHECK(f.recorder.targets == std::vector<std::string>{"/a", "/b"});
   CHECK(parser.consumed() == rest.size());
 }
 
@@ -246,19 +243,14 @@ TEST_CASE("CONNECT is a 405 and HTTP/2.0 on an HTTP/1 connection is a 505") {
 TEST_CASE(
     "a pause at the very end of the input does not wedge the parser (bug: crash on the next "
     "read)") {
-  struct Pauser : Recorder {
-    void onRequest(Request& r) override {
-      Recorder::onRequest(r);
-      parser->pause();
-    }
-  } pauser;
-  RequestParser parser(pauser, {});
-  pauser.parser = &parser;
+  Fixture f;
+  f.recorder.pause_each = true;
+  RequestParser& parser = f.parser;
   std::string first = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
   REQUIRE(parser.feed(first.data(), first.size()) == RequestParser::Outcome::Paused);
   CHECK(parser.consumed() == first.size());
   std::string second = "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
   REQUIRE(parser.feed(second.data(), second.size()) == RequestParser::Outcome::Paused);
   CHECK(parser.consumed() == second.size());
-  CHECK(pauser.targets == std::vector<std::string>{"/a", "/b"});
+  CHECK(f.recorder.targets == std::vector<std::string>{"/a", "/b"});
 }
