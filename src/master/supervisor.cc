@@ -103,7 +103,7 @@ void Supervisor::spawn(Slot& slot) {
   shm.generation.store(generation_, std::memory_order_relaxed);
   spdlog::info("worker {}: started pid {} gen {}", slot.index, process->pid, generation_);
   slot.process = std::move(process);
-  slot.state = SlotState::Starting;
+  slot.state = SlotState::Running;
 }
 
 void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) {
@@ -132,7 +132,6 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
     if (all_fatal && on_all_fatal) on_all_fatal();
     return;
   }
-  ++slot.restarts;
   spdlog::warn("worker {}: pid {} died ({}); respawning in {} ms", slot.index, process.pid, how,
                config_.restart_base_ms);
   scheduleRestart(slot);

@@ -49,7 +49,8 @@ class Supervisor {
   std::function<void()> on_all_fatal;
 
  private:
-  enum class SlotState { Starting, Running, WaitingRestart, Fatal, Stopped };
+  // Running: a process exists (whether it is ready yet is in shm).
+  enum class SlotState { Running, WaitingRestart, Fatal, Stopped };
   struct Process;
   struct Slot {
     Supervisor* owner = nullptr;
@@ -57,7 +58,6 @@ class Supervisor {
     SlotState state = SlotState::Stopped;
     std::unique_ptr<Process> process;
     uv_timer_t restart_timer{};
-    uint64_t restarts = 0;
   };
 
   void spawn(Slot& slot);
