@@ -127,10 +127,9 @@ void Connection::parse(const char* data, size_t length) {
 
 // Moves the connection forward after any event, in a loop rather than by
 // recursion: write what is queued; once the socket took it, parse input that
-// was held back; then close if a response said so, or read again.
+// was held back; then close if a response said so, or read again. Nothing it
+// calls re-enters it: libuv runs read and shutdown callbacks on later turns.
 void Connection::pump() {
-  if (pumping_) return;
-  pumping_ = true;
   while (phase_ == Phase::Open && !write_in_flight_) {
     if (!out_.empty()) {
       if (!writeOut()) break;
@@ -145,7 +144,6 @@ void Connection::pump() {
       break;
     }
   }
-  pumping_ = false;
 }
 
 void Connection::onRequestBegin(Request& request) {

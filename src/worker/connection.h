@@ -2,9 +2,10 @@
 //
 // Life: start() → reading requests → (close wanted) → flush → shutdown(FIN) →
 // linger until the client closes or kLingerMs → close → Worker::onConnectionClosed.
-// Every close of an open connection goes through FIN + linger, never a bare
-// close(): unread request bytes would turn it into a reset that destroys the
-// response (or the client's view of a clean close) in flight.
+// Every orderly close (Connection: close, an error answer, idle timeout, drain)
+// goes through FIN + linger, never a bare close(): unread request bytes would
+// turn it into a reset that destroys the response in flight. Only a failed
+// socket, or a client that stopped reading our answer, is closed at once.
 //
 // Writes: responses to everything parsed from one read are appended to one
 // buffer and sent with one uv_try_write; only what the socket does not take goes
@@ -91,7 +92,6 @@ class Connection final : public RequestParser::Listener {
   bool close_after_write_ = false;
   bool reading_ = false;
   bool eof_ = false;
-  bool pumping_ = false;
   bool timer_armed_ = false;
   uint64_t requests_ = 0;
   uint64_t deadline_ms_ = 0;
