@@ -84,7 +84,10 @@ TEST_CASE("chunked bodies are counted") {
 TEST_CASE("malformed input is a 400") {
   for (std::string_view bad :
        {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-        "GET / HTTP/9.9\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n"}) {
+        "GET / HTTP/9.9\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n",
+        // no space in or before a header name: llhttp 8.1 lets both through
+        "GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Name : v\r\n\r\n"}) {
     Fixture f;
     CAPTURE(bad);
     CHECK(f.feed(bad) == RequestParser::Outcome::Error);
@@ -167,16 +170,6 @@ TEST_CASE("inRequest and inBody track the request in progress") {
   CHECK(f.parser.inBody());
   f.feed("b");
   CHECK_FALSE(f.parser.inRequest());
-}
-
-TEST_CASE("header names must be tokens: no space in or before the name") {
-  for (std::string_view bad : {"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
-                               "GET / HTTP/1.1\r\nHost: x\r\nX-Name : v\r\n\r\n"}) {
-    Fixture f;
-    CAPTURE(bad);
-    CHECK(f.feed(bad) == RequestParser::Outcome::Error);
-    CHECK(f.parser.errorStatus() == 400);
-  }
 }
 
 TEST_CASE("HTTP/1.1 needs exactly one Host; HTTP/1.0 may omit it") {
