@@ -43,6 +43,7 @@ int workerMain(int argc, char** argv) {
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string_view flag = argv[i];
     bool ok = flag == "--slot"         ? parseUint(argv[i + 1], &options.slot)
+              : flag == "--cell"       ? parseUint(argv[i + 1], &options.cell)
               : flag == "--generation" ? parseUint(argv[i + 1], &options.generation)
               : flag == "--master-pid" ? parseUint(argv[i + 1], &master_pid)
               : flag == "--listen-fds" ? parseUint(argv[i + 1], &listen_fds)

@@ -179,7 +179,7 @@ int runMaster(const std::string& config_path) {
     spdlog::critical("listen: {}", error);
     return 1;
   }
-  auto region = shared::SharedRegion::create(shared::kMaxWorkers);
+  auto region = shared::SharedRegion::create(shared::kMaxWorkers, shared::kMaxWorkers * 4);
   int config_fd = configMemfd(text);
   std::string exe = selfExe();
   if (config_fd < 0 || exe.empty()) {

@@ -50,6 +50,7 @@ void Supervisor::start(uint32_t workers) {
 void Supervisor::spawn(Slot& slot) {
   const std::vector<int>& fds = listeners_.slotFds(slot.index);
   std::string slot_arg = std::to_string(slot.index);
+  std::string cell_arg = std::to_string(slot.index);
   std::string gen_arg = std::to_string(generation_);
   std::string pid_arg = std::to_string(getpid());
   std::string count_arg = std::to_string(fds.size());
@@ -57,6 +58,8 @@ void Supervisor::spawn(Slot& slot) {
                              const_cast<char*>("--worker"),
                              const_cast<char*>("--slot"),
                              slot_arg.data(),
+                             const_cast<char*>("--cell"),
+                             cell_arg.data(),
                              const_cast<char*>("--generation"),
                              gen_arg.data(),
                              const_cast<char*>("--master-pid"),
@@ -90,7 +93,7 @@ void Supervisor::spawn(Slot& slot) {
     p->supervisor->onExit(*p, exit_status, term_signal);
   };
 
-  shared::WorkerSlot& shm = region_.slot(slot.index);
+  shared::WorkerCell& shm = region_.cell(slot.index);
   shm.state.store(static_cast<uint32_t>(shared::WorkerState::Starting), std::memory_order_release);
   if (int rc = uv_spawn(loop_, &process->handle, &options); rc != 0) {
     spdlog::error("worker {}: spawn {}: {}", slot.index, context_.exe_path, uv_strerror(rc));
@@ -111,7 +114,7 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
   std::string how = term_signal ? std::string("signal ") + strsignal(term_signal)
                                 : "code " + std::to_string(exit_status);
   retire(std::move(slot.process));
-  region_.slot(slot.index)
+  region_.cell(slot.index)
       .state.store(static_cast<uint32_t>(shared::WorkerState::Stopped), std::memory_order_release);
 
   if (stopping_) {
@@ -162,7 +165,7 @@ void Supervisor::scheduleRestart(Slot& slot) {
 
 bool Supervisor::allReady() const {
   return std::all_of(slots_.begin(), slots_.end(), [this](const auto& s) {
-    return s->process && region_.slot(s->index).state.load(std::memory_order_acquire) ==
+    return s->process && region_.cell(s->index).state.load(std::memory_order_acquire) ==
                              static_cast<uint32_t>(shared::WorkerState::Ready);
   });
 }

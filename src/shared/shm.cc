@@ -16,9 +16,34 @@ namespace phalanx::shared {
 
 namespace {
 
-size_t regionSize(uint32_t slot_capacity) {
-  size_t slots_offset = (sizeof(ShmHeader) + 63) & ~size_t{63};
-  return slots_offset + size_t{slot_capacity} * sizeof(WorkerSlot);
+constexpr size_t alignUp(size_t n) {
+  return (n + 63) & ~size_t{63};
+}
+
+struct Layout {
+  size_t master_offset, slots_offset, cells_offset, total;
+};
+
+Layout layoutFor(uint32_t slot_capacity, uint32_t cell_capacity) {
+  Layout l{};
+  l.master_offset = alignUp(sizeof(ShmHeader));
+  l.slots_offset = alignUp(l.master_offset + sizeof(MasterInfo));
+  l.cells_offset = alignUp(l.slots_offset + size_t{slot_capacity} * sizeof(SlotRecord));
+  l.total = l.cells_offset + size_t{cell_capacity} * sizeof(WorkerCell);
+  return l;
+}
+
+void addInto(TrafficCounters& to, const TrafficCounters& from) {
+  auto add = [](std::atomic<uint64_t>& a, const std::atomic<uint64_t>& b) {
+    bump(a, b.load(std::memory_order_relaxed));
+  };
+  add(to.requests, from.requests);
+  add(to.bytes_out, from.bytes_out);
+  add(to.accepted_connections, from.accepted_connections);
+  for (size_t i = 0; i < 6; ++i) add(to.responses_by_class[i], from.responses_by_class[i]);
+  for (size_t i = 0; i < kLatencyBuckets; ++i) add(to.latency_buckets[i], from.latency_buckets[i]);
+  add(to.latency_sum_us, from.latency_sum_us);
+  add(to.access_log_dropped, from.access_log_dropped);
 }
 
 [[noreturn]] void fatalSyscall(const char* what) {
@@ -39,9 +64,48 @@ const char* workerStateName(WorkerState state) {
   return "unknown";
 }
 
-SharedRegion SharedRegion::create(uint32_t slot_capacity) {
+const char* slotStateName(SlotState state) {
+  switch (state) {
+    case SlotState::Unused: return "unused";
+    case SlotState::Running: return "running";
+    case SlotState::WaitingRestart: return "waiting-restart";
+    case SlotState::Errored: return "errored";
+    case SlotState::Fatal: return "fatal";
+  }
+  return "unknown";
+}
+
+const char* exitReasonName(ExitReason reason) {
+  switch (reason) {
+    case ExitReason::None: return "none";
+    case ExitReason::Exited: return "exit";
+    case ExitReason::Signaled: return "signal";
+    case ExitReason::Memory: return "memory";
+    case ExitReason::Heartbeat: return "heartbeat";
+    case ExitReason::MaxRequests: return "max_requests";
+    case ExitReason::Reload: return "reload";
+    case ExitReason::Scale: return "scale";
+    case ExitReason::Stop: return "stop";
+    case ExitReason::Count_: break;
+  }
+  return "unknown";
+}
+
+void TrafficTotals::add(const TrafficCounters& c) {
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  requests += get(c.requests);
+  bytes_out += get(c.bytes_out);
+  accepted_connections += get(c.accepted_connections);
+  for (size_t i = 0; i < 6; ++i) responses_by_class[i] += get(c.responses_by_class[i]);
+  for (size_t i = 0; i < kLatencyBuckets; ++i) latency_buckets[i] += get(c.latency_buckets[i]);
+  latency_sum_us += get(c.latency_sum_us);
+  access_log_dropped += get(c.access_log_dropped);
+}
+
+SharedRegion SharedRegion::create(uint32_t slot_capacity, uint32_t cell_capacity) {
   SharedRegion region;
-  size_t size = regionSize(slot_capacity);
+  Layout layout = layoutFor(slot_capacity, cell_capacity);
+  size_t size = layout.total;
   region.fd_ = memfd_create("phalanx-shm", MFD_CLOEXEC);
   if (region.fd_ < 0) fatalSyscall("memfd_create(\"phalanx-shm\", MFD_CLOEXEC)");
   if (ftruncate(region.fd_, static_cast<off_t>(size)) != 0) fatalSyscall("ftruncate(shm)");
@@ -56,8 +120,11 @@ SharedRegion SharedRegion::create(uint32_t slot_capacity) {
   header->magic = kShmMagic;
   header->layout_version = kShmLayoutVersion;
   header->slot_capacity = slot_capacity;
+  header->cell_capacity = cell_capacity;
   header->total_bytes = size;
-  header->slots_offset = (sizeof(ShmHeader) + 63) & ~size_t{63};
+  header->master_offset = layout.master_offset;
+  header->slots_offset = layout.slots_offset;
+  header->cells_offset = layout.cells_offset;
   return region;
 }
 
@@ -79,7 +146,8 @@ SharedRegion SharedRegion::attach(int fd, std::string* error) {
   region.fd_ = fd;
   const ShmHeader& h = region.header();
   if (h.magic != kShmMagic || h.layout_version != kShmLayoutVersion || h.total_bytes != size ||
-      regionSize(h.slot_capacity) != size) {
+      layoutFor(h.slot_capacity, h.cell_capacity).total != size ||
+      layoutFor(h.slot_capacity, h.cell_capacity).cells_offset != h.cells_offset) {
     *error = "shm region phalanx-shm: layout version " + std::to_string(h.layout_version) +
              " (magic " + (h.magic == kShmMagic ? "ok" : "wrong") + ", " + std::to_string(size) +
              " bytes), this build expects version " + std::to_string(kShmLayoutVersion) +
@@ -116,13 +184,55 @@ void SharedRegion::reset() {
   fd_ = -1;
 }
 
-WorkerSlot& SharedRegion::slot(uint32_t index) {
+MasterInfo& SharedRegion::master() const {
+  return *reinterpret_cast<MasterInfo*>(static_cast<char*>(base_) + header().master_offset);
+}
+
+SlotRecord& SharedRegion::slot(uint32_t index) const {
   if (index >= slotCapacity()) {
     spdlog::critical("shm: slot {} is past the region's {} slots", index, slotCapacity());
     std::abort();
   }
   auto* bytes = static_cast<char*>(base_) + header().slots_offset;
-  return reinterpret_cast<WorkerSlot*>(bytes)[index];
+  return reinterpret_cast<SlotRecord*>(bytes)[index];
+}
+
+WorkerCell& SharedRegion::cell(uint32_t index) const {
+  if (index >= cellCapacity()) {
+    spdlog::critical("shm: cell {} is past the region's {} cells", index, cellCapacity());
+    std::abort();
+  }
+  auto* bytes = static_cast<char*>(base_) + header().cells_offset;
+  return reinterpret_cast<WorkerCell*>(bytes)[index];
+}
+
+void retireCell(const SharedRegion& region, uint32_t index) {
+  MasterInfo& master = region.master();
+  WorkerCell& cell = region.cell(index);
+  uint64_t seq = master.fold_sequence.load(std::memory_order_relaxed);
+  master.fold_sequence.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  addInto(master.retired, cell.traffic);
+  // The process is gone: nobody else writes this cell now.
+  std::memset(static_cast<void*>(&cell), 0, sizeof cell);
+  master.fold_sequence.store(seq + 2, std::memory_order_release);
+}
+
+TrafficTotals sumTraffic(const SharedRegion& region) {
+  const MasterInfo& master = region.master();
+  TrafficTotals totals;
+  // The fold takes microseconds; a reader that keeps losing the race settles
+  // for a sum that may be off by one process rather than spinning.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    uint64_t before = master.fold_sequence.load(std::memory_order_acquire);
+    if (before & 1) continue;
+    totals = TrafficTotals{};
+    totals.add(master.retired);
+    for (uint32_t i = 0; i < region.cellCapacity(); ++i) totals.add(region.cell(i).traffic);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (master.fold_sequence.load(std::memory_order_relaxed) == before) break;
+  }
+  return totals;
 }
 
 uint64_t monotonicMs() {

@@ -5,6 +5,16 @@
 // - every field shared across processes is a lock-free std::atomic;
 // - the header's magic and layout version are checked on attach, and a worker
 //   whose build disagrees refuses to start with a message naming the region.
+//
+// Three kinds of record, each field with one writer:
+// - MasterInfo (one): written by the master. Totals of exited processes
+//   ("retired"), restarts by reason, reload results.
+// - SlotRecord (one per worker slot, i.e. per set of listening sockets): written
+//   by the master. What the supervisor knows of the slot across processes:
+//   restarts, last exit reason, waiting-restart / errored.
+// - WorkerCell (one per live process): counters written by the worker that owns
+//   it; pid, slot, generation and the samples (RSS, CPU) by the master. During a
+//   reload a slot has two processes, old and new, hence cells apart from slots.
 #pragma once
 
 #include <atomic>
@@ -13,63 +23,149 @@
 #include <string>
 #include <type_traits>
 
+#include "shared/histogram.h"
+
 namespace phalanx::shared {
 
 inline constexpr uint64_t kShmMagic = 0x31584c4148504850ull;  // "PHPHALX1"
-inline constexpr uint32_t kShmLayoutVersion = 1;
+inline constexpr uint32_t kShmLayoutVersion = 2;
 
-// What a worker says about itself. The master adds its own view
-// (waiting-restart, errored) on top, in its supervisor state.
+// What a worker process says about itself, in its cell.
 enum class WorkerState : uint32_t { Empty = 0, Starting, Ready, Draining, Stopped };
-
 const char* workerStateName(WorkerState state);
 
-// One per worker slot, written by the worker that owns it (counters) and the
-// master (pid, generation, rss). One writer per field: plain relaxed load+store
-// suffices for counters, no read-modify-write on the hot path.
-struct alignas(64) WorkerSlot {
-  std::atomic<int32_t> pid;
-  std::atomic<uint32_t> generation;
-  std::atomic<uint32_t> state;          // WorkerState
-  std::atomic<uint64_t> started_at_ms;  // wall clock, set by the worker
-  std::atomic<uint64_t> heartbeat_ms;   // monotonic (CLOCK_MONOTONIC), stamped by the loop
+// What the master says about a slot.
+enum class SlotState : uint32_t {
+  Unused = 0,      // never started, or scaled away
+  Running,         // a process exists (its cell says whether it is ready yet)
+  WaitingRestart,  // its process died; a respawn is scheduled
+  Errored,         // waiting too, after more than max_unstable_restarts fast exits
+  Fatal,           // its worker exited 2 (cannot start): not respawned
+};
+const char* slotStateName(SlotState state);
+
+// Why a process of a slot ended. Also the label of the restart counters.
+enum class ExitReason : uint32_t {
+  None = 0,
+  Exited,       // exited on its own with a code (detail = code)
+  Signaled,     // killed by a signal nobody in phalanx sent (detail = signal)
+  Memory,       // RSS above max_memory: replaced gracefully
+  Heartbeat,    // loop blocked past heartbeat_timeout_ms: SIGABRT, then SIGKILL
+  MaxRequests,  // served max_requests (+ jitter): replaced gracefully
+  Reload,       // replaced by a new generation
+  Scale,        // its slot was scaled away
+  Stop,         // the master stopped
+  Count_,
+};
+inline constexpr uint32_t kExitReasonCount = static_cast<uint32_t>(ExitReason::Count_);
+const char* exitReasonName(ExitReason reason);
+
+// Monotonic counters a worker accumulates. The same struct holds the totals of
+// exited processes in MasterInfo, so sums stay monotonic across restarts.
+struct TrafficCounters {
   std::atomic<uint64_t> requests;
   std::atomic<uint64_t> bytes_out;
-  std::atomic<uint64_t> open_connections;
   std::atomic<uint64_t> accepted_connections;
   std::atomic<uint64_t> responses_by_class[6];  // index 1..5 = 1xx..5xx
-  std::atomic<uint64_t> rss_bytes;              // sampled by the master
+  std::atomic<uint64_t> latency_buckets[kLatencyBuckets];
+  std::atomic<uint64_t> latency_sum_us;
+  std::atomic<uint64_t> access_log_dropped;
+};
 
-  void bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
-    counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
-  }
+// Plain-value copy of TrafficCounters, for sums and snapshots.
+struct TrafficTotals {
+  uint64_t requests = 0;
+  uint64_t bytes_out = 0;
+  uint64_t accepted_connections = 0;
+  uint64_t responses_by_class[6] = {};
+  uint64_t latency_buckets[kLatencyBuckets] = {};
+  uint64_t latency_sum_us = 0;
+  uint64_t access_log_dropped = 0;
+
+  void add(const TrafficCounters& counters);
+};
+
+// One writer per counter: a relaxed load+store, no read-modify-write on the hot path.
+inline void bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
+  counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+struct alignas(64) WorkerCell {
+  std::atomic<int32_t> pid;             // master, at spawn; 0 = free cell
+  std::atomic<uint32_t> slot;           // master
+  std::atomic<uint32_t> generation;     // master
+  std::atomic<uint32_t> state;          // WorkerState: master sets Starting, then the worker
+  std::atomic<uint64_t> started_at_ms;  // wall clock, set by the master at spawn
+  std::atomic<uint64_t> heartbeat_ms;   // monotonic (CLOCK_MONOTONIC), stamped by the loop
+  std::atomic<uint64_t> open_connections;
+  std::atomic<uint64_t> rss_bytes;  // sampled by the master
+  std::atomic<uint64_t> cpu_ms;     // user + system, sampled by the master
+  TrafficCounters traffic;
+};
+
+struct alignas(64) SlotRecord {
+  std::atomic<uint32_t> state;  // SlotState
+  std::atomic<uint32_t> restarts;
+  std::atomic<uint32_t> unstable_restarts;  // fast exits in a row; 0 once up min_uptime_ms
+  std::atomic<uint32_t> last_exit_reason;   // ExitReason
+  std::atomic<int32_t> last_exit_detail;    // exit code or signal number
+  std::atomic<int32_t> pid;                 // the serving (newest) process, 0 when none
+  std::atomic<uint64_t> last_exit_ms;       // wall clock
+  std::atomic<uint64_t> restart_at_ms;      // wall clock, while waiting
+};
+
+struct alignas(64) MasterInfo {
+  std::atomic<int32_t> pid;
+  std::atomic<uint32_t> generation;
+  std::atomic<uint64_t> started_at_ms;  // wall clock
+  std::atomic<uint32_t> workers;        // the target count (config, scale, TTIN/TTOU)
+  std::atomic<uint32_t> last_reload;    // 0 = none yet, 1 = succeeded, 2 = failed
+  std::atomic<uint64_t> last_reload_ms;
+  std::atomic<uint64_t> reloads_ok;
+  std::atomic<uint64_t> reloads_failed;
+  std::atomic<uint64_t> restarts_by_reason[kExitReasonCount];
+  // Odd while the master folds an exited cell into `retired`: readers retry,
+  // so a sum never counts a process twice or not at all (a seqlock).
+  std::atomic<uint64_t> fold_sequence;
+  TrafficCounters retired;
 };
 
 struct ShmHeader {
   uint64_t magic;
   uint32_t layout_version;
   uint32_t slot_capacity;
+  uint32_t cell_capacity;
+  uint32_t reserved;
   uint64_t total_bytes;
-  uint64_t slots_offset;  // from the start of the region
+  uint64_t master_offset;  // offsets from the start of the region
+  uint64_t slots_offset;
+  uint64_t cells_offset;
 };
 
-static_assert(std::is_standard_layout_v<WorkerSlot>);
-// The layout is an ABI between builds: a change to either struct must bump
+// The layout is an ABI between builds: a change to any struct must bump
 // kShmLayoutVersion, and these asserts make sure nobody forgets.
-static_assert(sizeof(WorkerSlot) == 128 && offsetof(WorkerSlot, rss_bytes) == 112,
-              "WorkerSlot layout changed: bump kShmLayoutVersion and update this assert");
-static_assert(sizeof(ShmHeader) == 32, "ShmHeader layout changed: bump kShmLayoutVersion");
-static_assert(std::is_standard_layout_v<ShmHeader>);
+static_assert(kLatencyBuckets == 17, "histogram changed: bump kShmLayoutVersion");
+static_assert(sizeof(TrafficCounters) == 224);
+static_assert(sizeof(WorkerCell) == 320 && offsetof(WorkerCell, traffic) == 56,
+              "WorkerCell layout changed: bump kShmLayoutVersion and update this assert");
+static_assert(sizeof(SlotRecord) == 64 && offsetof(SlotRecord, restart_at_ms) == 32,
+              "SlotRecord layout changed: bump kShmLayoutVersion and update this assert");
+static_assert(offsetof(MasterInfo, retired) == 128,
+              "MasterInfo layout changed: bump kShmLayoutVersion and update this assert");
+static_assert(sizeof(ShmHeader) == 56, "ShmHeader layout changed: bump kShmLayoutVersion");
+static_assert(std::is_standard_layout_v<WorkerCell> && std::is_standard_layout_v<SlotRecord> &&
+              std::is_standard_layout_v<MasterInfo> && std::is_standard_layout_v<ShmHeader>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(std::atomic<int32_t>::is_always_lock_free);
 
 // Owns a mapping of the region (creator or attacher). Move-only; unmaps on
 // destruction. The fd stays open while mapped so the master can pass it on.
 class SharedRegion {
  public:
-  // Creates and maps a fresh region sized for `slot_capacity` slots.
-  // Aborts on failure: without it nothing can start.
-  static SharedRegion create(uint32_t slot_capacity);
+  // Creates and maps a fresh, zeroed region. Aborts on failure: without it
+  // nothing can start.
+  static SharedRegion create(uint32_t slot_capacity, uint32_t cell_capacity);
 
   // Maps an inherited fd and checks magic, version and size. On mismatch returns
   // an empty region and sets `error` to a message naming what differs.
@@ -86,8 +182,12 @@ class SharedRegion {
   int fd() const { return fd_; }
   const ShmHeader& header() const { return *static_cast<const ShmHeader*>(base_); }
   uint32_t slotCapacity() const { return header().slot_capacity; }
-  // Aborts on an index past slotCapacity(): callers check capacity first.
-  WorkerSlot& slot(uint32_t index);
+  uint32_t cellCapacity() const { return header().cell_capacity; }
+
+  MasterInfo& master() const;
+  // Both abort on an index past the capacity: callers check it first.
+  SlotRecord& slot(uint32_t index) const;
+  WorkerCell& cell(uint32_t index) const;
 
  private:
   void reset();
@@ -95,6 +195,14 @@ class SharedRegion {
   size_t size_ = 0;
   int fd_ = -1;
 };
+
+// Master only: adds an exited process's counters to MasterInfo::retired and
+// zeroes the cell, under the fold seqlock. The cell is free afterwards.
+void retireCell(const SharedRegion& region, uint32_t cell);
+
+// Sum of the traffic of every process that ever ran: retired + live cells,
+// read consistently with the fold seqlock. Any process may call it.
+TrafficTotals sumTraffic(const SharedRegion& region);
 
 // Monotonic milliseconds (CLOCK_MONOTONIC), comparable across processes.
 uint64_t monotonicMs();

@@ -5,9 +5,12 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "shared/json_writer.h"
 #include "worker/response.h"
 
 namespace phalanx::worker {
+
+using shared::appendJsonEscaped;
 
 namespace {
 // Lines, not bytes: each queued line preallocates ~400 bytes.

@@ -195,10 +195,10 @@ void Connection::failRequest(int status, const char* reason) {
 }
 
 void Connection::countResponse(int status, uint64_t bytes, const Request* request) {
-  auto& slot = worker_.slot();
-  slot.bump(slot.requests);
-  slot.bump(slot.bytes_out, bytes);
-  slot.bump(slot.responses_by_class[status / 100 < 6 ? status / 100 : 5]);
+  shared::TrafficCounters& traffic = worker_.cell().traffic;
+  shared::bump(traffic.requests);
+  shared::bump(traffic.bytes_out, bytes);
+  shared::bump(traffic.responses_by_class[status / 100 < 6 ? status / 100 : 5]);
   if (AccessLog* log = worker_.accessLog()) {
     AccessEntry entry;
     entry.status = status;

@@ -2,7 +2,11 @@
 
 #include <cstdio>
 
+#include "shared/json_writer.h"
+
 namespace phalanx::worker {
+
+using shared::appendJsonEscaped;
 
 std::string_view reasonPhrase(int status) {
   switch (status) {
@@ -93,24 +97,5 @@ void appendResponse(std::string& out, const Response& response, std::string_view
   if (!head_only) out += response.body;
 }
 
-void appendJsonEscaped(std::string& out, std::string_view text) {
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-}
 
 }  // namespace phalanx::worker

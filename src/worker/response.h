@@ -35,7 +35,5 @@ void appendResponse(std::string& out, const Response& response, std::string_view
 
 std::string_view reasonPhrase(int status);
 
-// Appends `text` as the contents of a JSON string (without the quotes).
-void appendJsonEscaped(std::string& out, std::string_view text);
 
 }  // namespace phalanx::worker

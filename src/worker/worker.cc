@@ -46,7 +46,7 @@ Worker::Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion regi
     : loop_(loop),
       config_(std::move(config)),
       region_(std::move(region)),
-      slot_(region_.slot(options.slot)),
+      cell_(region_.cell(options.cell)),
       options_(options),
       handlers_(config_, {.slot = options.slot,
                           .generation = options.generation,
@@ -94,16 +94,13 @@ bool Worker::start(std::string* error) {
   uv_timer_init(loop_, &accept_retry_timer_);
   accept_retry_timer_.data = this;
 
-  slot_.open_connections.store(0, std::memory_order_relaxed);  // not the dead predecessor's
-  slot_.pid.store(getpid(), std::memory_order_relaxed);
-  slot_.generation.store(options_.generation, std::memory_order_relaxed);
-  slot_.started_at_ms.store(shared::wallMs(), std::memory_order_relaxed);
-  slot_.state.store(static_cast<uint32_t>(shared::WorkerState::Ready), std::memory_order_release);
+  cell_.heartbeat_ms.store(shared::monotonicMs(), std::memory_order_relaxed);
+  cell_.state.store(static_cast<uint32_t>(shared::WorkerState::Ready), std::memory_order_release);
   return true;
 }
 
 void Worker::heartbeat() {
-  slot_.heartbeat_ms.store(shared::monotonicMs(), std::memory_order_relaxed);
+  cell_.heartbeat_ms.store(shared::monotonicMs(), std::memory_order_relaxed);
   // The master is gone (PR_SET_PDEATHSIG covers most cases; this covers the
   // race where it died before we set it): drain like on SIGTERM.
   if (getppid() != options_.master_pid && !draining_) beginDrain();
@@ -153,8 +150,8 @@ void Worker::onAcceptable(Listener& listener) {
       return;
     }
     ++open_connections_;
-    slot_.bump(slot_.accepted_connections);
-    slot_.open_connections.store(open_connections_, std::memory_order_relaxed);
+    shared::bump(cell_.traffic.accepted_connections);
+    cell_.open_connections.store(open_connections_, std::memory_order_relaxed);
     connections_.emplace_front(*this);
     connections_.front().start(fd, connections_.begin());
   }
@@ -163,7 +160,7 @@ void Worker::onAcceptable(Listener& listener) {
 void Worker::onConnectionClosed(std::list<Connection>::iterator connection) {
   connections_.erase(connection);
   --open_connections_;
-  slot_.open_connections.store(open_connections_, std::memory_order_relaxed);
+  cell_.open_connections.store(open_connections_, std::memory_order_relaxed);
   if (draining_) {
     if (connections_.empty()) stopLoop();
   } else if (accepting_paused_ && open_connections_ < config_.limits.max_connections &&
@@ -177,7 +174,7 @@ void Worker::beginDrain() {
   spdlog::info("draining: {} open connections", open_connections_);
   pauseAccepting();
   draining_ = true;
-  slot_.state.store(static_cast<uint32_t>(shared::WorkerState::Draining),
+  cell_.state.store(static_cast<uint32_t>(shared::WorkerState::Draining),
                     std::memory_order_release);
   uv_timer_start(
       &drain_timer_,
@@ -191,7 +188,7 @@ void Worker::beginDrain() {
 }
 
 void Worker::stopLoop() {
-  slot_.state.store(static_cast<uint32_t>(shared::WorkerState::Stopped), std::memory_order_release);
+  cell_.state.store(static_cast<uint32_t>(shared::WorkerState::Stopped), std::memory_order_release);
   uv_stop(loop_);
 }
 
@@ -219,9 +216,9 @@ int runWorker(const WorkerOptions& options) {
     spdlog::critical("{}", error);
     return shared::kExitFatal;
   }
-  if (options.slot >= region.slotCapacity()) {
-    spdlog::critical("slot {} is outside the shm region's {} slots", options.slot,
-                     region.slotCapacity());
+  if (options.cell >= region.cellCapacity() || options.slot >= region.slotCapacity()) {
+    spdlog::critical("slot {} / cell {} is outside the shm region ({} slots, {} cells)",
+                     options.slot, options.cell, region.slotCapacity(), region.cellCapacity());
     return shared::kExitFatal;
   }
 

@@ -22,6 +22,7 @@ namespace phalanx::worker {
 // What the master hands a worker on its command line (`phalanx --worker ...`).
 struct WorkerOptions {
   uint32_t slot = 0;
+  uint32_t cell = 0;  // this process's record in shm
   uint32_t generation = 1;
   int master_pid = 0;
   int shm_fd = -1;
@@ -48,7 +49,7 @@ class Worker {
   const shared::Limits& limits() const { return config_.limits; }
   Handlers& handlers() { return handlers_; }
   AccessLog* accessLog() const { return access_log_.get(); }
-  shared::WorkerSlot& slot() { return slot_; }
+  shared::WorkerCell& cell() { return cell_; }
   bool draining() const { return draining_; }
   uv_buf_t readBuffer();
   void onConnectionClosed(std::list<Connection>::iterator connection);
@@ -71,7 +72,7 @@ class Worker {
   uv_loop_t* loop_;
   shared::Config config_;
   shared::SharedRegion region_;
-  shared::WorkerSlot& slot_;
+  shared::WorkerCell& cell_;
   WorkerOptions options_;
   Handlers handlers_;
   std::unique_ptr<AccessLog> access_log_;
