@@ -191,6 +191,7 @@ void parseSupervisor(Parse& p, element value) {
   r.u32("heartbeat_timeout_ms", s.heartbeat_timeout_ms);
   r.u32("drain_timeout_ms", s.drain_timeout_ms);
   r.u32("shutdown_timeout_ms", s.shutdown_timeout_ms);
+  r.u32("ready_timeout_ms", s.ready_timeout_ms);
   r.u64("max_requests", s.max_requests, AtLeast::Zero);
   r.u64("max_requests_jitter", s.max_requests_jitter, AtLeast::Zero);
 }
@@ -374,6 +375,11 @@ void parseStatic(Parse& p, const std::string& path, element value, StaticRespons
     p.errors.add(r.pathOf("body"), "must be empty for status " + std::to_string(out.status));
   }
   if (auto headers = r.get("headers")) parseHeaders(p, r.pathOf("headers"), *headers, out.headers);
+  if (auto delay = r.get("delay_ms")) {
+    auto number =
+        readUnsigned(p.errors, r.pathOf("delay_ms"), *delay, AtLeast::Zero, kMaxStaticDelayMs);
+    if (number) out.delay_ms = static_cast<uint32_t>(*number);
+  }
 }
 
 void parseRouteMatch(Parse& p, ObjectReader& r, RouteConfig& route) {
@@ -411,10 +417,18 @@ void parseRouteHandler(Parse& p, ObjectReader& r, RouteConfig& route) {
     route.kind = RouteKind::Builtin;
     std::string name;
     if (!readString(p.errors, r.pathOf("builtin"), *builtin, name)) return;
-    if (name == "live") {
-      route.builtin = Builtin::Live;
+    static constexpr std::pair<std::string_view, Builtin> kBuiltins[] = {
+        {"live", Builtin::Live},
+        {"ready", Builtin::Ready},
+        {"status", Builtin::Status},
+        {"metrics", Builtin::Metrics}};
+    auto known = std::find_if(std::begin(kBuiltins), std::end(kBuiltins),
+                              [&](const auto& b) { return b.first == name; });
+    if (known != std::end(kBuiltins)) {
+      route.builtin = known->second;
     } else {
-      p.errors.add(r.pathOf("builtin"), "unknown builtin " + inQuotes(name) + " (known: live)");
+      p.errors.add(r.pathOf("builtin"),
+                   "unknown builtin " + inQuotes(name) + " (known: live, ready, status, metrics)");
     }
   } else {
     route.kind = RouteKind::Upstream;

@@ -49,6 +49,9 @@ struct SupervisorConfig {
   uint32_t heartbeat_timeout_ms = 30000;
   uint32_t drain_timeout_ms = 30000;
   uint32_t shutdown_timeout_ms = 30000;
+  // How long a new worker may take from spawn to reporting ready in shm before
+  // the master gives up on it (kills it; a reload waiting for it fails).
+  uint32_t ready_timeout_ms = 10000;
   uint64_t max_requests = 0;  // 0 = never recycle
   uint64_t max_requests_jitter = 0;
 };
@@ -113,13 +116,24 @@ struct RateLimitConfig {
   std::string on_redis_error = "local";  // "local", "open", "closed"
 };
 
+// Upper bound of StaticResponseConfig::delay_ms: ten minutes.
+inline constexpr uint32_t kMaxStaticDelayMs = 600000;
+
 struct StaticResponseConfig {
-  int status = 200;  // 100..599
+  int status = 200;  // 200..599
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // in file order
+  // Answer this long after the request arrived (0..kMaxStaticDelayMs): fault
+  // injection, and a slow in-flight request on demand for tests.
+  uint32_t delay_ms = 0;
 };
 
-enum class Builtin { Live };
+// Endpoints phalanx answers itself:
+//   live     liveness: the worker's loop runs (always 200)
+//   ready    readiness: 200, or 503 while draining (or a required dependency is down)
+//   status   the status object of every worker, as the control socket's `status`
+//   metrics  Prometheus text exposition of the sums over every worker
+enum class Builtin { Live, Ready, Status, Metrics };
 
 struct CacheConfig {
   uint32_t ttl_ms = 0;

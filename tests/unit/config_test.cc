@@ -99,8 +99,7 @@ std::string replaceOnce(std::string text, const std::string& from, const std::st
 
 TEST_CASE("config: the design's example reports exactly the parts not available yet") {
   CHECK(errorsOf(kDesignExample) ==
-        Errors{"routes[1].builtin: unknown builtin \"metrics\" (known: live)",
-               "routes[2].upstream: proxy routes are not available in this version",
+        Errors{"routes[2].upstream: proxy routes are not available in this version",
                "routes[2].rate_limit: not available in this version",
                "routes[2].auth: not available in this version",
                "routes[2].cache: not available in this version"});
@@ -390,8 +389,11 @@ TEST_CASE("config: a route has exactly one handler") {
 
 TEST_CASE("config: builtins and upstream references are checked") {
   CHECK(errorsOf(withRoute(
-            R"({"path": "/a", "builtin": "live"}, {"path": "/m", "builtin": "metrics"})")) ==
-        Errors{"routes[1].builtin: unknown builtin \"metrics\" (known: live)"});
+            R"({"path": "/a", "builtin": "live"}, {"path": "/m", "builtin": "prometheus"})")) ==
+        Errors{"routes[1].builtin: unknown builtin \"prometheus\" (known: live, ready, status, "
+               "metrics)"});
+  CHECK(errorsOf(withRoute(R"({"path": "/a", "builtin": 1})")) ==
+        Errors{"routes[0].builtin: expected a string, got number"});
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}}, {"path": "/x", "static": {}},
                               {"prefix": "/api/", "upstream": "api"})")) ==
         Errors{"routes[2].upstream: no upstream named \"api\""});
@@ -399,6 +401,39 @@ TEST_CASE("config: builtins and upstream references are checked") {
             withRoute(R"({"prefix": "/api/", "upstream": "api"})",
                       R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:9001"}]}})")) ==
         Errors{"routes[0].upstream: proxy routes are not available in this version"});
+}
+
+TEST_CASE("config: every builtin has its name") {
+  Config c =
+      valid(withRoute(R"({"path": "/l", "builtin": "live"}, {"path": "/r", "builtin": "ready"},
+      {"path": "/s", "builtin": "status"}, {"path": "/m", "builtin": "metrics"})"));
+  REQUIRE(c.routes.size() == 4);
+  for (const RouteConfig& route : c.routes) CHECK(route.kind == RouteKind::Builtin);
+  CHECK(c.routes[0].builtin == Builtin::Live);
+  CHECK(c.routes[1].builtin == Builtin::Ready);
+  CHECK(c.routes[2].builtin == Builtin::Status);
+  CHECK(c.routes[3].builtin == Builtin::Metrics);
+}
+
+TEST_CASE("config: static delay_ms is 0 to 600000 and defaults to 0") {
+  CHECK(valid(withRoute(R"({"path": "/", "static": {}})")).routes[0].static_response.delay_ms == 0);
+  CHECK(valid(withRoute(R"({"path": "/", "static": {"delay_ms": 0}})"))
+            .routes[0]
+            .static_response.delay_ms == 0);
+  CHECK(valid(withRoute(R"({"path": "/", "static": {"delay_ms": 2000}})"))
+            .routes[0]
+            .static_response.delay_ms == 2000);
+  CHECK(valid(withRoute(R"({"path": "/", "static": {"delay_ms": 600000}})"))
+            .routes[0]
+            .static_response.delay_ms == kMaxStaticDelayMs);
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"delay_ms": 600001}})")) ==
+        Errors{"routes[0].static.delay_ms: must be at most 600000"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"delay_ms": -1}})")) ==
+        Errors{"routes[0].static.delay_ms: expected a non-negative integer, got -1"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"delay_ms": "1s"}})")) ==
+        Errors{"routes[0].static.delay_ms: expected a non-negative integer, got string"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {"delay_ms": 1.5}})")) ==
+        Errors{"routes[0].static.delay_ms: expected an integer, got 1.5"});
 }
 
 TEST_CASE("config: rate_limit, auth and cache are validated, then refused for now") {
@@ -536,6 +571,16 @@ TEST_CASE("config: supervisor cross-checks") {
         Errors{"supervisor.restart_base_ms: restart_max_ms (15000) must be at least "
                "restart_base_ms (20000)"});
   CHECK(valid(doc(R"("supervisor": {"restart_factor": 2})")).supervisor.restart_factor == 2.0);
+}
+
+TEST_CASE("config: supervisor.ready_timeout_ms defaults to 10 s and must be positive") {
+  CHECK(valid(doc()).supervisor.ready_timeout_ms == 10000);
+  CHECK(valid(doc(R"("supervisor": {"ready_timeout_ms": 2500})")).supervisor.ready_timeout_ms ==
+        2500);
+  CHECK(errorsOf(doc(R"("supervisor": {"ready_timeout_ms": 0})")) ==
+        Errors{"supervisor.ready_timeout_ms: expected a positive integer, got 0"});
+  CHECK(errorsOf(doc(R"("supervisor": {"ready_timeout_ms": "10s"})")) ==
+        Errors{"supervisor.ready_timeout_ms: expected a positive integer, got string"});
 }
 
 TEST_CASE("config: log and control_socket") {
