@@ -17,6 +17,14 @@
 // state is one of starting, ready, draining, waiting-restart, errored, fatal.
 // last_exit is "none", "exit N", "signal N (Name)", "memory", "heartbeat",
 // "max_requests", "reload", "scale" or "stop".
+// Details: uptime_s are whole seconds at snapshot time. totals.requests counts
+// every process that ever ran, totals.restarts sums restarts over all reasons,
+// totals.connections and totals.rss_bytes the live processes. A row's restarts,
+// unstable_restarts and last_exit are its slot's; a slot row (pid 0) shows the
+// master's generation (the one its respawn will run) and zero traffic.
+// latency_us.counts has one entry per bound plus a last one above every bound,
+// each the count of that bucket alone (not cumulative); sum is in µs.
+// last_reload.at_ms is wall-clock ms (0 = never); error is "" unless it failed.
 #pragma once
 
 #include <string>
@@ -45,7 +53,23 @@ std::string showInfo(const Snapshot& snapshot);
 // status row, same order and states as writeStatus.
 std::string showStat(const Snapshot& snapshot);
 
-// Prometheus text exposition (format 0.0.4) of the sums over every worker.
+// Prometheus text exposition (format 0.0.4) of the sums over every worker, each
+// family with HELP and TYPE:
+//   phalanx_requests_total, phalanx_responses_total{code="1xx".."5xx"},
+//   phalanx_request_duration_seconds (histogram: cumulative le buckets at the
+//   kLatencyBoundsUs bounds in seconds, +Inf, _sum in seconds, _count),
+//   phalanx_connections_accepted_total, phalanx_bytes_sent_total,
+//   phalanx_access_log_dropped_total, phalanx_connections_open (live processes),
+//   phalanx_worker_restarts_total{reason} (every ExitReason but none),
+//   phalanx_worker_rss_bytes{slot,pid,generation} and
+//   phalanx_worker_cpu_seconds_total{slot,pid,generation} per live process,
+//   phalanx_workers{state} (status rows by state, zeros included),
+//   phalanx_workers_target, phalanx_reloads_total{result="ok"|"failed"},
+//   phalanx_generation, phalanx_master_uptime_seconds.
+// Counters over all workers count exited processes too, so they never go back.
 std::string prometheusMetrics(const Snapshot& snapshot);
+
+// A Prometheus label value with backslash, double quote and newline escaped.
+std::string escapeLabelValue(std::string_view value);
 
 }  // namespace phalanx::shared
