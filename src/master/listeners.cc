@@ -62,23 +62,37 @@ bool Listeners::checkAvailable(std::string* error) const {
 
 bool Listeners::ensureSlots(uint32_t slots, std::string* error) {
   while (slots_.size() < slots) {
-    std::vector<int> fds;
-    for (const auto& address : addresses_) {
-      int fd = openSocket(address, true, error);
-      if (fd >= 0 && listen(fd, SOMAXCONN) != 0) {
-        *error = address.text + ": listen: " + std::strerror(errno);
-        close(fd);
-        fd = -1;
-      }
-      if (fd < 0) {
-        for (int opened : fds) close(opened);
-        return false;
-      }
-      fds.push_back(fd);
+    slots_.emplace_back(addresses_.size(), -1);
+    if (!openSlot(static_cast<uint32_t>(slots_.size() - 1), error)) {
+      slots_.pop_back();
+      return false;
     }
-    slots_.push_back(std::move(fds));
   }
   return true;
+}
+
+bool Listeners::openSlot(uint32_t slot, std::string* error) {
+  std::vector<int>& fds = slots_.at(slot);
+  for (size_t i = 0; i < addresses_.size(); ++i) {
+    if (fds[i] >= 0) continue;
+    const shared::Address& address = addresses_[i];
+    int fd = openSocket(address, true, error);
+    if (fd >= 0 && listen(fd, SOMAXCONN) != 0) {
+      *error = address.text + ": listen: " + std::strerror(errno);
+      close(fd);
+      fd = -1;
+    }
+    if (fd < 0) {
+      closeSlot(slot);
+      return false;
+    }
+    fds[i] = fd;
+  }
+  return true;
+}
+
+bool Listeners::isOpen(uint32_t slot) const {
+  return slot < slots_.size() && !slots_[slot].empty() && slots_[slot].front() >= 0;
 }
 
 }  // namespace phalanx::master

@@ -32,8 +32,13 @@ class Listeners {
   uint32_t slotCount() const { return static_cast<uint32_t>(slots_.size()); }
 
   // Closes a slot's sockets: the kernel stops handing that slot new
-  // connections. For a slot that will not run a worker again.
+  // connections, and migrates or resets the ones queued on them
+  // (net.ipv4.tcp_migrate_req). For a slot that will not run a worker for a
+  // while: scaled away, or waiting out a long backoff.
   void closeSlot(uint32_t slot);
+  // Opens fresh sockets for a closed slot (before its worker is spawned again).
+  bool openSlot(uint32_t slot, std::string* error);
+  bool isOpen(uint32_t slot) const;
   const std::vector<shared::Address>& addresses() const { return addresses_; }
 
  private:

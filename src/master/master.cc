@@ -13,20 +13,27 @@
 #include <cstring>
 #include <memory>
 
+#include "master/control_server.h"
 #include "master/listeners.h"
+#include "master/sd_notify.h"
 #include "master/supervisor.h"
 #include "shared/config.h"
 #include "shared/logging.h"
 #include "shared/shm.h"
+#include "shared/shm_snapshot.h"
+#include "shared/status_report.h"
 
 namespace phalanx::master {
 
 namespace {
 
 constexpr uint64_t kTickMs = 50;
+// Reloads while this many old generations still drain wait for one to finish:
+// each generation holds a process per slot.
+constexpr uint32_t kMaxDrainingGenerations = 3;
 
-// A sealed-size copy of the config text for the workers: they parse exactly the
-// bytes the master validated, even if the file changes on disk meanwhile.
+// A copy of the config text for the workers: they parse exactly the bytes the
+// master validated, even if the file changes on disk meanwhile.
 int configMemfd(const std::string& text) {
   int fd = memfd_create("phalanx-config", MFD_CLOEXEC);
   if (fd < 0) return -1;
@@ -49,7 +56,7 @@ bool accessLogWritable(const std::string& target, std::string* error) {
   if (target == "off" || target == "stderr") return true;
   int fd = open(target.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
-    *error = target + ": " + std::strerror(errno);
+    *error = "log.access: " + target + ": " + std::strerror(errno);
     return false;
   }
   close(fd);
@@ -63,42 +70,79 @@ std::string selfExe() {
   return std::string(path, static_cast<size_t>(n));
 }
 
+std::string joinLines(const std::vector<std::string>& lines) {
+  std::string text;
+  for (const auto& l : lines) text += (text.empty() ? "" : "\n") + l;
+  return text;
+}
+
+std::string addressList(const std::vector<shared::Address>& addresses) {
+  std::string text;
+  for (const auto& a : addresses) text += (text.empty() ? "" : ", ") + a.text;
+  return text;
+}
+
+// What a reload cannot change in a running master (it would need new
+// sockets or a new region); "" when `next` can replace `current`.
+std::string needsRestart(const shared::Config& current, const shared::Config& next) {
+  if (addressList(current.listen) != addressList(next.listen)) {
+    return "listen: changing the listen addresses (" + addressList(current.listen) + " → " +
+           addressList(next.listen) + ") needs a restart, not a reload";
+  }
+  return "";
+}
+
 class Master {
  public:
-  Master(uv_loop_t* loop, shared::Config config, Listeners& listeners, shared::SharedRegion& region,
-         SpawnContext context)
+  Master(uv_loop_t* loop, std::string config_path, Listeners& listeners,
+         shared::SharedRegion& region, std::string exe)
       : loop_(loop),
-        config_(std::move(config)),
-        supervisor_(loop, region, listeners, std::move(context), config_.supervisor) {}
+        config_path_(std::move(config_path)),
+        region_(region),
+        supervisor_(loop, region, listeners, std::move(exe)),
+        control_(loop, commands()) {}
 
-  void start() {
+  bool listenControl(const std::string& path, std::string* error) {
+    return control_.listen(path, error);
+  }
+
+  void start(std::shared_ptr<const Generation> first) {
+    control_path_ = first->config.control_socket;
     supervisor_.on_all_fatal = [this] {
       spdlog::critical("no worker can start; exiting");
       exit_code_ = 1;
       stop(false);
     };
-    watchSignal(sigterm_, SIGTERM);
-    watchSignal(sigint_, SIGINT);
-    watchSignal(sigquit_, SIGQUIT);
-    watchSignal(sighup_, SIGHUP);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU}) watchSignal(s);
     uv_timer_init(loop_, &tick_);
     tick_.data = this;
     uv_timer_start(
         &tick_, [](uv_timer_t* t) { static_cast<Master*>(t->data)->tick(); }, kTickMs, kTickMs);
-    supervisor_.start(shared::effectiveWorkers(config_));
+    if (uint64_t interval = notifier_.watchdogIntervalMs()) {
+      uv_timer_init(loop_, &watchdog_);
+      watchdog_.data = this;
+      uv_timer_start(
+          &watchdog_, [](uv_timer_t* t) { static_cast<Master*>(t->data)->notifier_.watchdog(); },
+          0, interval);
+    }
+    uint32_t workers = shared::effectiveWorkers(first->config);
+    supervisor_.start(std::move(first), workers);
   }
 
   int exitCode() const { return exit_code_; }
 
  private:
-  void watchSignal(uv_signal_t& handle, int signum) {
-    uv_signal_init(loop_, &handle);
-    handle.data = this;
+  void watchSignal(int signum) {
+    auto& handle = signals_.emplace_back(std::make_unique<uv_signal_t>());
+    uv_signal_init(loop_, handle.get());
+    handle->data = this;
     uv_signal_start(
-        &handle, [](uv_signal_t* h, int s) { static_cast<Master*>(h->data)->onSignal(s); }, signum);
+        handle.get(), [](uv_signal_t* h, int s) { static_cast<Master*>(h->data)->onSignal(s); },
+        signum);
   }
 
   void onSignal(int signum) {
+    std::string error;
     switch (signum) {
       case SIGTERM:
       case SIGINT:
@@ -110,20 +154,163 @@ class Master {
         stop(false);
         break;
       case SIGHUP:
-        // Without a handler SIGHUP would kill the master and orphan its workers.
-        spdlog::warn("SIGHUP: configuration reload is not available in this version; ignored");
+        spdlog::info("SIGHUP: reloading {}", config_path_);
+        requestReload(nullptr);
         break;
+      case SIGUSR1:
+        spdlog::info("SIGUSR1: workers reopen their log files");
+        supervisor_.forward(SIGUSR1);
+        break;
+      case SIGTTIN:
+      case SIGTTOU: {
+        uint32_t now = supervisor_.targetWorkers();
+        uint32_t next = signum == SIGTTIN ? now + 1 : now - 1;
+        if (!supervisor_.scale(next, &error)) {
+          spdlog::warn("{}: cannot scale to {} workers: {}", strsignal(signum), next, error);
+        }
+        break;
+      }
       default: break;
     }
   }
 
+  // --- reload: validate, then a new generation; a bounded number drain at once
+
+  void requestReload(Supervisor::ReloadDone done) {
+    if (stopping_) {
+      if (done) done("phalanx is stopping");
+      return;
+    }
+    reload_waiters_.push_back(std::move(done));
+    maybeStartReload();
+  }
+
+  void maybeStartReload() {
+    if (reload_running_ || reload_waiters_.empty() || stopping_) return;
+    if (supervisor_.drainingGenerations() >= kMaxDrainingGenerations) {
+      if (!reload_deferred_) {
+        spdlog::warn("reload: waiting until one of {} old generations has drained",
+                     supervisor_.drainingGenerations());
+      }
+      reload_deferred_ = true;  // tick() tries again
+      return;
+    }
+    reload_deferred_ = false;
+    reload_running_ = true;
+    notifier_.reloading();
+    std::string text;
+    auto loaded = shared::loadConfigFile(config_path_, &text);
+    if (!loaded.config) {
+      finishReload(joinLines(loaded.errors));
+      return;
+    }
+    const shared::Config& current = supervisor_.current().config;
+    std::string error = needsRestart(current, *loaded.config);
+    if (error.empty()) accessLogWritable(loaded.config->log.access, &error);
+    int fd = error.empty() ? configMemfd(text) : -1;
+    if (error.empty() && fd < 0) error = std::string("memfd_create: ") + std::strerror(errno);
+    if (!error.empty()) {
+      finishReload(error);
+      return;
+    }
+    if (loaded.config->control_socket != control_path_) {
+      spdlog::warn("reload: control_socket stays {} until a restart", control_path_);
+    }
+    // A count set with scale/TTIN/TTOU survives a reload, unless the reload
+    // itself changes `workers`.
+    uint32_t workers = shared::effectiveWorkers(*loaded.config) == shared::effectiveWorkers(current)
+                           ? supervisor_.targetWorkers()
+                           : shared::effectiveWorkers(*loaded.config);
+    shared::setupErrorLog("master", loaded.config->log.level);
+    auto next = std::make_shared<const Generation>(++last_generation_, std::move(*loaded.config), fd);
+    supervisor_.reload(next, workers, [this](const std::string& e) {
+      finishReload(e);
+    });
+  }
+
+  void finishReload(const std::string& error) {
+    reload_running_ = false;
+    shared::MasterInfo& info = region_.master();
+    last_reload_error_ = error;
+    info.last_reload_ms.store(shared::wallMs(), std::memory_order_relaxed);
+    shared::bump(error.empty() ? info.reloads_ok : info.reloads_failed);
+    info.last_reload.store(error.empty() ? 1 : 2, std::memory_order_release);
+    if (error.empty()) {
+      notifier_.ready("serving generation " + std::to_string(supervisor_.current().number));
+    } else {
+      spdlog::error("reload failed, the running workers keep serving:\n{}", error);
+      notifier_.ready("reload failed: " + error);
+    }
+    auto waiters = std::move(reload_waiters_);
+    reload_waiters_.clear();
+    for (auto& done : waiters) {
+      if (done) done(error);
+    }
+    maybeStartReload();
+  }
+
+  // --- the control socket's commands
+
+  std::vector<ControlCommand> commands() {
+    std::vector<ControlCommand> table;
+    table.push_back(
+        {{"status"}, "", "every worker: pid, generation, state, restarts, memory, traffic",
+         [this](const auto&, auto reply) {
+           auto snapshot = shared::takeSnapshot(region_);
+           reply->ok([&](shared::JsonWriter& w) {
+             shared::writeStatus(w, snapshot, last_reload_error_);
+           });
+         }});
+    table.push_back({{"reload"}, "", "reload the config file; answers once it is done",
+                     [this](const auto&, std::shared_ptr<ControlReply> reply) {
+                       requestReload([this, reply](const std::string& error) {
+                         if (!error.empty()) return reply->fail(error);
+                         reply->ok([&](shared::JsonWriter& w) {
+                           w.field("generation", supervisor_.current().number);
+                           w.field("workers", supervisor_.targetWorkers());
+                         });
+                       });
+                     }});
+    table.push_back({{"scale"}, "N", "run N workers", [this](const auto& args, auto reply) {
+                       unsigned long n = 0;
+                       char* end = nullptr;
+                       if (args.size() == 1) n = std::strtoul(args[0].c_str(), &end, 10);
+                       if (args.size() != 1 || end == args[0].c_str() || *end != '\0') {
+                         return reply->fail("usage: scale N (a number of workers)");
+                       }
+                       std::string error;
+                       if (n > UINT32_MAX || !supervisor_.scale(static_cast<uint32_t>(n), &error)) {
+                         return reply->fail(error.empty() ? "too many workers" : error);
+                       }
+                       reply->ok([&](shared::JsonWriter& w) { w.field("workers", n); });
+                     }});
+    table.push_back({{"stop"}, "", "graceful stop (like SIGTERM)", [this](const auto&, auto reply) {
+                       reply->ok(nullptr);
+                       stop(true);
+                     }});
+    table.push_back({{"show", "info"}, "", "master facts, HAProxy style (key: value)",
+                     [this](const auto&, auto reply) {
+                       std::string text = shared::showInfo(shared::takeSnapshot(region_));
+                       reply->ok([&](shared::JsonWriter& w) { w.field("text", text); });
+                     }});
+    table.push_back({{"show", "stat"}, "", "one CSV row per worker, HAProxy style",
+                     [this](const auto&, auto reply) {
+                       std::string text = shared::showStat(shared::takeSnapshot(region_));
+                       reply->ok([&](shared::JsonWriter& w) { w.field("text", text); });
+                     }});
+    return table;
+  }
+
+  // --- periodic
+
   void tick() {
     if (!announced_ready_ && supervisor_.allReady()) {
       announced_ready_ = true;
-      std::string addresses;
-      for (const auto& a : config_.listen) addresses += (addresses.empty() ? "" : ", ") + a.text;
-      spdlog::info("ready: {} workers on {}", shared::effectiveWorkers(config_), addresses);
+      spdlog::info("ready: {} workers on {}", supervisor_.targetWorkers(),
+                   addressList(supervisor_.current().config.listen));
+      notifier_.ready("serving generation " + std::to_string(supervisor_.current().number));
     }
+    if (reload_deferred_) maybeStartReload();
   }
 
   void stop(bool graceful) {
@@ -132,11 +319,18 @@ class Master {
       return;
     }
     stopping_ = true;
+    notifier_.stopping();
+    auto waiters = std::move(reload_waiters_);
+    reload_waiters_.clear();
+    for (auto& done : waiters) {
+      if (done) done("phalanx is stopping");
+    }
     supervisor_.stop(graceful, [this] { closeAll(); });
   }
 
   void closeAll() {
     spdlog::info("stopped");
+    control_.close();
     uv_walk(
         loop_,
         [](uv_handle_t* h, void*) {
@@ -146,10 +340,20 @@ class Master {
   }
 
   uv_loop_t* loop_;
-  shared::Config config_;
+  std::string config_path_;
+  shared::SharedRegion& region_;
   Supervisor supervisor_;
-  uv_signal_t sigterm_{}, sigint_{}, sigquit_{}, sighup_{};
+  ControlServer control_;
+  SdNotifier notifier_;
+  std::string control_path_;
+  std::vector<std::unique_ptr<uv_signal_t>> signals_;
   uv_timer_t tick_{};
+  uv_timer_t watchdog_{};
+  std::vector<Supervisor::ReloadDone> reload_waiters_;
+  std::string last_reload_error_;
+  uint32_t last_generation_ = 1;
+  bool reload_running_ = false;
+  bool reload_deferred_ = false;
   bool stopping_ = false;
   bool announced_ready_ = false;
   int exit_code_ = 0;
@@ -167,10 +371,11 @@ int runMaster(const std::string& config_path) {
   shared::Config config = std::move(*loaded.config);
   shared::setupErrorLog("master", config.log.level);
   signal(SIGPIPE, SIG_IGN);
+  clearNotifyEnvironmentForChildren();
 
   std::string error;
   if (!accessLogWritable(config.log.access, &error)) {
-    spdlog::critical("log.access: {}", error);
+    spdlog::critical("{}", error);
     return 1;
   }
   Listeners listeners(config.listen);
@@ -188,20 +393,26 @@ int runMaster(const std::string& config_path) {
     return 1;
   }
   uv_set_process_title("phalanx: master");
-  spdlog::info("phalanx {} master pid {}: config {}, {} workers", PHALANX_VERSION, getpid(),
-               config_path, workers);
+  shared::MasterInfo& info = region.master();
+  info.pid.store(getpid(), std::memory_order_relaxed);
+  info.started_at_ms.store(shared::wallMs(), std::memory_order_relaxed);
 
   uv_loop_t* loop = uv_default_loop();
   int code = 0;
   {
-    Master master(loop, std::move(config), listeners, region,
-                  {.exe_path = exe, .shm_fd = region.fd(), .config_fd = config_fd});
-    master.start();
+    Master master(loop, config_path, listeners, region, exe);
+    if (!master.listenControl(config.control_socket, &error)) {
+      spdlog::critical("control_socket: {}", error);
+      close(config_fd);
+      return 1;
+    }
+    spdlog::info("phalanx {} master pid {}: config {}, {} workers, control socket {}",
+                 PHALANX_VERSION, getpid(), config_path, workers, config.control_socket);
+    master.start(std::make_shared<const Generation>(1, std::move(config), config_fd));
     uv_run(loop, UV_RUN_DEFAULT);
     code = master.exitCode();
   }
   uv_loop_close(loop);
-  close(config_fd);
   return code;
 }
 

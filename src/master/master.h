@@ -1,9 +1,14 @@
-// The master process: validates the config, opens the listeners and the shm
-// region, starts the workers and then only supervises. It never serves HTTP.
+// The master process: validates the config, opens the listeners, the shm
+// region and the control socket, starts the workers and then only supervises.
+// It never serves HTTP.
 //
 // Signals (turned into loop callbacks by libuv; handlers do no work):
+//   HUP        reload the config file: a new generation of workers
 //   TERM, INT  graceful stop within supervisor.shutdown_timeout_ms
 //   QUIT       immediate stop
+//   USR1       workers reopen their log files
+//   TTIN/TTOU  one worker more / fewer (survives a reload)
+// Under systemd it notifies READY=1, RELOADING=1, STOPPING=1 and WATCHDOG=1.
 #pragma once
 
 #include <string>

@@ -2,207 +2,685 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <set>
 
+#include "master/process_stats.h"
 #include "shared/exit_codes.h"
 
 namespace phalanx::master {
 
-struct Supervisor::Process {
-  uv_process_t handle{};
-  Supervisor* supervisor = nullptr;
-  uint32_t slot = 0;
-  uint32_t generation = 0;
-  int pid = 0;
-};
+using shared::ExitReason;
+using shared::SlotState;
+using shared::WorkerState;
 
 namespace {
-constexpr uint64_t kQuitGraceMs = 1000;
+
+constexpr uint64_t kCheckMs = 100;
+constexpr uint64_t kSampleEvery = 5;        // checks: RSS and CPU every 500 ms
+constexpr uint64_t kQuitGraceMs = 1000;     // SIGQUIT → SIGKILL
+constexpr uint64_t kAbortGraceMs = 1000;    // SIGABRT (hung loop) → SIGKILL
+constexpr uint64_t kDrainBackstopMs = 2000;  // past drain_timeout_ms → SIGKILL
+// A slot waiting longer than this closes its sockets: connections queued there
+// would otherwise wait out the whole delay. Short waits keep them (a restart
+// after a crash then loses nothing queued).
+constexpr uint64_t kKeepSocketsMaxDelayMs = 500;
 constexpr int kFirstListenFd = 5;
+
+void store(std::atomic<uint32_t>& field, uint32_t value) {
+  field.store(value, std::memory_order_release);
+}
+
 }  // namespace
 
+Generation::~Generation() {
+  if (config_fd >= 0) close(config_fd);
+}
+
+struct Supervisor::Process {
+  uv_process_t handle{};
+  Supervisor* owner = nullptr;
+  std::shared_ptr<const Generation> generation;
+  uint32_t slot = 0;
+  uint32_t cell = 0;
+  int pid = 0;
+  Role role = Role::Serving;
+  uint64_t spawned_ms = 0;     // monotonic
+  ExitReason planned = ExitReason::None;  // why phalanx asked it to leave
+  uint64_t signaled_ms = 0;    // when SIGTERM (drain) or SIGABRT (hung) was sent
+  uint64_t max_requests = 0;   // with its jitter; 0 = no limit
+  bool killed = false;         // SIGKILL sent
+  bool stable = false;         // has been up min_uptime_ms
+  bool in_reload = false;      // pending worker of the reload in progress
+};
+
+struct Supervisor::Slot {
+  explicit Slot(const shared::SupervisorConfig& config) : policy(config) {}
+  Supervisor* owner = nullptr;
+  uint32_t index = 0;
+  bool wanted = false;  // index < target
+  bool fatal = false;   // its worker exited 2: not respawned
+  Process* serving = nullptr;
+  Process* pending = nullptr;
+  RestartPolicy policy;
+  uv_timer_t restart_timer{};
+  bool waiting = false;  // restart_timer runs
+  uint64_t restart_at_ms = 0;  // wall clock
+  ExitReason recycling = ExitReason::None;  // a replacement is under way for this reason
+  uint32_t restarts = 0;
+};
+
+struct Supervisor::ReloadTxn {
+  std::shared_ptr<const Generation> generation;
+  uint32_t workers = 0;
+  ReloadDone done;
+  uint64_t deadline_ms = 0;  // monotonic
+};
+
 Supervisor::Supervisor(uv_loop_t* loop, shared::SharedRegion& region, Listeners& listeners,
-                       SpawnContext context, shared::SupervisorConfig config)
+                       std::string exe_path)
     : loop_(loop),
       region_(region),
       listeners_(listeners),
-      context_(std::move(context)),
-      config_(config) {
+      exe_path_(std::move(exe_path)),
+      cell_busy_(region.cellCapacity(), false),
+      random_(std::random_device{}()) {
   uv_timer_init(loop_, &stop_timer_);
   stop_timer_.data = this;
+  uv_timer_init(loop_, &check_timer_);
+  check_timer_.data = this;
 }
 
 Supervisor::~Supervisor() = default;
 
-void Supervisor::start(uint32_t workers) {
-  while (slots_.size() < workers) {
-    auto slot = std::make_unique<Slot>();
+void Supervisor::start(std::shared_ptr<const Generation> generation, uint32_t workers) {
+  current_ = std::move(generation);
+  target_ = workers;
+  store(region_.master().workers, workers);
+  store(region_.master().generation, current_->number);
+  initSlots(workers);
+  for (uint32_t i = 0; i < workers; ++i) {
+    Slot& slot = *slots_[i];
+    slot.wanted = true;
+    if (!spawn(slot, current_, Role::Serving)) scheduleRestart(slot, slot.policy.onExit(0).delay_ms);
+  }
+  uv_timer_start(
+      &check_timer_, [](uv_timer_t* t) { static_cast<Supervisor*>(t->data)->check(); }, kCheckMs,
+      kCheckMs);
+}
+
+void Supervisor::initSlots(uint32_t count) {
+  while (slots_.size() < count) {
+    auto slot = std::make_unique<Slot>(current_->config.supervisor);
     slot->owner = this;
     slot->index = static_cast<uint32_t>(slots_.size());
     uv_timer_init(loop_, &slot->restart_timer);
     slot->restart_timer.data = slot.get();
     slots_.push_back(std::move(slot));
   }
-  for (auto& slot : slots_) spawn(*slot);
 }
 
-void Supervisor::spawn(Slot& slot) {
+Supervisor::Process* Supervisor::spawn(Slot& slot, std::shared_ptr<const Generation> generation,
+                                       Role role) {
+  std::string error;
+  if (!listeners_.isOpen(slot.index) && !listeners_.openSlot(slot.index, &error)) {
+    spdlog::error("worker {}: cannot reopen its sockets: {}", slot.index, error);
+    return nullptr;
+  }
+  auto free_cell = std::find(cell_busy_.begin(), cell_busy_.end(), false);
+  if (free_cell == cell_busy_.end()) {
+    spdlog::error("worker {}: all {} shm cells are in use", slot.index, cell_busy_.size());
+    return nullptr;
+  }
+  uint32_t cell_index = static_cast<uint32_t>(free_cell - cell_busy_.begin());
+
   const std::vector<int>& fds = listeners_.slotFds(slot.index);
   std::string slot_arg = std::to_string(slot.index);
-  std::string cell_arg = std::to_string(slot.index);
-  std::string gen_arg = std::to_string(generation_);
+  std::string cell_arg = std::to_string(cell_index);
+  std::string gen_arg = std::to_string(generation->number);
   std::string pid_arg = std::to_string(getpid());
   std::string count_arg = std::to_string(fds.size());
-  std::vector<char*> args = {context_.exe_path.data(),
-                             const_cast<char*>("--worker"),
-                             const_cast<char*>("--slot"),
-                             slot_arg.data(),
-                             const_cast<char*>("--cell"),
-                             cell_arg.data(),
-                             const_cast<char*>("--generation"),
-                             gen_arg.data(),
-                             const_cast<char*>("--master-pid"),
-                             pid_arg.data(),
-                             const_cast<char*>("--listen-fds"),
-                             count_arg.data(),
+  std::string worker_flag = "--worker", slot_flag = "--slot", cell_flag = "--cell",
+              gen_flag = "--generation", pid_flag = "--master-pid", fds_flag = "--listen-fds";
+  std::vector<char*> args = {exe_path_.data(), worker_flag.data(), slot_flag.data(),
+                             slot_arg.data(),  cell_flag.data(),   cell_arg.data(),
+                             gen_flag.data(),  gen_arg.data(),     pid_flag.data(),
+                             pid_arg.data(),   fds_flag.data(),    count_arg.data(),
                              nullptr};
   std::vector<uv_stdio_container_t> stdio(kFirstListenFd + fds.size());
-  for (int i = 0; i < 3; ++i) {
-    stdio[i].flags = UV_INHERIT_FD;
-    stdio[i].data.fd = i;
-  }
-  stdio[3] = {.flags = UV_INHERIT_FD, .data = {.fd = context_.shm_fd}};
-  stdio[4] = {.flags = UV_INHERIT_FD, .data = {.fd = context_.config_fd}};
+  for (int i = 0; i < 3; ++i) stdio[i] = {.flags = UV_INHERIT_FD, .data = {.fd = i}};
+  stdio[3] = {.flags = UV_INHERIT_FD, .data = {.fd = region_.fd()}};
+  stdio[4] = {.flags = UV_INHERIT_FD, .data = {.fd = generation->config_fd}};
   for (size_t i = 0; i < fds.size(); ++i) {
     stdio[kFirstListenFd + i] = {.flags = UV_INHERIT_FD, .data = {.fd = fds[i]}};
   }
 
   auto process = std::make_unique<Process>();
-  process->supervisor = this;
+  process->owner = this;
+  process->generation = generation;
   process->slot = slot.index;
-  process->generation = generation_;
+  process->cell = cell_index;
+  process->role = role;
+  process->spawned_ms = shared::monotonicMs();
+  const shared::SupervisorConfig& sc = generation->config.supervisor;
+  if (sc.max_requests > 0) {
+    process->max_requests = sc.max_requests + (sc.max_requests_jitter > 0
+                                                    ? random_() % (sc.max_requests_jitter + 1)
+                                                    : 0);
+  }
   process->handle.data = process.get();
+
+  shared::WorkerCell& cell = region_.cell(cell_index);
+  cell.slot.store(slot.index, std::memory_order_relaxed);
+  cell.generation.store(generation->number, std::memory_order_relaxed);
+  cell.started_at_ms.store(shared::wallMs(), std::memory_order_relaxed);
+  store(cell.state, static_cast<uint32_t>(WorkerState::Starting));
+
   uv_process_options_t options{};
-  options.file = context_.exe_path.c_str();
+  options.file = exe_path_.c_str();
   options.args = args.data();
   options.stdio = stdio.data();
   options.stdio_count = static_cast<int>(stdio.size());
   options.exit_cb = [](uv_process_t* handle, int64_t exit_status, int term_signal) {
     auto* p = static_cast<Process*>(handle->data);
-    p->supervisor->onExit(*p, exit_status, term_signal);
+    p->owner->onExit(*p, exit_status, term_signal);
   };
-
-  shared::WorkerCell& shm = region_.cell(slot.index);
-  shm.state.store(static_cast<uint32_t>(shared::WorkerState::Starting), std::memory_order_release);
   if (int rc = uv_spawn(loop_, &process->handle, &options); rc != 0) {
-    spdlog::error("worker {}: spawn {}: {}", slot.index, context_.exe_path, uv_strerror(rc));
+    spdlog::error("worker {}: spawn {}: {}", slot.index, exe_path_, uv_strerror(rc));
+    std::memset(static_cast<void*>(&cell), 0, sizeof cell);
     retire(std::move(process));  // libuv wants a failed spawn's handle closed too
-    scheduleRestart(slot);
-    return;
+    return nullptr;
   }
   process->pid = process->handle.pid;
-  shm.pid.store(process->pid, std::memory_order_relaxed);
-  shm.generation.store(generation_, std::memory_order_relaxed);
-  spdlog::info("worker {}: started pid {} gen {}", slot.index, process->pid, generation_);
-  slot.process = std::move(process);
-  slot.state = SlotState::Running;
+  cell.pid.store(process->pid, std::memory_order_release);
+  cell_busy_[cell_index] = true;
+  spdlog::info("worker {}: started pid {} gen {}{}", slot.index, process->pid, generation->number,
+               role == Role::Pending ? " (replacement)" : "");
+  Process* raw = process.get();
+  processes_.push_back(std::move(process));
+  if (role == Role::Serving) slot.serving = raw;
+  if (role == Role::Pending) slot.pending = raw;
+  publish(slot);
+  return raw;
 }
 
-void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) {
-  Slot& slot = *slots_.at(process.slot);
-  std::string how = term_signal ? std::string("signal ") + strsignal(term_signal)
-                                : "code " + std::to_string(exit_status);
-  retire(std::move(slot.process));
-  region_.cell(slot.index)
-      .state.store(static_cast<uint32_t>(shared::WorkerState::Stopped), std::memory_order_release);
-
-  if (stopping_) {
-    spdlog::info("worker {}: pid {} exited ({})", slot.index, process.pid, how);
-    slot.state = SlotState::Stopped;
-    maybeDone();
-    return;
-  }
-  if (!term_signal && exit_status == shared::kExitFatal) {
-    spdlog::error("worker {}: pid {} cannot start ({}); not respawning", slot.index, process.pid,
-                  how);
-    slot.state = SlotState::Fatal;
-    // With SO_REUSEPORT the kernel would keep queueing a share of new
-    // connections on this slot's socket, where nobody accepts them.
-    listeners_.closeSlot(slot.index);
-    bool all_fatal = std::all_of(slots_.begin(), slots_.end(),
-                                 [](const auto& s) { return s->state == SlotState::Fatal; });
-    if (all_fatal && on_all_fatal) on_all_fatal();
-    return;
-  }
-  spdlog::warn("worker {}: pid {} died ({}); respawning in {} ms", slot.index, process.pid, how,
-               config_.restart_base_ms);
-  scheduleRestart(slot);
-}
-
-// Closes a process handle; the Process is freed once libuv is done with it.
+// Closes the handle of a process that exited (or never started); the Process
+// is freed once libuv is done with it.
 void Supervisor::retire(std::unique_ptr<Process> process) {
   uv_close(reinterpret_cast<uv_handle_t*>(&process->handle), [](uv_handle_t* h) {
     auto* p = static_cast<Process*>(h->data);
-    auto& list = p->supervisor->exited_;
-    list.erase(std::remove_if(list.begin(), list.end(),
-                              [p](const std::unique_ptr<Process>& q) { return q.get() == p; }),
-               list.end());
+    std::erase_if(p->owner->exited_,
+                  [p](const std::unique_ptr<Process>& q) { return q.get() == p; });
   });
   exited_.push_back(std::move(process));
 }
 
-void Supervisor::scheduleRestart(Slot& slot) {
-  slot.state = SlotState::WaitingRestart;
+void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) {
+  Slot& slot = *slots_.at(process.slot);
+  uint64_t uptime_ms = shared::monotonicMs() - process.spawned_ms;
+  ExitReason reason = process.planned != ExitReason::None ? process.planned
+                      : term_signal                       ? ExitReason::Signaled
+                                                          : ExitReason::Exited;
+  int32_t detail = term_signal ? term_signal : static_cast<int32_t>(exit_status);
+  std::string how = term_signal ? std::string("signal ") + strsignal(term_signal)
+                                : "code " + std::to_string(exit_status);
+  Role role = process.role;
+  bool in_reload = process.in_reload;
+  int pid = process.pid;
+  uint32_t generation = process.generation->number;
+
+  if (slot.serving == &process) slot.serving = nullptr;
+  if (slot.pending == &process) slot.pending = nullptr;
+  shared::retireCell(region_, process.cell);
+  cell_busy_[process.cell] = false;
+  auto it = std::find_if(processes_.begin(), processes_.end(),
+                         [&](const auto& p) { return p.get() == &process; });
+  retire(std::move(*it));
+  processes_.erase(it);
+
+  shared::SlotRecord& record = region_.slot(slot.index);
+  if (role != Role::Pending || !in_reload) {
+    store(record.last_exit_reason, static_cast<uint32_t>(reason));
+    record.last_exit_detail.store(detail, std::memory_order_relaxed);
+    record.last_exit_ms.store(shared::wallMs(), std::memory_order_relaxed);
+  }
+
+  if (stopping_) {
+    spdlog::info("worker {}: pid {} exited ({})", slot.index, pid, how);
+  } else if (role == Role::Draining) {
+    spdlog::info("worker {}: pid {} gen {} drained ({}, {})", slot.index, pid, generation,
+                 shared::exitReasonName(reason), how);
+    if (reason == ExitReason::Memory || reason == ExitReason::MaxRequests) {
+      countRestart(slot, reason);
+    }
+  } else if (role == Role::Pending) {
+    if (in_reload) {
+      finishReload("worker " + std::to_string(slot.index) + " (pid " + std::to_string(pid) +
+                   ", generation " + std::to_string(generation) + ") exited with " + how +
+                   " before it was ready");
+    } else {
+      spdlog::warn("worker {}: replacement pid {} died ({}) before taking over", slot.index, pid,
+                   how);
+      countRestart(slot, reason);
+      // Still to be replaced: check() starts another one after the backoff.
+      slot.restart_at_ms = shared::wallMs() + slot.policy.onExit(uptime_ms).delay_ms;
+    }
+  } else {
+    bool fatal = !term_signal && exit_status == shared::kExitFatal;
+    if (fatal) {
+      spdlog::error("worker {}: pid {} cannot start ({}); not respawning", slot.index, pid, how);
+      slot.fatal = true;
+      // With SO_REUSEPORT the kernel would keep queueing a share of new
+      // connections on this slot's socket, where nobody accepts them.
+      listeners_.closeSlot(slot.index);
+      bool all_fatal = std::all_of(slots_.begin(), slots_.end(),
+                                   [](const auto& s) { return !s->wanted || s->fatal; });
+      if (all_fatal && on_all_fatal) on_all_fatal();
+    } else {
+      onServingExit(slot, uptime_ms);
+      countRestart(slot, reason);
+    }
+  }
+  publish(slot);
+  maybeDone();
+}
+
+// The serving worker of a wanted slot is gone (crash, hung loop): its
+// replacement takes over if one is under way, else a respawn after the backoff.
+void Supervisor::onServingExit(Slot& slot, uint64_t uptime_ms) {
+  if (slot.pending && !slot.pending->in_reload) {
+    spdlog::warn("worker {}: died; its replacement takes over", slot.index);
+    slot.pending->role = Role::Serving;
+    slot.serving = slot.pending;
+    slot.pending = nullptr;
+    slot.recycling = ExitReason::None;
+    return;
+  }
+  RestartDecision d = slot.policy.onExit(uptime_ms);
+  spdlog::warn("worker {}: died after {} ms; respawning in {} ms{}", slot.index, uptime_ms,
+               d.delay_ms, d.errored ? " (errored: restarting too often)" : "");
+  scheduleRestart(slot, d.delay_ms);
+}
+
+void Supervisor::countRestart(Slot& slot, ExitReason reason) {
+  ++slot.restarts;
+  shared::bump(region_.master().restarts_by_reason[static_cast<uint32_t>(reason)]);
+}
+
+void Supervisor::scheduleRestart(Slot& slot, uint64_t delay_ms) {
+  slot.waiting = true;
+  slot.restart_at_ms = shared::wallMs() + delay_ms;
+  if (delay_ms > kKeepSocketsMaxDelayMs && listeners_.isOpen(slot.index)) {
+    spdlog::info("worker {}: closing its sockets while it waits; new connections go to the others",
+                 slot.index);
+    listeners_.closeSlot(slot.index);
+  }
   uv_timer_start(
       &slot.restart_timer,
       [](uv_timer_t* t) {
         auto* s = static_cast<Slot*>(t->data);
-        if (!s->owner->stopping_) s->owner->spawn(*s);
+        s->owner->onRestartTimer(*s);
       },
-      config_.restart_base_ms, 0);
+      delay_ms, 0);
+  publish(slot);
+}
+
+void Supervisor::onRestartTimer(Slot& slot) {
+  slot.waiting = false;
+  if (stopping_ || !slot.wanted || slot.serving) return;
+  if (!spawn(slot, current_, Role::Serving)) {
+    scheduleRestart(slot, slot.policy.onExit(0).delay_ms);
+  }
+}
+
+// Graceful replacement: a new worker first, the old one drains once it is ready.
+void Supervisor::recycle(Slot& slot, ExitReason reason) {
+  Process& old = *slot.serving;
+  uint64_t uptime_ms = shared::monotonicMs() - old.spawned_ms;
+  RestartDecision d = slot.policy.onExit(uptime_ms);
+  slot.recycling = reason;
+  if (!slot.policy.isStable(uptime_ms) && d.delay_ms > 0) {
+    // Replaced again soon after the last time: back off like a crash loop
+    // would (the old worker keeps serving meanwhile).
+    slot.restart_at_ms = shared::wallMs() + d.delay_ms;
+    spdlog::warn("worker {}: pid {} {}; replacing it in {} ms", slot.index, old.pid,
+                 reason == ExitReason::Memory ? "is over max_memory" : "reached max_requests",
+                 d.delay_ms);
+  } else {
+    slot.restart_at_ms = 0;
+    spdlog::info("worker {}: pid {} {}; replacing it", slot.index, old.pid,
+                 reason == ExitReason::Memory ? "is over max_memory" : "reached max_requests");
+  }
+  publish(slot);
+}
+
+// A ready pending worker becomes the slot's worker; the old one drains.
+void Supervisor::takeOver(Slot& slot) {
+  Process* next = slot.pending;
+  Process* old = slot.serving;
+  next->role = Role::Serving;
+  next->in_reload = false;
+  slot.serving = next;
+  slot.pending = nullptr;
+  ExitReason reason = slot.recycling != ExitReason::None ? slot.recycling : ExitReason::Reload;
+  slot.recycling = ExitReason::None;
+  if (old) drain(*old, reason);
+  publish(slot);
+}
+
+void Supervisor::drain(Process& process, ExitReason reason) {
+  process.role = Role::Draining;
+  process.planned = reason;
+  process.signaled_ms = shared::monotonicMs();
+  uv_process_kill(&process.handle, SIGTERM);
+}
+
+void Supervisor::reload(std::shared_ptr<const Generation> next, uint32_t workers,
+                        ReloadDone done) {
+  std::string error;
+  if (reload_ || stopping_) {
+    done(stopping_ ? "phalanx is stopping" : "a reload is already in progress");
+    return;
+  }
+  if (!listeners_.ensureSlots(workers, &error)) {
+    done("listen: " + error);
+    return;
+  }
+  reload_ = std::make_unique<ReloadTxn>();
+  reload_->generation = next;
+  reload_->workers = workers;
+  reload_->done = std::move(done);
+  reload_->deadline_ms = shared::monotonicMs() + next->config.supervisor.ready_timeout_ms;
+  initSlots(workers);
+  for (uint32_t i = 0; i < workers; ++i) {
+    Slot& slot = *slots_[i];
+    if (slot.pending) {  // a memory or max_requests replacement: the reload replaces it
+      slot.pending->in_reload = false;
+      drain(*slot.pending, ExitReason::Reload);
+      slot.pending = nullptr;
+    }
+    slot.recycling = ExitReason::None;
+    Process* p = spawn(slot, next, Role::Pending);
+    if (!p) {
+      finishReload("worker " + std::to_string(i) + ": cannot start a process (see the log)");
+      return;
+    }
+    p->in_reload = true;
+  }
+  spdlog::info("reload: generation {} starting {} workers", next->number, workers);
+}
+
+void Supervisor::checkReload(uint64_t now_ms) {
+  bool all_ready = true;
+  for (uint32_t i = 0; i < reload_->workers; ++i) {
+    const Process* p = slots_[i]->pending;
+    if (!p || !cellReady(*p)) all_ready = false;
+  }
+  if (all_ready) {
+    finishReload("");
+  } else if (now_ms > reload_->deadline_ms) {
+    std::string late;
+    for (uint32_t i = 0; i < reload_->workers; ++i) {
+      const Process* p = slots_[i]->pending;
+      if (p && !cellReady(*p)) late += (late.empty() ? "" : ", ") + std::to_string(i);
+    }
+    finishReload("worker " + late + " did not report ready within " +
+                 std::to_string(reload_->generation->config.supervisor.ready_timeout_ms) +
+                 " ms (ready_timeout_ms)");
+  }
+}
+
+// Commits (error empty) or rolls back the reload in progress.
+void Supervisor::finishReload(const std::string& error) {
+  auto txn = std::move(reload_);
+  if (!txn) return;
+  if (!error.empty()) {
+    spdlog::error("reload: generation {} failed: {}; generation {} keeps serving",
+                  txn->generation->number, error, current_->number);
+    for (auto& slot : slots_) {
+      if (slot->pending && slot->pending->in_reload) {
+        Process& p = *slot->pending;
+        slot->pending = nullptr;  // its exit is then no news: not the slot's, not a restart
+        p.planned = ExitReason::Reload;
+        uv_process_kill(&p.handle, SIGKILL);  // it never served: nothing to drain
+        p.killed = true;
+      }
+    }
+    txn->done(error);
+    return;
+  }
+  current_ = txn->generation;
+  for (auto& slot : slots_) slot->policy.configure(current_->config.supervisor);
+  for (uint32_t i = 0; i < txn->workers; ++i) {
+    Slot& slot = *slots_[i];
+    uv_timer_stop(&slot.restart_timer);
+    slot.waiting = false;
+    slot.wanted = true;
+    slot.fatal = false;
+    takeOver(slot);
+  }
+  for (uint32_t i = txn->workers; i < slots_.size(); ++i) unwant(*slots_[i]);
+  target_ = txn->workers;
+  store(region_.master().workers, target_);
+  store(region_.master().generation, current_->number);
+  spdlog::info("reload: generation {} serving with {} workers; the old ones drain",
+               current_->number, target_);
+  txn->done("");
+}
+
+bool Supervisor::scale(uint32_t workers, std::string* error) {
+  if (reload_) {
+    *error = "a reload is in progress; try again when it is done";
+    return false;
+  }
+  if (workers == 0 || workers > region_.slotCapacity()) {
+    *error = "workers must be 1.." + std::to_string(region_.slotCapacity());
+    return false;
+  }
+  if (!listeners_.ensureSlots(workers, error)) return false;
+  initSlots(workers);
+  for (uint32_t i = target_; i < workers; ++i) {
+    Slot& slot = *slots_[i];
+    slot.wanted = true;
+    slot.fatal = false;
+    if (!slot.serving && !spawn(slot, current_, Role::Serving)) {
+      scheduleRestart(slot, slot.policy.onExit(0).delay_ms);
+    }
+  }
+  for (uint32_t i = workers; i < target_; ++i) unwant(*slots_[i]);
+  spdlog::info("scale: {} → {} workers", target_, workers);
+  target_ = workers;
+  store(region_.master().workers, target_);
+  return true;
+}
+
+// The slot leaves: its worker drains, its sockets close.
+void Supervisor::unwant(Slot& slot) {
+  slot.wanted = false;
+  uv_timer_stop(&slot.restart_timer);
+  slot.waiting = false;
+  slot.recycling = ExitReason::None;
+  if (slot.serving) drain(*slot.serving, ExitReason::Scale);
+  if (slot.pending) drain(*slot.pending, ExitReason::Scale);
+  slot.serving = slot.pending = nullptr;
+  listeners_.closeSlot(slot.index);
+  publish(slot);
+}
+
+bool Supervisor::cellReady(const Process& process) const {
+  return region_.cell(process.cell).state.load(std::memory_order_acquire) ==
+         static_cast<uint32_t>(WorkerState::Ready);
+}
+
+// Every 100 ms: reload progress, replacements that became ready, heartbeats,
+// memory and max_requests, stragglers.
+void Supervisor::check() {
+  if (stopping_) return;
+  uint64_t now = shared::monotonicMs();
+  bool sample = ++check_count_ % kSampleEvery == 0;
+  if (reload_) checkReload(now);
+  for (auto it = processes_.begin(); it != processes_.end();) {
+    Process& p = **it++;  // checkProcess never frees a process: exits come from libuv
+    checkProcess(p, now, sample);
+  }
+  uint64_t wall = shared::wallMs();
+  bool max_requests_busy = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
+    return s->recycling == ExitReason::MaxRequests;
+  });
+  for (auto& s : slots_) {
+    Slot& slot = *s;
+    if (slot.pending && !slot.pending->in_reload && cellReady(*slot.pending)) takeOver(slot);
+    // A replacement whose backoff is over gets started.
+    if (slot.recycling != ExitReason::None && !slot.pending && slot.serving && !reload_ &&
+        wall >= slot.restart_at_ms) {
+      spawn(slot, current_, Role::Pending);
+    }
+    if (!slot.serving || slot.recycling != ExitReason::None || slot.pending || reload_) continue;
+    Process& p = *slot.serving;
+    const shared::WorkerCell& cell = region_.cell(p.cell);
+    uint64_t max_memory = current_->config.supervisor.max_memory_bytes;
+    if (max_memory > 0 && cell.rss_bytes.load(std::memory_order_relaxed) > max_memory) {
+      recycle(slot, ExitReason::Memory);
+    } else if (p.max_requests > 0 && !max_requests_busy &&
+               cell.traffic.requests.load(std::memory_order_relaxed) >= p.max_requests) {
+      max_requests_busy = true;  // one at a time: never all at once
+      recycle(slot, ExitReason::MaxRequests);
+    }
+  }
+}
+
+void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
+  shared::WorkerCell& cell = region_.cell(p.cell);
+  const shared::SupervisorConfig& sc = p.generation->config.supervisor;
+  if (sample) {
+    if (auto stats = readProcessStats(p.pid)) {
+      cell.rss_bytes.store(stats->rss_bytes, std::memory_order_relaxed);
+      cell.cpu_ms.store(stats->cpu_ms, std::memory_order_relaxed);
+    }
+  }
+  if (p.killed) return;
+  auto state = static_cast<WorkerState>(cell.state.load(std::memory_order_acquire));
+  Slot& slot = *slots_[p.slot];
+
+  if (p.planned == ExitReason::Heartbeat) {
+    if (now - p.signaled_ms > kAbortGraceMs) {
+      spdlog::error("worker {}: pid {} ignored SIGABRT; SIGKILL", p.slot, p.pid);
+      uv_process_kill(&p.handle, SIGKILL);
+      p.killed = true;
+    }
+    return;
+  }
+  if (p.role == Role::Draining) {
+    if (now - p.signaled_ms > uint64_t{sc.drain_timeout_ms} + kDrainBackstopMs) {
+      spdlog::error("worker {}: pid {} still draining past drain_timeout_ms; SIGKILL", p.slot,
+                    p.pid);
+      uv_process_kill(&p.handle, SIGKILL);
+      p.killed = true;
+    }
+    return;
+  }
+  if (state == WorkerState::Starting) {
+    // (A reload's workers have the reload's own deadline.)
+    if (!p.in_reload && now - p.spawned_ms > sc.ready_timeout_ms) {
+      spdlog::error("worker {}: pid {} not ready after {} ms (ready_timeout_ms); SIGKILL", p.slot,
+                    p.pid, sc.ready_timeout_ms);
+      if (p.role == Role::Serving) p.planned = ExitReason::Heartbeat;
+      p.signaled_ms = now;
+      uv_process_kill(&p.handle, SIGKILL);
+      p.killed = true;
+    }
+    return;
+  }
+  uint64_t beat = cell.heartbeat_ms.load(std::memory_order_relaxed);
+  if (state == WorkerState::Ready && beat != 0 && now > beat &&
+      now - beat > sc.heartbeat_timeout_ms) {
+    spdlog::error("worker {}: pid {} has not stamped its heartbeat for {} ms; SIGABRT", p.slot,
+                  p.pid, now - beat);
+    p.planned = ExitReason::Heartbeat;
+    p.signaled_ms = now;
+    uv_process_kill(&p.handle, SIGABRT);
+    return;
+  }
+  if (p.role == Role::Serving && !p.stable && slot.policy.isStable(now - p.spawned_ms)) {
+    p.stable = true;
+    slot.policy.stable();
+    publish(slot);
+  }
+}
+
+uint32_t Supervisor::drainingGenerations() const {
+  std::set<uint32_t> generations;
+  for (const auto& p : processes_) {
+    if (p->role == Role::Draining && p->planned == ExitReason::Reload) {
+      generations.insert(p->generation->number);
+    }
+  }
+  return static_cast<uint32_t>(generations.size());
+}
+
+void Supervisor::publish(const Slot& slot) {
+  shared::SlotRecord& r = region_.slot(slot.index);
+  SlotState state = !slot.wanted             ? SlotState::Unused
+                    : slot.fatal             ? SlotState::Fatal
+                    : slot.policy.errored()  ? SlotState::Errored
+                    : slot.serving           ? SlotState::Running
+                                             : SlotState::WaitingRestart;
+  r.restarts.store(slot.restarts, std::memory_order_relaxed);
+  r.unstable_restarts.store(slot.policy.unstable(), std::memory_order_relaxed);
+  r.pid.store(slot.serving ? slot.serving->pid : 0, std::memory_order_relaxed);
+  r.restart_at_ms.store(slot.waiting ? slot.restart_at_ms : 0, std::memory_order_relaxed);
+  store(r.state, static_cast<uint32_t>(state));
 }
 
 bool Supervisor::allReady() const {
-  return std::all_of(slots_.begin(), slots_.end(), [this](const auto& s) {
-    return s->process && region_.cell(s->index).state.load(std::memory_order_acquire) ==
-                             static_cast<uint32_t>(shared::WorkerState::Ready);
-  });
+  if (target_ == 0) return false;
+  for (uint32_t i = 0; i < target_; ++i) {
+    const Slot& slot = *slots_[i];
+    if (!slot.serving || !cellReady(*slot.serving)) return false;
+  }
+  return true;
 }
 
-uint32_t Supervisor::runningCount() const {
-  return static_cast<uint32_t>(std::count_if(slots_.begin(), slots_.end(),
-                                             [](const auto& s) { return s->process != nullptr; }));
+void Supervisor::forward(int signal) {
+  for (auto& p : processes_) uv_process_kill(&p->handle, signal);
 }
 
-void Supervisor::killAll(int signal) {
-  for (auto& slot : slots_) {
-    if (slot->process) uv_process_kill(&slot->process->handle, signal);
+void Supervisor::signalAll(int signal) {
+  for (auto& p : processes_) {
+    if (!p->killed) uv_process_kill(&p->handle, signal);
   }
 }
 
 void Supervisor::stop(bool graceful, std::function<void()> done) {
   stopping_ = true;
   on_stopped_ = std::move(done);
+  uv_timer_stop(&check_timer_);
   for (auto& slot : slots_) {
     uv_timer_stop(&slot->restart_timer);
-    if (!slot->process) slot->state = SlotState::Stopped;
+    slot->waiting = false;
   }
-  killAll(graceful ? SIGTERM : SIGQUIT);
-  uint64_t grace = graceful ? config_.shutdown_timeout_ms : kQuitGraceMs;
+  if (reload_) finishReload("phalanx is stopping");
+  for (auto& p : processes_) {
+    if (p->planned == ExitReason::None) p->planned = ExitReason::Stop;
+  }
+  signalAll(graceful ? SIGTERM : SIGQUIT);
+  uint64_t grace = graceful ? current_->config.supervisor.shutdown_timeout_ms : kQuitGraceMs;
   uv_timer_start(
       &stop_timer_,
       [](uv_timer_t* t) {
         auto* self = static_cast<Supervisor*>(t->data);
-        spdlog::warn("shutdown timeout: killing {} workers", self->runningCount());
-        self->killAll(SIGKILL);
+        spdlog::warn("shutdown timeout: killing {} workers", self->processes_.size());
+        self->signalAll(SIGKILL);
       },
       grace, 0);
   maybeDone();
 }
 
 void Supervisor::maybeDone() {
-  if (!stopping_ || runningCount() != 0) return;
+  if (!stopping_ || !processes_.empty()) return;
   uv_timer_stop(&stop_timer_);
   if (on_stopped_) {
     auto done = std::move(on_stopped_);

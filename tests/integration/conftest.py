@@ -393,6 +393,37 @@ class Phalanx:
                 if f:
                     f.close()
 
+    # -- the control socket
+    @property
+    def control_path(self):
+        path = self.config.get("control_socket", "run/phalanx.sock")
+        return path if os.path.isabs(path) else os.path.join(self.workdir, path)
+
+    def control(self, command, timeout=30.0):
+        """Sends one command line to the control socket; returns the parsed JSON answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.control_path)
+            s.sendall(command.encode() + b"\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        assert data.endswith(b"\n"), f"control answer without a newline: {data!r}"
+        return json.loads(data)
+
+    def status(self):
+        answer = self.control("status")
+        assert answer["ok"], answer
+        return answer
+
+    def serving_rows(self):
+        """Status rows of processes that serve (not draining), by slot."""
+        return {w["slot"]: w for w in self.status()["workers"]
+                if w["pid"] and w["state"] != "draining"}
+
     # -- checks shared by several tests
     def assert_serving(self, path="/", expect=200, tries=None):
         """Several fresh connections (spread over the SO_REUSEPORT sockets) all answer."""

@@ -1,0 +1,89 @@
+// The control socket: a Unix stream socket (mode 0600) where phalanxctl, or
+// `socat`, asks the master one thing per connection.
+//
+// Protocol: the client writes one line, command words separated by spaces
+// ("status\n", "scale 4\n"); the master answers one JSON object and a newline,
+// then closes. Every answer carries "version": 1 and "ok"; a failure carries
+// "error". A peer that is neither our user nor root is refused.
+//
+// Commands are rows in a table (words, arguments, help, handler) that the
+// master builds; the server adds `help`, generated from the table. A handler may answer later (a
+// reload answers once it is done): it keeps the ControlReply.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shared/json_writer.h"
+
+namespace phalanx::master {
+
+inline constexpr int kControlProtocolVersion = 1;
+
+// The pending answer of one connection. Answering twice, or after the client
+// went away, does nothing.
+class ControlReply {
+ public:
+  virtual ~ControlReply() = default;
+  // {"version":1,"ok":true, <members written by `members`>}
+  virtual void ok(const std::function<void(shared::JsonWriter&)>& members) = 0;
+  // {"version":1,"ok":false,"error":message}
+  virtual void fail(std::string_view message) = 0;
+};
+
+struct ControlCommand {
+  std::vector<std::string> words;  // e.g. {"show", "stat"}
+  std::string arguments;           // usage of what follows, e.g. "N"; "" = none
+  std::string help;
+  // `args` are the words after the command's own.
+  std::function<void(const std::vector<std::string>& args, std::shared_ptr<ControlReply>)> run;
+};
+
+// Splits a request line into words; nullopt if it is empty or not printable.
+std::optional<std::vector<std::string>> splitCommandLine(std::string_view line);
+
+// The command whose words begin `words`, or nullptr. `args` gets the rest.
+const ControlCommand* findCommand(const std::vector<ControlCommand>& table,
+                                  const std::vector<std::string>& words,
+                                  std::vector<std::string>* args);
+
+// The `help` text: one line per command.
+std::string commandHelp(const std::vector<ControlCommand>& table);
+
+class ControlServer {
+ public:
+  ControlServer(uv_loop_t* loop, std::vector<ControlCommand> commands);
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+  ~ControlServer();
+
+  // Binds `path` (mode 0600, its directory created if missing). A stale socket
+  // file left by a dead master is replaced; one a live master answers on is
+  // an error, as is any other file at that path.
+  bool listen(const std::string& path, std::string* error);
+
+  // Stops listening and removes the socket file; connections still waiting
+  // for an answer are closed.
+  void close();
+
+ private:
+  struct Connection;
+  void onConnection();
+  void onLine(const std::shared_ptr<Connection>& connection, std::string_view line);
+
+  uv_loop_t* loop_;
+  std::vector<ControlCommand> commands_;
+  uv_pipe_t server_{};
+  bool listening_ = false;
+  std::string path_;
+  std::list<std::shared_ptr<Connection>> connections_;
+};
+
+}  // namespace phalanx::master

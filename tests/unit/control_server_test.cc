@@ -1,0 +1,162 @@
+#include "master/control_server.h"
+
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+using namespace phalanx::master;
+
+namespace {
+
+std::vector<ControlCommand> table(std::string* seen) {
+  std::vector<ControlCommand> t;
+  t.push_back({{"show", "stat"}, "", "csv", [seen](const auto&, auto reply) {
+                 *seen = "show stat";
+                 reply->ok([](phalanx::shared::JsonWriter& w) { w.field("text", "a,b\n"); });
+               }});
+  t.push_back({{"show"}, "WHAT", "anything", [seen](const auto& args, auto reply) {
+                 *seen = "show " + (args.empty() ? std::string() : args[0]);
+                 reply->fail("no such thing");
+               }});
+  t.push_back({{"scale"}, "N", "workers", [seen](const auto& args, auto reply) {
+                 *seen = "scale " + args.at(0);
+                 reply->ok(nullptr);
+               }});
+  return t;
+}
+
+// Sends `request` to a Unix socket at `path` and returns everything it answers.
+std::string ask(const std::string& path, const std::string& request) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return "connect: " + std::string(std::strerror(errno));
+  }
+  (void)!write(fd, request.data(), request.size());
+  shutdown(fd, SHUT_WR);
+  std::string answer;
+  char buf[512];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return answer;
+}
+
+// Runs the server's loop while `client` talks to it from another thread.
+std::string exchange(uv_loop_t* loop, const std::string& path, const std::string& request) {
+  std::string answer;
+  std::atomic<bool> done = false;
+  std::thread client([&] {
+    answer = ask(path, request);
+    done = true;
+  });
+  while (!done) uv_run(loop, UV_RUN_NOWAIT), std::this_thread::yield();
+  client.join();
+  uv_run(loop, UV_RUN_NOWAIT);
+  return answer;
+}
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/phalanx-ctl-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+}  // namespace
+
+TEST_CASE("command lines split on blanks; empty or control characters are refused") {
+  auto words = splitCommandLine("  show   stat\r\n");
+  REQUIRE(words);
+  CHECK(*words == std::vector<std::string>{"show", "stat"});
+  CHECK_FALSE(splitCommandLine("   \n"));
+  CHECK_FALSE(splitCommandLine(std::string("sta\x01tus", 7)));
+}
+
+TEST_CASE("the longest matching command wins and the rest are its arguments") {
+  std::string seen;
+  auto t = table(&seen);
+  std::vector<std::string> args;
+  CHECK(findCommand(t, {"show", "stat"}, &args)->help == "csv");
+  CHECK(args.empty());
+  CHECK(findCommand(t, {"show", "info"}, &args)->help == "anything");
+  CHECK(args == std::vector<std::string>{"info"});
+  CHECK(findCommand(t, {"nope"}, &args) == nullptr);
+  std::string help = commandHelp(t);
+  CHECK(help.find("  show stat") != std::string::npos);
+  CHECK(help.find("  scale N") != std::string::npos);
+}
+
+TEST_CASE("the control server answers one JSON line per connection, mode 0600") {
+  TempDir dir;
+  std::string path = (dir.path / "sub" / "ctl.sock").string();
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::string seen;
+  {
+    ControlServer server(&loop, table(&seen));
+    std::string error;
+    REQUIRE_MESSAGE(server.listen(path, &error), error);
+    struct stat st {};
+    REQUIRE(stat(path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+
+    CHECK(exchange(&loop, path, "show stat\n") == "{\"version\":1,\"ok\":true,\"text\":\"a,b\\n\"}\n");
+    CHECK(seen == "show stat");
+    CHECK(exchange(&loop, path, "scale 3") == "{\"version\":1,\"ok\":true}\n");  // no newline
+    CHECK(seen == "scale 3");
+    CHECK(exchange(&loop, path, "show x\n") ==
+          "{\"version\":1,\"ok\":false,\"error\":\"no such thing\"}\n");
+    CHECK(exchange(&loop, path, "frobnicate\n").find("unknown command \\\"frobnicate\\\"") !=
+          std::string::npos);
+    CHECK(exchange(&loop, path, "help\n").find("scale N") != std::string::npos);
+
+    // A second server on the same live socket is refused.
+    ControlServer other(&loop, {});
+    CHECK_FALSE(other.listen(path, &error));
+    CHECK(error.find("another phalanx master") != std::string::npos);
+    server.close();
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_FALSE(std::filesystem::exists(path));
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("a stale socket file is replaced; a regular file is not") {
+  TempDir dir;
+  std::string path = (dir.path / "ctl.sock").string();
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  close(fd);  // bound, never listened: connect is refused, like a dead master's
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::string error;
+  {
+    ControlServer server(&loop, {});
+    CHECK_MESSAGE(server.listen(path, &error), error);
+    server.close();
+    std::string file = (dir.path / "plain").string();
+    FILE* f = fopen(file.c_str(), "w");
+    fclose(f);
+    ControlServer other(&loop, {});
+    CHECK_FALSE(other.listen(file, &error));
+    CHECK(error.find("not a socket") != std::string::npos);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
