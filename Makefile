@@ -2,9 +2,13 @@
 BUILD   ?= build
 CONFIG  ?= etc/phalanx.json
 PREFIX  ?= /usr/local
+# /usr/local/lib/systemd/system is where systemd looks for units of locally
+# installed software; /etc/systemd/system stays the operator's (drop-ins).
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+CONFDIR ?= /etc/phalanx
 JOBS    ?= $(shell nproc)
 
-.PHONY: all deps build run test unit integration bench install clean
+.PHONY: all deps build run test unit integration bench install uninstall clean
 
 all: build
 
@@ -29,12 +33,50 @@ unit: build
 integration: build
 	cd $(BUILD) && ctest --output-on-failure -R integration
 
+# Throughput, latency and memory; then what reloads and crashes cost under load.
 bench: build
 	bash scripts/bench.sh $(BUILD)/phalanx
+	/usr/bin/python3 scripts/bench/supervision.py --bin $(BUILD)/phalanx
 
+# make install (as root): phalanx and phalanxctl in PREFIX/bin, the systemd unit,
+# the system user phalanx, and /etc/phalanx/phalanx.json unless one exists
+# (operators edit it). The installed config is etc/phalanx.json with the paths
+# the unit provides: the control socket in RuntimeDirectory=, the access log in
+# LogsDirectory=. DESTDIR stages the files under a directory (packaging, tests)
+# and touches nothing else: no user, no chgrp, no daemon-reload.
 install: build
-	install -D -m 0755 $(BUILD)/phalanx $(DESTDIR)$(PREFIX)/bin/phalanx
-	install -D -m 0644 etc/phalanx.json $(DESTDIR)/etc/phalanx/phalanx.json
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BUILD)/phalanx $(BUILD)/phalanxctl $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/phalanx/|$(CONFDIR)/|g' systemd/phalanx.service > $(BUILD)/phalanx.service
+	install -m 0644 $(BUILD)/phalanx.service $(DESTDIR)$(UNITDIR)/phalanx.service
+	@if [ -z "$(DESTDIR)" ] && ! getent passwd phalanx >/dev/null; then \
+	  useradd --system --user-group --home-dir /nonexistent --no-create-home \
+	    --shell /usr/sbin/nologin --comment "phalanx API gateway" phalanx && \
+	  echo "install: created the system user phalanx"; \
+	fi
+	@if [ -e $(DESTDIR)$(CONFDIR)/phalanx.json ]; then \
+	  echo "install: kept the existing $(DESTDIR)$(CONFDIR)/phalanx.json"; \
+	else \
+	  python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); \
+	    c["control_socket"] = "/run/phalanx/phalanx.sock"; \
+	    c.setdefault("log", {})["access"] = "/var/log/phalanx/access.log"; \
+	    print(json.dumps(c, indent=2))' etc/phalanx.json > $(BUILD)/phalanx.systemd.json && \
+	  install -m 0640 $(if $(DESTDIR),,-g phalanx) $(BUILD)/phalanx.systemd.json \
+	    $(DESTDIR)$(CONFDIR)/phalanx.json && \
+	  echo "install: wrote $(DESTDIR)$(CONFDIR)/phalanx.json"; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "install: start with: systemctl enable --now phalanx"
+
+# Removes what install put in place except the config and the user (as apt's
+# remove keeps conffiles): a reinstall finds the operator's config again.
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	  systemctl disable --now phalanx.service 2>/dev/null || true; \
+	fi
+	rm -f $(DESTDIR)$(PREFIX)/bin/phalanx $(DESTDIR)$(PREFIX)/bin/phalanxctl \
+	  $(DESTDIR)$(UNITDIR)/phalanx.service
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 clean:
 	rm -rf $(BUILD)

@@ -253,7 +253,8 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
   } else if (role == Role::Draining) {
     spdlog::info("worker {}: pid {} gen {} drained ({}, {})", slot.index, pid, generation,
                  shared::exitReasonName(reason), how);
-    if (reason == ExitReason::Memory || reason == ExitReason::MaxRequests) {
+    if (reason == ExitReason::Memory || reason == ExitReason::MaxRequests ||
+        reason == ExitReason::Heartbeat) {
       countRestart(slot, reason);
     }
   } else if (role == Role::Pending) {
@@ -602,6 +603,13 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
     p.planned = ExitReason::Heartbeat;
     p.signaled_ms = now;
     uv_process_kill(&p.handle, SIGABRT);
+    // Its replacement starts now, on the same sockets: the connections queued
+    // there are served without waiting for the hung process to go.
+    if (p.role == Role::Serving && !slot.pending && !reload_) {
+      slot.recycling = ExitReason::Heartbeat;
+      slot.restart_at_ms = 0;
+      spawn(slot, current_, Role::Pending);
+    }
     return;
   }
   if (p.role == Role::Serving && !p.stable && slot.policy.isStable(now - p.spawned_ms)) {
