@@ -9,6 +9,8 @@ PACKAGES=(
   libuv1-dev libhiredis-dev libsimdjson-dev libspdlog-dev doctest-dev node-llhttp
   # run and test
   redis-server curl wrk apache2-utils python3 python3-pytest socat iproute2 procps
+  # systemd-analyze verify for the unit (tests/integration/test_install.py)
+  systemd
   # bench anchors (../shared/bench/compare.py)
   nginx-light haproxy
 )
