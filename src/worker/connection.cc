@@ -4,6 +4,7 @@
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 
+#include "shared/histogram.h"
 #include "worker/router.h"
 #include "worker/worker.h"
 
@@ -56,12 +57,14 @@ void Connection::start(int fd, std::list<Connection>::iterator self) {
     return;
   }
   if (worker_.accessLog() != nullptr) client_ = peerName(fd);
+  started_ns_ = uv_hrtime();
   setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
   startReading();
 }
 
 bool Connection::idle() const {
-  return !parser_.inRequest() && out_.empty() && !write_in_flight_ && pending_input_.empty();
+  return !parser_.inRequest() && out_.empty() && !write_in_flight_ && pending_input_.empty() &&
+         delayed_request_ == nullptr;
 }
 
 void Connection::beginDrain() {
@@ -96,7 +99,8 @@ void Connection::onRead(ssize_t nread, const uv_buf_t* buf) {
     stopReading();
     // A client may half-close after sending its requests: answer what was
     // already read, then close.
-    bool owed = write_in_flight_ || !out_.empty() || !pending_input_.empty();
+    bool owed =
+        write_in_flight_ || !out_.empty() || !pending_input_.empty() || delayed_request_ != nullptr;
     if (phase_ == Phase::Open && nread == UV_EOF && owed) {
       close_after_write_ = true;
       pump();
@@ -106,6 +110,12 @@ void Connection::onRead(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   if (phase_ != Phase::Open) return;  // lingering: discard what the client still sends
+  if (delayed_request_ != nullptr) {
+    // Parsing waits for the delayed answer; pump() stops reading past kMaxHeldInput.
+    pending_input_.append(buf->base, static_cast<size_t>(nread));
+    pump();
+    return;
+  }
   if (parser_.inBody()) setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
   parse(buf->base, static_cast<size_t>(nread));
   pump();
@@ -133,6 +143,14 @@ void Connection::pump() {
   while (phase_ == Phase::Open && !write_in_flight_) {
     if (!out_.empty()) {
       if (!writeOut()) break;
+    } else if (delayed_request_ != nullptr) {
+      // Read on while the answer waits, so a reset is noticed; hold a bounded amount.
+      if (pending_input_.size() < kMaxHeldInput) {
+        startReading();
+      } else {
+        stopReading();
+      }
+      break;
     } else if (!pending_input_.empty()) {
       std::string input = std::move(pending_input_);
       pending_input_.clear();
@@ -147,7 +165,8 @@ void Connection::pump() {
 }
 
 void Connection::onRequestBegin(Request& request) {
-  if (worker_.accessLog() != nullptr) request.started_ns = uv_hrtime();
+  started_ns_ = uv_hrtime();
+  request.started_ns = started_ns_;
   if (requests_ > 0) {
     // The header timeout runs from a request's first byte; the first request's
     // from accept (set in start()).
@@ -166,6 +185,22 @@ void Connection::onHeadersComplete(Request& request) {
 
 void Connection::onRequest(Request& request) {
   ++requests_;
+  const Route* route = worker_.handlers().match(request);
+  if (route != nullptr && route->delay_ms > 0) {
+    delayed_request_ = &request;
+    delayed_route_ = route;
+    parser_.pause();  // later requests wait: their answers must follow this one
+    // +1: loop time is in whole milliseconds, truncated; never answer early.
+    setDeadline(uv_now(worker_.loop()) + route->delay_ms + 1);
+    return;
+  }
+  answer(route, request);
+  // A client that pipelines without reading: hold the rest of its input until
+  // it has read this.
+  if (out_.size() > kMaxPendingOutput) parser_.pause();
+}
+
+void Connection::answer(const Route* route, const Request& request) {
   bool keep_alive = request.keep_alive && !worker_.draining();
   ConnectionHeader header = ConnectionHeader::None;
   if (!keep_alive) {
@@ -176,12 +211,18 @@ void Connection::onRequest(Request& request) {
     header = ConnectionHeader::KeepAlive;
   }
   size_t before = out_.size();
-  int status = worker_.handlers().respond(request, header, out_);
+  int status = worker_.handlers().respond(route, request, header, out_);
   countResponse(status, out_.size() - before, &request);
   setDeadline(uv_now(worker_.loop()) + worker_.limits().idle_timeout_ms);
-  // A client that pipelines without reading: hold the rest of its input until
-  // it has read this.
-  if (out_.size() > kMaxPendingOutput) parser_.pause();
+}
+
+void Connection::answerDelayed() {
+  const Request& request = *delayed_request_;
+  const Route* route = delayed_route_;
+  delayed_request_ = nullptr;
+  delayed_route_ = nullptr;
+  answer(route, request);
+  pump();  // writes it, then parses what was held back
 }
 
 void Connection::failRequest(int status, const char* reason) {
@@ -195,10 +236,17 @@ void Connection::failRequest(int status, const char* reason) {
 }
 
 void Connection::countResponse(int status, uint64_t bytes, const Request* request) {
+  uint64_t now_ns = uv_hrtime();
+  // A refusal before a complete request counts from that request's first byte,
+  // or from accept when none came (a 408 on a silent connection).
+  uint64_t elapsed_ns = now_ns - (request != nullptr ? request->started_ns : started_ns_);
+  uint64_t elapsed_us = elapsed_ns / 1000;
   shared::TrafficCounters& traffic = worker_.cell().traffic;
   shared::bump(traffic.requests);
   shared::bump(traffic.bytes_out, bytes);
   shared::bump(traffic.responses_by_class[status / 100 < 6 ? status / 100 : 5]);
+  shared::bump(traffic.latency_buckets[shared::latencyBucket(elapsed_us)]);
+  shared::bump(traffic.latency_sum_us, elapsed_us);
   if (AccessLog* log = worker_.accessLog()) {
     AccessEntry entry;
     entry.status = status;
@@ -207,7 +255,7 @@ void Connection::countResponse(int status, uint64_t bytes, const Request* reques
     if (request != nullptr) {
       entry.method = request->methodName();
       entry.path = Router::pathOf(request->target);
-      entry.duration_ms = static_cast<double>(uv_hrtime() - request->started_ns) / 1e6;
+      entry.duration_ms = static_cast<double>(elapsed_ns) / 1e6;
     }
     log->write(entry);
   }
@@ -298,6 +346,10 @@ void Connection::onTimer() {
   uint64_t now = uv_now(worker_.loop());
   if (now < deadline_ms_) {
     setDeadline(deadline_ms_);
+    return;
+  }
+  if (delayed_request_ != nullptr && phase_ == Phase::Open) {
+    answerDelayed();  // its due time, not a timeout
     return;
   }
   if (phase_ != Phase::Open || write_in_flight_) {

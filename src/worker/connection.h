@@ -18,6 +18,18 @@
 // operation. Deadlines: header_timeout from a request's first byte (and from
 // accept) to the end of its headers, then between body reads → 408 and close;
 // idle_timeout between requests → close without a response.
+//
+// Delayed answers (a static route's delay_ms): the same timer holds the moment
+// the answer is due instead of a timeout, so no timeout fires on a request
+// that waits for its answer. Parsing holds until it is answered (pipelined
+// answers stay in order); input keeps being read, up to kMaxHeldInput, so a
+// reset is noticed and closes the connection, timer and all. The answer's
+// Connection header is decided when it is written: a drain that began
+// meanwhile makes it Connection: close. Like any owed answer it is still
+// written after the client half-closes.
+//
+// Every response is counted in the worker's shm cell: status class, bytes, and
+// the latency from the request's first byte to the response being queued.
 #pragma once
 
 #include <uv.h>
@@ -28,6 +40,7 @@
 
 #include "worker/http_parser.h"
 #include "worker/response.h"
+#include "worker/router.h"
 
 namespace phalanx::worker {
 
@@ -40,6 +53,8 @@ class Connection final : public RequestParser::Listener {
   // On graceful stop an idle keep-alive connection stays this long, so a request
   // already on its way is answered (with Connection: close) instead of lost.
   static constexpr uint64_t kDrainGraceMs = 500;
+  // While an answer is delayed, at most this much later input is read and held.
+  static constexpr size_t kMaxHeldInput = 64 * 1024;
 
   explicit Connection(Worker& worker);
   Connection(const Connection&) = delete;
@@ -61,6 +76,10 @@ class Connection final : public RequestParser::Listener {
   void onHeadersComplete(Request& request) override;
   void onRequest(Request& request) override;
 
+  // Writes the answer to `request` (route from Handlers::match) into out_.
+  void answer(const Route* route, const Request& request);
+  void answerDelayed();
+
   void startReading();
   void stopReading();
   void onRead(ssize_t nread, const uv_buf_t* buf);
@@ -74,6 +93,7 @@ class Connection final : public RequestParser::Listener {
   void onHandleClosed();
   void onTimer();
   void setDeadline(uint64_t deadline_ms);
+  // `request` is nullptr for a refusal before a request was complete.
   void countResponse(int status, uint64_t bytes, const Request* request);
   bool idle() const;
 
@@ -86,7 +106,11 @@ class Connection final : public RequestParser::Listener {
   RequestParser parser_;
   std::string out_;            // responses not yet handed to the socket
   std::string writing_;        // bytes owned by the in-flight uv_write
-  std::string pending_input_;  // read but not parsed: parsing paused on output
+  std::string pending_input_;  // read but not parsed: parsing paused on output or a delay
+  // The request waiting for its delayed answer, or nullptr. The parser is
+  // paused meanwhile, so the Request it owns stays as it was.
+  const Request* delayed_request_ = nullptr;
+  const Route* delayed_route_ = nullptr;
   Phase phase_ = Phase::Open;
   bool write_in_flight_ = false;
   bool close_after_write_ = false;
@@ -96,6 +120,7 @@ class Connection final : public RequestParser::Listener {
   uint64_t requests_ = 0;
   uint64_t deadline_ms_ = 0;
   uint64_t timer_due_ms_ = 0;
+  uint64_t started_ns_ = 0;  // the current request's first byte, or accept (uv_hrtime)
   int handles_open_ = 0;
   std::string client_;  // "ip:port", filled only when the access log is on
 };

@@ -1,14 +1,30 @@
 #include "worker/handlers.h"
 
-#include "shared/shm.h"
+#include "shared/json_writer.h"
+#include "shared/shm_snapshot.h"
+#include "shared/status_report.h"
 
 namespace phalanx::worker {
 
-Handlers::Handlers(const shared::Config& config, WorkerIdentity identity)
-    : router_(config.routes), identity_(identity), not_found_(makeJsonError(404, "not found")) {}
+namespace {
 
-int Handlers::respond(const Request& request, ConnectionHeader connection, std::string& out) {
-  const Route* route = router_.match(request.target);
+// Builtin answers describe this moment: no cache or proxy may keep them.
+const HeaderList kJsonHeaders = {{"Content-Type", "application/json"},
+                                 {"Cache-Control", "no-store"}};
+const HeaderList kMetricsHeaders = {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"},
+                                    {"Cache-Control", "no-store"}};
+
+}  // namespace
+
+Handlers::Handlers(const shared::Config& config, WorkerIdentity identity,
+                   const shared::SharedRegion& region)
+    : router_(config.routes),
+      identity_(identity),
+      region_(region),
+      not_found_(makeJsonError(404, "not found")) {}
+
+int Handlers::respond(const Route* route, const Request& request, ConnectionHeader connection,
+                      std::string& out) {
   if (route == nullptr) {
     appendResponse(out, not_found_, date_.now(), connection, request.isHead());
     return 404;
@@ -17,7 +33,8 @@ int Handlers::respond(const Request& request, ConnectionHeader connection, std::
     case shared::RouteKind::Static:
       appendResponse(out, route->static_response, date_.now(), connection, request.isHead());
       return route->static_response.status;
-    case shared::RouteKind::Builtin: respondLive(request, connection, out); return 200;
+    case shared::RouteKind::Builtin:
+      return respondBuiltin(route->builtin, request, connection, out);
     case shared::RouteKind::Upstream: break;  // refused by config validation in this version
   }
   Response r = makeJsonError(502, "route has no handler");
@@ -31,15 +48,54 @@ int Handlers::respondError(int status, const char* reason, std::string& out) {
   return status;
 }
 
-void Handlers::respondLive(const Request& request, ConnectionHeader connection, std::string& out) {
-  uint64_t uptime_ms = shared::wallMs() - identity_.started_at_ms;
-  std::string body = "{\"status\":\"alive\",\"worker\":" + std::to_string(identity_.slot) +
-                     ",\"pid\":" + std::to_string(identity_.pid) +
-                     ",\"generation\":" + std::to_string(identity_.generation) +
-                     ",\"uptime_s\":" + std::to_string(uptime_ms / 1000) + "}\n";
-  Response r = makeResponse(200, std::move(body),
-                            {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}});
+const char* Handlers::notReadyReason() const {
+  if (draining_) return "draining";
+  // A required dependency that is down (Redis in fail-closed mode) goes here.
+  return nullptr;
+}
+
+std::string Handlers::identityJson(const char* status) const {
+  uint64_t now_ms = shared::wallMs();
+  uint64_t uptime_ms = now_ms > identity_.started_at_ms ? now_ms - identity_.started_at_ms : 0;
+  shared::JsonWriter w;
+  w.beginObject();
+  w.field("status", status);
+  w.field("worker", identity_.slot);
+  w.field("pid", identity_.pid);
+  w.field("generation", identity_.generation);
+  w.field("uptime_s", uptime_ms / 1000);
+  w.endObject();
+  return w.take() + "\n";
+}
+
+int Handlers::respondBuiltin(shared::Builtin builtin, const Request& request,
+                             ConnectionHeader connection, std::string& out) {
+  Response r;
+  switch (builtin) {
+    case shared::Builtin::Live: r = makeResponse(200, identityJson("alive"), kJsonHeaders); break;
+    case shared::Builtin::Ready: {
+      const char* problem = notReadyReason();
+      r = problem ? makeResponse(503, identityJson(problem), kJsonHeaders)
+                  : makeResponse(200, identityJson("ready"), kJsonHeaders);
+      break;
+    }
+    case shared::Builtin::Status: {
+      shared::JsonWriter w;
+      w.beginObject();
+      w.field("status", "ok");
+      // The reload error lives in the master only; the control socket has it.
+      shared::writeStatus(w, shared::takeSnapshot(region_), "");
+      w.endObject();
+      r = makeResponse(200, w.take() + "\n", kJsonHeaders);
+      break;
+    }
+    case shared::Builtin::Metrics:
+      r = makeResponse(200, shared::prometheusMetrics(shared::takeSnapshot(region_)),
+                       kMetricsHeaders);
+      break;
+  }
   appendResponse(out, r, date_.now(), connection, request.isHead());
+  return r.status;
 }
 
 }  // namespace phalanx::worker

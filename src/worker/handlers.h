@@ -1,12 +1,24 @@
 // Turns a parsed request into response bytes: route match, then the route's
 // handler (static, builtin), or a 404. No sockets here: the connection hands in
 // a request and gets bytes back, so unit tests drive this directly.
+//
+// Two steps, so a connection can hold a request between them: match() finds the
+// route (a static route with delay_ms is answered that much later), respond()
+// writes the answer.
+//
+// Builtins (all with Cache-Control: no-store and a JSON body unless noted):
+//   live     200 {"status":"alive", worker, pid, generation, uptime_s}
+//   ready    200 {"status":"ready", ...}, or 503 {"status":"draining", ...} once
+//            setDraining() was called (and later: a required dependency is down)
+//   status   200 {"status":"ok", then writeStatus()'s members} from shared memory
+//   metrics  200 Prometheus text (version 0.0.4) of the sums over every worker
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "shared/config.h"
+#include "shared/shm.h"
 #include "worker/http_date.h"
 #include "worker/http_parser.h"
 #include "worker/response.h"
@@ -24,25 +36,46 @@ struct WorkerIdentity {
 
 class Handlers {
  public:
-  Handlers(const shared::Config& config, WorkerIdentity identity);
+  // `region` is read by the status and metrics builtins; it must outlive this.
+  Handlers(const shared::Config& config, WorkerIdentity identity,
+           const shared::SharedRegion& region);
 
-  // Appends the response to `request` to `out` and returns its status.
-  int respond(const Request& request, ConnectionHeader connection, std::string& out);
+  // The route for `request`, or nullptr (answered with a 404). Valid as long
+  // as this Handlers is.
+  const Route* match(const Request& request) const { return router_.match(request.target); }
+
+  // Appends the response of `route` (from match(); nullptr = 404) to `request`
+  // to `out` and returns its status. Ignores the route's delay: the caller
+  // decides when to call this.
+  int respond(const Route* route, const Request& request, ConnectionHeader connection,
+              std::string& out);
+  int respond(const Request& request, ConnectionHeader connection, std::string& out) {
+    return respond(match(request), request, connection, out);
+  }
 
   // Appends an error response (JSON body, Connection: close) for a request that
   // could not be parsed or was refused before routing. Returns `status`.
   int respondError(int status, const char* reason, std::string& out);
 
+  // From now on /health/ready answers 503: the worker is draining.
+  void setDraining() { draining_ = true; }
+
   // The interim response to Expect: 100-continue.
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
  private:
-  void respondLive(const Request& request, ConnectionHeader connection, std::string& out);
+  int respondBuiltin(shared::Builtin builtin, const Request& request, ConnectionHeader connection,
+                     std::string& out);
+  std::string identityJson(const char* status) const;
+  // Why this worker should not get traffic now, or nullptr when it is ready.
+  const char* notReadyReason() const;
 
   Router router_;
   HttpDate date_;
   WorkerIdentity identity_;
+  const shared::SharedRegion& region_;
   Response not_found_;
+  bool draining_ = false;
 };
 
 }  // namespace phalanx::worker

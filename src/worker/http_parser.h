@@ -9,6 +9,8 @@
 // - Or pause() (its output is backed up): feed() returns Paused and consumed()
 //   says how many bytes it took; the caller keeps the rest and feeds it again
 //   when ready (the next feed() resumes the parser).
+// - The Request handed to onRequest() stays valid and unchanged until the next
+//   feed(): a listener that paused may keep a pointer to it meanwhile.
 // - Upgrade requests are answered as ordinary requests (phalanx speaks only
 //   HTTP/1.x); CONNECT is a 405; a version other than 1.x is a 505.
 // - Errors come back as an HTTP status: 400 malformed (including both

@@ -97,5 +97,4 @@ void appendResponse(std::string& out, const Response& response, std::string_view
   if (!head_only) out += response.body;
 }
 
-
 }  // namespace phalanx::worker

@@ -35,5 +35,4 @@ void appendResponse(std::string& out, const Response& response, std::string_view
 
 std::string_view reasonPhrase(int status);
 
-
 }  // namespace phalanx::worker

@@ -9,10 +9,12 @@ Router::Router(const std::vector<shared::RouteConfig>& routes) {
                 .path = config.path,
                 .kind = config.kind,
                 .static_response = {},
+                .delay_ms = 0,
                 .builtin = config.builtin};
     if (config.kind == shared::RouteKind::Static) {
       const auto& s = config.static_response;
       route.static_response = makeResponse(s.status, s.body, s.headers);
+      route.delay_ms = s.delay_ms;
     }
     routes_.push_back(std::move(route));
   }

@@ -2,6 +2,7 @@
 // `prefix` by prefix, on the request target's path (query string excluded).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,7 @@ struct Route {
   std::string path;
   shared::RouteKind kind = shared::RouteKind::Static;
   Response static_response;  // kind == Static: rendered once, written as is
+  uint32_t delay_ms = 0;     // kind == Static: answer this long after the request
   shared::Builtin builtin = shared::Builtin::Live;
 };
 

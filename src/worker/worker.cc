@@ -48,10 +48,12 @@ Worker::Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion regi
       region_(std::move(region)),
       cell_(region_.cell(options.cell)),
       options_(options),
-      handlers_(config_, {.slot = options.slot,
-                          .generation = options.generation,
-                          .pid = getpid(),
-                          .started_at_ms = shared::wallMs()}),
+      handlers_(config_,
+                {.slot = options.slot,
+                 .generation = options.generation,
+                 .pid = getpid(),
+                 .started_at_ms = shared::wallMs()},
+                region_),
       read_buffer_(new char[kReadBufferBytes]) {}
 
 uv_buf_t Worker::readBuffer() {
@@ -84,6 +86,10 @@ bool Worker::start(std::string* error) {
   sigquit_.data = this;
   uv_signal_start(
       &sigquit_, [](uv_signal_t*, int) { _exit(0); }, SIGQUIT);
+  uv_signal_init(loop_, &sigusr1_);
+  sigusr1_.data = this;
+  uv_signal_start(
+      &sigusr1_, [](uv_signal_t* h, int) { owner(h).reopenAccessLog(); }, SIGUSR1);
 
   uv_timer_init(loop_, &heartbeat_timer_);
   heartbeat_timer_.data = this;
@@ -101,16 +107,40 @@ bool Worker::start(std::string* error) {
 
 void Worker::heartbeat() {
   cell_.heartbeat_ms.store(shared::monotonicMs(), std::memory_order_relaxed);
+  if (access_log_) {
+    cell_.traffic.access_log_dropped.store(access_log_dropped_before_ + access_log_->droppedLines(),
+                                           std::memory_order_relaxed);
+  }
   // The master is gone (PR_SET_PDEATHSIG covers most cases; this covers the
   // race where it died before we set it): drain like on SIGTERM.
   if (getppid() != options_.master_pid && !draining_) beginDrain();
+}
+
+// After logrotate renamed the file: lines go to a fresh file at the configured
+// path. Destroying the old log writes out its queue (at most its queue's lines,
+// once per rotation) and closes the renamed file.
+void Worker::reopenAccessLog() {
+  const std::string& target = config_.log.access;
+  if (!access_log_ || target == "stderr") {
+    spdlog::info("SIGUSR1: no access log file to reopen");
+    return;
+  }
+  std::string error;
+  std::unique_ptr<AccessLog> fresh = AccessLog::open(target, options_.slot, &error);
+  if (!fresh) {
+    spdlog::error("SIGUSR1: cannot reopen the access log, keeping the old file: {}", error);
+    return;
+  }
+  access_log_dropped_before_ += access_log_->droppedLines();
+  access_log_.swap(fresh);
+  spdlog::info("SIGUSR1: reopened access log {}", target);
 }
 
 void Worker::resumeAccepting() {
   if (draining_) return;
   accepting_paused_ = false;
   for (auto& l : listeners_) {
-    if (l->polling) continue;
+    if (l->polling || l->closed) continue;
     l->polling = true;
     uv_poll_start(&l->poll, UV_READABLE, [](uv_poll_t* h, int status, int) {
       auto* listener = static_cast<Listener*>(h->data);
@@ -125,6 +155,22 @@ void Worker::pauseAccepting() {
   for (auto& l : listeners_) {
     if (l->polling) uv_poll_stop(&l->poll);
     l->polling = false;
+  }
+}
+
+// This process's copies of the listening sockets. The master keeps its own for
+// slots that go on, so their backlogs survive for the replacement; when it
+// closed its copy too (scale-down), this releases the socket in the kernel.
+void Worker::closeListeners() {
+  for (auto& l : listeners_) {
+    if (l->closed) continue;
+    l->closed = true;
+    l->polling = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), [](uv_handle_t* h) {
+      auto* listener = static_cast<Listener*>(h->data);
+      ::close(listener->fd);
+      listener->fd = -1;
+    });
   }
 }
 
@@ -173,7 +219,9 @@ void Worker::beginDrain() {
   if (draining_) return;
   spdlog::info("draining: {} open connections", open_connections_);
   pauseAccepting();
+  closeListeners();
   draining_ = true;
+  handlers_.setDraining();
   cell_.state.store(static_cast<uint32_t>(shared::WorkerState::Draining),
                     std::memory_order_release);
   uv_timer_start(
@@ -197,6 +245,9 @@ int runWorker(const WorkerOptions& options) {
   signal(SIGINT, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
+  // The master forwards USR1 (reopen logs) to every worker; one still starting
+  // must not die of it before its handler is installed.
+  signal(SIGUSR1, SIG_IGN);
   prctl(PR_SET_PDEATHSIG, SIGTERM);
 
   std::string text = readAll(options.config_fd);
@@ -242,6 +293,9 @@ int runWorker(const WorkerOptions& options) {
         nullptr);
     uv_run(&loop, UV_RUN_DEFAULT);
   }
+  // Stopping the signal handles restored the default action, which would kill
+  // an exiting worker on a forwarded USR1.
+  signal(SIGUSR1, SIG_IGN);
   uv_loop_close(&loop);
   return shared::kExitOk;
 }

@@ -1,5 +1,9 @@
 // A worker process: adopts the sockets and the shm region the master passed
 // down, serves HTTP on a libuv loop, stamps its heartbeat, and drains on SIGTERM.
+//
+// Signals: TERM drains (stop accepting, close its copies of the listening
+// sockets, finish in-flight requests, exit); QUIT exits at once; USR1 reopens
+// the access log file (after logrotate moved it).
 #pragma once
 
 #include <uv.h>
@@ -60,14 +64,17 @@ class Worker {
     int fd = -1;
     uv_poll_t poll{};
     bool polling = false;
+    bool closed = false;  // poll handle closing or closed; fd closed in its close callback
   };
 
   void onAcceptable(Listener& listener);
   void pauseAccepting();
   void resumeAccepting();
   void beginDrain();
+  void closeListeners();
   void stopLoop();
   void heartbeat();
+  void reopenAccessLog();
 
   uv_loop_t* loop_;
   shared::Config config_;
@@ -76,12 +83,13 @@ class Worker {
   WorkerOptions options_;
   Handlers handlers_;
   std::unique_ptr<AccessLog> access_log_;
+  uint64_t access_log_dropped_before_ = 0;  // lines dropped by access logs since reopened
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<Connection> connections_;
   uint64_t open_connections_ = 0;
   bool draining_ = false;
   bool accepting_paused_ = false;
-  uv_signal_t sigterm_{}, sigquit_{};
+  uv_signal_t sigterm_{}, sigquit_{}, sigusr1_{};
   uv_timer_t heartbeat_timer_{}, drain_timer_{}, accept_retry_timer_{};
   std::unique_ptr<char[]> read_buffer_;
 };

@@ -231,3 +231,31 @@ TEST_CASE(
   CHECK(parser.consumed() == second.size());
   CHECK(f.recorder.targets == std::vector<std::string>{"/a", "/b"});
 }
+
+TEST_CASE("the request a listener paused on stays as it was until the next feed()") {
+  // A delayed answer keeps a pointer to the paused request and answers it later.
+  struct Keeper : RequestParser::Listener {
+    RequestParser* parser = nullptr;
+    const Request* kept = nullptr;
+    void onRequestBegin(Request& r) override { r.started_ns = 1234; }
+    void onHeadersComplete(Request&) override {}
+    void onRequest(Request& r) override {
+      kept = &r;
+      parser->pause();
+    }
+  } keeper;
+  RequestParser parser(keeper, {.max_header_bytes = 1024, .max_body_bytes = 100});
+  keeper.parser = &parser;
+  std::string input =
+      "HEAD /slow?x=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n";
+  REQUIRE(parser.feed(input.data(), input.size()) == RequestParser::Outcome::Paused);
+  REQUIRE(keeper.kept != nullptr);
+  const Request& r = *keeper.kept;
+  CHECK(r.target == "/slow?x=1");
+  CHECK(r.isHead());
+  CHECK(r.http_minor == 0);
+  CHECK(r.keep_alive);
+  CHECK(r.started_ns == 1234);
+  CHECK_FALSE(parser.inRequest());
+  CHECK(input.substr(parser.consumed()).starts_with("GET /next"));
+}

@@ -41,3 +41,15 @@ TEST_CASE("pathOf strips the query and the absolute-form authority") {
   CHECK(Router::pathOf("http://example.com?q") == "/");
   CHECK(Router::pathOf("*") == "*");
 }
+
+TEST_CASE("static routes keep their delay; other kinds have none") {
+  RouteConfig slow = route(RouteMatch::Exact, "/slow", 200);
+  slow.static_response.delay_ms = 250;
+  RouteConfig live = route(RouteMatch::Exact, "/live", 200);
+  live.kind = phalanx::shared::RouteKind::Builtin;
+  live.static_response.delay_ms = 99;  // ignored: only static responses wait
+  Router router({slow, live, route(RouteMatch::Exact, "/fast", 200)});
+  CHECK(router.match("/slow")->delay_ms == 250);
+  CHECK(router.match("/live")->delay_ms == 0);
+  CHECK(router.match("/fast")->delay_ms == 0);
+}
