@@ -1,0 +1,115 @@
+#include "ctl/answer.h"
+
+#include "ctl/status_table.h"
+
+namespace phalanx::ctl {
+
+namespace {
+
+using simdjson::dom::element;
+
+// How much of a bad answer a message quotes.
+constexpr size_t kQuoteBytes = 120;
+
+std::string quoteStart(std::string_view line) {
+  std::string quoted;
+  for (char c : line.substr(0, kQuoteBytes)) {
+    auto u = static_cast<unsigned char>(c);
+    quoted += u < 0x20 || u == 0x7f ? '?' : c;
+  }
+  if (line.size() > kQuoteBytes) quoted += "...";
+  return quoted.empty() ? "(empty line)" : quoted;
+}
+
+std::optional<uint64_t> unsignedMember(element object, const char* key) {
+  uint64_t n = 0;
+  if (object.at_key(key).get_uint64().get(n) != simdjson::SUCCESS) return std::nullopt;
+  return n;
+}
+
+// The "text" of help and show: printed as it came, newline-terminated.
+std::optional<std::string> textOf(const Answer& answer, std::string* error) {
+  std::string_view text;
+  if (answer.root().at_key("text").get_string().get(text) != simdjson::SUCCESS) {
+    *error = "no \"text\" string in the answer";
+    return std::nullopt;
+  }
+  std::string out(text);
+  if (!out.empty() && out.back() != '\n') out += '\n';
+  return out;
+}
+
+}  // namespace
+
+std::optional<Answer> Answer::parse(std::string_view line, std::string* error) {
+  Answer answer;
+  answer.parser_ = std::make_unique<simdjson::dom::parser>();
+  auto fail = [&](const std::string& why) {
+    *error = why + ": " + quoteStart(line);
+    return std::nullopt;
+  };
+  simdjson::error_code code = answer.parser_->parse(line.data(), line.size()).get(answer.root_);
+  if (code != simdjson::SUCCESS) {
+    return fail(std::string("not JSON (") + simdjson::error_message(code) + ")");
+  }
+  if (answer.root_.type() != simdjson::dom::element_type::OBJECT) return fail("not an object");
+  uint64_t version = 0;
+  if (answer.root_.at_key("version").get_uint64().get(version) != simdjson::SUCCESS) {
+    return fail("no protocol \"version\"");
+  }
+  if (version != kProtocolVersion) {
+    return fail("protocol version " + std::to_string(version) + ", phalanxctl speaks " +
+                std::to_string(kProtocolVersion));
+  }
+  if (answer.root_.at_key("ok").get_bool().get(answer.ok_) != simdjson::SUCCESS) {
+    return fail("no boolean \"ok\"");
+  }
+  if (!answer.ok_) {
+    std::string_view reason;
+    if (answer.root_.at_key("error").get_string().get(reason) == simdjson::SUCCESS &&
+        !reason.empty()) {
+      answer.error_ = std::string(reason);
+    } else {
+      answer.error_ = "the master failed without saying why";
+    }
+  }
+  return answer;
+}
+
+std::optional<std::string> renderAnswer(Command command, const Answer& answer, uint64_t now_ms,
+                                        std::string* error) {
+  element root = answer.root();
+  switch (command) {
+    case Command::Status: {
+      std::optional<StatusView> status = readStatus(root, error);
+      if (!status) return std::nullopt;
+      return renderStatus(*status, now_ms);
+    }
+    case Command::Reload: {
+      std::optional<uint64_t> generation = unsignedMember(root, "generation");
+      std::optional<uint64_t> workers = unsignedMember(root, "workers");
+      if (!generation || !workers) {
+        *error = "a reload answer needs \"generation\" and \"workers\"";
+        return std::nullopt;
+      }
+      return "reload ok: generation " + std::to_string(*generation) + ", " +
+             std::to_string(*workers) + (*workers == 1 ? " worker\n" : " workers\n");
+    }
+    case Command::Scale: {
+      std::optional<uint64_t> workers = unsignedMember(root, "workers");
+      if (!workers) {
+        *error = "a scale answer needs \"workers\"";
+        return std::nullopt;
+      }
+      return "scale ok: " + std::to_string(*workers) + (*workers == 1 ? " worker\n" : " workers\n");
+    }
+    case Command::Stop: return std::string("stop ok: phalanx is stopping\n");
+    case Command::ShowInfo:
+    case Command::ShowStat:
+    case Command::Help: return textOf(answer, error);
+  }
+  *error = "unknown command";
+  return std::nullopt;
+}
+
+}  // namespace phalanx::ctl

@@ -1,0 +1,106 @@
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "ctl/answer.h"
+
+using phalanx::ctl::Answer;
+using phalanx::ctl::Command;
+using phalanx::ctl::renderAnswer;
+
+namespace {
+
+Answer parsed(std::string_view line) {
+  std::string error;
+  std::optional<Answer> answer = Answer::parse(line, &error);
+  REQUIRE_MESSAGE(answer, error);
+  return std::move(*answer);
+}
+
+std::string parseError(std::string_view line) {
+  std::string error;
+  CHECK_FALSE(Answer::parse(line, &error));
+  return error;
+}
+
+std::string rendered(Command command, std::string_view line) {
+  std::string error;
+  std::optional<std::string> text = renderAnswer(command, parsed(line), 0, &error);
+  REQUIRE_MESSAGE(text, error);
+  return *text;
+}
+
+std::string renderError(Command command, std::string_view line) {
+  std::string error;
+  CHECK_FALSE(renderAnswer(command, parsed(line), 0, &error));
+  return error;
+}
+
+}  // namespace
+
+TEST_CASE("an answer needs version 1 and a boolean ok") {
+  CHECK(parsed(R"({"version":1,"ok":true})").ok());
+  CHECK(parseError("").starts_with("not JSON ("));
+  CHECK(parseError("").ends_with("): (empty line)"));
+  CHECK(parseError("hello\tworld").starts_with("not JSON ("));
+  CHECK(parseError("hello\tworld").ends_with("): hello?world"));
+  CHECK(parseError("[1]") == "not an object: [1]");
+  CHECK(parseError(R"({"ok":true})") == R"(no protocol "version": {"ok":true})");
+  CHECK(parseError(R"({"version":2,"ok":true})") ==
+        R"(protocol version 2, phalanxctl speaks 1: {"version":2,"ok":true})");
+  CHECK(parseError(R"({"version":1,"ok":"yes"})") ==
+        R"(no boolean "ok": {"version":1,"ok":"yes"})");
+  CHECK(parseError(std::string(300, '[')).ends_with(std::string(120, '[') + "..."));
+}
+
+TEST_CASE("an ok:false answer carries the master's error, or says it gave none") {
+  Answer refused = parsed(R"({"version":1,"ok":false,"error":"permission denied"})");
+  CHECK_FALSE(refused.ok());
+  CHECK(refused.error() == "permission denied");
+  CHECK(parsed(R"({"version":1,"ok":false})").error() == "the master failed without saying why");
+}
+
+TEST_CASE("an answer moves with the document it points into") {
+  std::optional<Answer> kept;
+  {
+    std::string line = R"({"version":1,"ok":true,"text":"kept"})";
+    std::string error;
+    kept = Answer::parse(line, &error);
+  }
+  Answer moved = std::move(*kept);
+  std::string error;
+  CHECK(renderAnswer(Command::Help, moved, 0, &error) == "kept\n");
+}
+
+TEST_CASE("one line per outcome for reload, scale and stop") {
+  CHECK(rendered(Command::Reload, R"({"version":1,"ok":true,"generation":4,"workers":2})") ==
+        "reload ok: generation 4, 2 workers\n");
+  CHECK(rendered(Command::Reload, R"({"version":1,"ok":true,"generation":2,"workers":1})") ==
+        "reload ok: generation 2, 1 worker\n");
+  CHECK(rendered(Command::Scale, R"({"version":1,"ok":true,"workers":8})") ==
+        "scale ok: 8 workers\n");
+  CHECK(rendered(Command::Stop, R"({"version":1,"ok":true})") == "stop ok: phalanx is stopping\n");
+  CHECK(renderError(Command::Reload, R"({"version":1,"ok":true,"generation":4})") ==
+        "a reload answer needs \"generation\" and \"workers\"");
+  CHECK(renderError(Command::Scale, R"({"version":1,"ok":true,"workers":"8"})") ==
+        "a scale answer needs \"workers\"");
+}
+
+TEST_CASE("help and show print the text as it came, ending in a newline") {
+  CHECK(
+      rendered(Command::ShowInfo, R"({"version":1,"ok":true,"text":"Name: phalanx\nPid: 7\n"})") ==
+      "Name: phalanx\nPid: 7\n");
+  CHECK(rendered(Command::ShowStat, R"({"version":1,"ok":true,"text":"# pxname,svname"})") ==
+        "# pxname,svname\n");
+  CHECK(rendered(Command::Help, R"({"version":1,"ok":true,"text":""})") == "");
+  CHECK(renderError(Command::ShowStat, R"({"version":1,"ok":true})") ==
+        "no \"text\" string in the answer");
+}
+
+TEST_CASE("status goes through the status table") {
+  std::string text = rendered(Command::Status, R"({"version":1,"ok":true,"master":{"pid":9},
+                                                   "totals":{},"workers":[]})");
+  CHECK(text.starts_with("phalanx  master 9  "));
+  CHECK(renderError(Command::Status, R"({"version":1,"ok":true})") ==
+        "status without a \"master\" object");
+}
