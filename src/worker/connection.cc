@@ -201,7 +201,9 @@ void Connection::onRequest(Request& request) {
 }
 
 void Connection::answer(const Route* route, const Request& request) {
-  bool keep_alive = request.keep_alive && !worker_.draining();
+  // takeShed() last: it spends the budget only on a response that would
+  // otherwise keep the connection.
+  bool keep_alive = request.keep_alive && !worker_.draining() && !worker_.takeShed();
   ConnectionHeader header = ConnectionHeader::None;
   if (!keep_alive) {
     header = ConnectionHeader::Close;

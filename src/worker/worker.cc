@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "shared/logging.h"
+#include "worker/connection_balance.h"
 
 namespace phalanx::worker {
 
@@ -107,6 +108,7 @@ bool Worker::start(std::string* error) {
 
 void Worker::heartbeat() {
   cell_.heartbeat_ms.store(shared::monotonicMs(), std::memory_order_relaxed);
+  balanceConnections();
   if (access_log_) {
     cell_.traffic.access_log_dropped.store(access_log_dropped_before_ + access_log_->droppedLines(),
                                            std::memory_order_relaxed);
@@ -114,6 +116,19 @@ void Worker::heartbeat() {
   // The master is gone (PR_SET_PDEATHSIG covers most cases; this covers the
   // race where it died before we set it): drain like on SIGTERM.
   if (getppid() != options_.master_pid && !draining_) beginDrain();
+}
+
+void Worker::balanceConnections() {
+  std::vector<uint64_t> ready;
+  for (uint32_t i = 0; i < region_.cellCapacity(); ++i) {
+    const shared::WorkerCell& cell = region_.cell(i);
+    if (cell.pid.load(std::memory_order_relaxed) != 0 &&
+        cell.state.load(std::memory_order_acquire) ==
+            static_cast<uint32_t>(shared::WorkerState::Ready)) {
+      ready.push_back(cell.open_connections.load(std::memory_order_relaxed));
+    }
+  }
+  shed_budget_ = draining_ ? 0 : connectionsToShed(open_connections_, ready);
 }
 
 // After logrotate renamed the file: lines go to a fresh file at the configured

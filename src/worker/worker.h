@@ -55,6 +55,13 @@ class Worker {
   AccessLog* accessLog() const { return access_log_.get(); }
   shared::WorkerCell& cell() { return cell_; }
   bool draining() const { return draining_; }
+  // True for as many keep-alive responses as this worker should close to even
+  // out connections with its siblings (see connection_balance.h).
+  bool takeShed() {
+    if (shed_budget_ == 0) return false;
+    --shed_budget_;
+    return true;
+  }
   uv_buf_t readBuffer();
   void onConnectionClosed(std::list<Connection>::iterator connection);
 
@@ -74,6 +81,7 @@ class Worker {
   void closeListeners();
   void stopLoop();
   void heartbeat();
+  void balanceConnections();
   void reopenAccessLog();
 
   uv_loop_t* loop_;
@@ -88,6 +96,7 @@ class Worker {
   std::list<Connection> connections_;
   uint64_t open_connections_ = 0;
   bool draining_ = false;
+  uint64_t shed_budget_ = 0;
   bool accepting_paused_ = false;
   uv_signal_t sigterm_{}, sigquit_{}, sigusr1_{};
   uv_timer_t heartbeat_timer_{}, drain_timer_{}, accept_retry_timer_{};
