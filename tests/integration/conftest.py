@@ -638,3 +638,193 @@ def assert_common_headers(resp):
 def run(cmd, timeout=60, **kw):
     """Run a command, returning CompletedProcess with text output."""
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+# --------------------------------------------------------------------------
+# supervision, reload and control: shared by test_supervision, test_reload,
+# test_control
+# --------------------------------------------------------------------------
+
+import threading  # noqa: E402
+
+PHALANXCTL_BIN = os.environ.get("PHALANXCTL_BIN") or os.path.join(REPO, "build", "phalanxctl")
+
+
+@pytest.fixture(scope="session")
+def phalanxctl_bin():
+    if not (os.path.isfile(PHALANXCTL_BIN) and os.access(PHALANXCTL_BIN, os.X_OK)):
+        pytest.fail(f"phalanxctl binary not found at {PHALANXCTL_BIN} (set PHALANXCTL_BIN)",
+                    pytrace=False)
+    return PHALANXCTL_BIN
+
+
+def wait_until(predicate, timeout, interval=0.02, message="condition"):
+    """Polls predicate() until it returns something truthy, which is returned.
+    Past the deadline raises AssertionError naming `message` (a str, or a
+    callable giving one, evaluated then) and the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {text} (last: {value!r})")
+        time.sleep(interval)
+
+
+def supervised_config(workers=2, supervisor=None, routes=None, **kw):
+    """make_config with a "supervisor" section (and the default routes plus /slow
+    unless `routes` is given)."""
+    if routes is None:
+        routes = DEFAULT_ROUTES + [{"path": "/slow",
+                                    "static": {"status": 200, "body": "slow", "delay_ms": 2000}}]
+    extra = dict(kw.pop("extra", None) or {})
+    if supervisor is not None:
+        extra["supervisor"] = dict(supervisor)
+    return make_config(workers=workers, routes=routes, extra=extra or None, **kw)
+
+
+def rewrite_config(ph, config, remember=True):
+    """Replaces the config file of a running Phalanx (atomically: a reload never
+    reads half a file) and, with `remember`, makes it ph.config (whose listen
+    the helpers connect to)."""
+    tmp = ph.config_path + ".tmp"
+    with open(tmp, "w") as f:
+        if isinstance(config, str):
+            f.write(config)
+        else:
+            json.dump(config, f, indent=2)
+    os.replace(tmp, ph.config_path)
+    if remember and not isinstance(config, str):
+        ph.config = config
+
+
+def rows_of(status, slot=None):
+    """The status rows, optionally only those of one slot."""
+    return [w for w in status["workers"] if slot is None or w["slot"] == slot]
+
+
+def live_identity(port, timeout=3.0, conn=None):
+    """GET /health/live; returns its JSON ({"worker": slot, "pid": ..., ...}).
+    On a fresh connection (Connection: close) unless `conn` is given."""
+    if conn is None:
+        r = http_get(port, "/health/live", timeout=timeout)
+    else:
+        conn.send(build_request("GET", "/health/live"))
+        r = conn.read_final(timeout)
+    assert r.status == 200, f"/health/live answered {r!r}"
+    return r.json()
+
+
+def conn_to_slot(port, slot, tries=200, timeout=3.0):
+    """A keep-alive Conn that the kernel gave to `slot`'s socket (fresh
+    connections until one lands there)."""
+    for _ in range(tries):
+        c = Conn(port, timeout=timeout)
+        try:
+            if live_identity(port, timeout, conn=c)["worker"] == slot:
+                return c
+        except Exception:
+            c.close()
+            raise
+        c.close()
+    raise AssertionError(f"no connection to port {port} landed on slot {slot} in {tries} tries")
+
+
+def ctl(phalanxctl, ph_or_path, *args, timeout=60):
+    """Runs phalanxctl -s <control socket> args...; returns the CompletedProcess."""
+    path = ph_or_path if isinstance(ph_or_path, str) else ph_or_path.control_path
+    return run([phalanxctl, "-s", path, *args], timeout=timeout)
+
+
+def parse_wrk(out):
+    """wrk's summary: {"requests", "socket_errors": (connect, read, write, timeout), "non2xx"}."""
+    m = re.search(r"(\d+) requests in", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests": int(m.group(1)) if m else None,
+            "socket_errors": tuple(int(x) for x in sock.groups()) if sock else (0, 0, 0, 0),
+            "non2xx": int(non.group(1)) if non else 0}
+
+
+def ab_field(out, name):
+    """An integer field of ab's report ("Failed requests"), or None when absent."""
+    m = re.search(rf"^{re.escape(name)}:\s+(\d+)", out, re.M)
+    return int(m.group(1)) if m else None
+
+
+class RequestLoop:
+    """Background clients that GET `path` until stopped and count the outcomes.
+
+    `keepalive` threads each reuse one connection, and open a new one after an
+    answer that carries `Connection: close` (as any HTTP client does); `fresh`
+    threads open a connection per request. Anything but a complete `expect`
+    answer within `timeout` is a failure, recorded with when and what."""
+
+    def __init__(self, port, path="/", keepalive=1, fresh=1, timeout=5.0, expect=200):
+        self.port, self.path, self.timeout, self.expect = port, path, timeout, expect
+        self.ok = 0
+        self.failures = []  # (seconds since start, kind, detail)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        self._threads = [threading.Thread(target=self._keepalive, daemon=True) for _ in range(keepalive)]
+        self._threads += [threading.Thread(target=self._fresh, daemon=True) for _ in range(fresh)]
+
+    @property
+    def count(self):
+        with self._lock:
+            return self.ok + len(self.failures)
+
+    def _record(self, resp=None, error=None, kind=""):
+        with self._lock:
+            if error is None and resp.status == self.expect:
+                self.ok += 1
+            else:
+                self.failures.append((round(time.monotonic() - self._t0, 3), kind,
+                                      repr(error) if error is not None else repr(resp)))
+
+    def _keepalive(self):
+        c = None
+        while not self._stop.is_set():
+            try:
+                if c is None:
+                    c = Conn(self.port, timeout=self.timeout)
+                c.send(build_request("GET", self.path))
+                r = c.read_final(self.timeout)
+                self._record(r, kind="keep-alive")
+                if (r.header("Connection") or "").lower() == "close":
+                    c.close()
+                    c = None
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                self._record(error=e, kind="keep-alive")
+                if c:
+                    c.close()
+                c = None
+        if c:
+            c.close()
+
+    def _fresh(self):
+        while not self._stop.is_set():
+            try:
+                self._record(http_get(self.port, self.path, timeout=self.timeout), kind="fresh")
+            except Exception as e:  # noqa: BLE001
+                self._record(error=e, kind="fresh")
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5)
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
