@@ -63,7 +63,7 @@ class Phalanx:
             "listen": [f"127.0.0.1:{self.port}"],
             "workers": workers,
             "control_socket": self.sock,
-            "log": {"level": "warn", "access": "off"},
+            "log": {"level": os.environ.get("BENCH_LOG_LEVEL", "warn"), "access": "off"},
             "routes": [{"path": "/", "static": {"status": 200, "body": "ok\n",
                                                 "headers": {"Content-Type": "text/plain"}}}],
         }
@@ -125,6 +125,8 @@ def reload_scenario(args, work):
             answer = ph.control("reload")  # the same as SIGHUP, and it waits for the outcome
             outcomes.append(answer["ok"])
         result = parse()
+        if sum(result["errors"].values()) and os.environ.get("BENCH_KEEP_LOG"):
+            shutil.copy(os.path.join(ph.work, "phalanx.log"), os.environ["BENCH_KEEP_LOG"])
         print(f"reload   phalanx: {args.reloads} reloads ({sum(outcomes)} ok) under wrk -c64 "
               f"{args.seconds}s: {result['requests']} requests, socket errors {result['errors']}, "
               f"non-2xx {result['non2xx']}")

@@ -30,6 +30,12 @@ constexpr uint64_t kDrainBackstopMs = 2000;  // past drain_timeout_ms → SIGKIL
 constexpr uint64_t kKeepSocketsMaxDelayMs = 500;
 constexpr int kFirstListenFd = 5;
 
+// Time since `since`, 0 if `since` is later than `now` (a check computes `now`
+// once, then may signal a process, stamping a later time on it).
+uint64_t elapsed(uint64_t now, uint64_t since) {
+  return now > since ? now - since : 0;
+}
+
 void store(std::atomic<uint32_t>& field, uint32_t value) {
   field.store(value, std::memory_order_release);
 }
@@ -567,7 +573,7 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
   Slot& slot = *slots_[p.slot];
 
   if (p.planned == ExitReason::Heartbeat) {
-    if (now - p.signaled_ms > kAbortGraceMs) {
+    if (elapsed(now, p.signaled_ms) > kAbortGraceMs) {
       spdlog::error("worker {}: pid {} ignored SIGABRT; SIGKILL", p.slot, p.pid);
       uv_process_kill(&p.handle, SIGKILL);
       p.killed = true;
@@ -575,7 +581,7 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
     return;
   }
   if (p.role == Role::Draining) {
-    if (now - p.signaled_ms > uint64_t{sc.drain_timeout_ms} + kDrainBackstopMs) {
+    if (elapsed(now, p.signaled_ms) > uint64_t{sc.drain_timeout_ms} + kDrainBackstopMs) {
       spdlog::error("worker {}: pid {} still draining past drain_timeout_ms; SIGKILL", p.slot,
                     p.pid);
       uv_process_kill(&p.handle, SIGKILL);
@@ -585,7 +591,7 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
   }
   if (state == WorkerState::Starting) {
     // (A reload's workers have the reload's own deadline.)
-    if (!p.in_reload && now - p.spawned_ms > sc.ready_timeout_ms) {
+    if (!p.in_reload && elapsed(now, p.spawned_ms) > sc.ready_timeout_ms) {
       spdlog::error("worker {}: pid {} not ready after {} ms (ready_timeout_ms); SIGKILL", p.slot,
                     p.pid, sc.ready_timeout_ms);
       if (p.role == Role::Serving) p.planned = ExitReason::Heartbeat;
@@ -596,8 +602,7 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
     return;
   }
   uint64_t beat = cell.heartbeat_ms.load(std::memory_order_relaxed);
-  if (state == WorkerState::Ready && beat != 0 && now > beat &&
-      now - beat > sc.heartbeat_timeout_ms) {
+  if (state == WorkerState::Ready && beat != 0 && elapsed(now, beat) > sc.heartbeat_timeout_ms) {
     spdlog::error("worker {}: pid {} has not stamped its heartbeat for {} ms; SIGABRT", p.slot,
                   p.pid, now - beat);
     p.planned = ExitReason::Heartbeat;
@@ -612,7 +617,7 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
     }
     return;
   }
-  if (p.role == Role::Serving && !p.stable && slot.policy.isStable(now - p.spawned_ms)) {
+  if (p.role == Role::Serving && !p.stable && slot.policy.isStable(elapsed(now, p.spawned_ms))) {
     p.stable = true;
     slot.policy.stable();
     publish(slot);
