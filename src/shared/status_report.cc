@@ -399,9 +399,10 @@ std::string describeExit(ExitReason reason, int32_t detail) {
 }
 
 std::string showInfo(const Snapshot& s) {
-  std::vector<Row> rows = statusRows(s);
+  // Processes that serve, whatever the slot's label (an errored slot's new
+  // worker serves too).
   uint64_t ready = 0;
-  for (const Row& row : rows) ready += std::strcmp(row.state, "ready") == 0;
+  for (const WorkerView& w : s.workers_live) ready += w.state == WorkerState::Ready;
   uint64_t uptime = secondsSince(s.taken_at_ms, s.master_started_at_ms);
   std::string out;
   auto line = [&out](std::string_view name, const std::string& value) {
