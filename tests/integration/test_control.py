@@ -95,6 +95,27 @@ def test_status_lists_every_worker_with_every_field(phalanx_factory):
     assert delta == {"2xx": n, "4xx": 1}, rows
 
 
+def test_phalanxctl_status_json_and_table_against_the_real_master(phalanx_factory, phalanxctl_bin):
+    ph = phalanx_factory(workers=2)
+    wait_until(lambda: all(w["rss_bytes"] for w in ph.status()["workers"]), 5.0,
+               message="RSS sampled")
+    res = ctl(phalanxctl_bin, ph, "status", "--json")
+    assert res.returncode == 0, res.stderr
+    answer = json.loads(res.stdout)
+    assert answer["ok"] is True and answer["master"]["pid"] == ph.pid
+    rows = answer["workers"]
+    assert {w["slot"]: w["pid"] for w in rows} == ph.worker_by_slot(), rows
+    for w in rows:
+        assert {"slot", "pid", "generation", "state", "uptime_s", "restarts", "unstable_restarts",
+                "last_exit", "rss_bytes", "cpu_ms", "connections", "requests", "responses",
+                "latency_us"} <= set(w), w
+    table = ctl(phalanxctl_bin, ph, "status")
+    assert table.returncode == 0, table.stderr
+    for pid in ph.worker_pids():
+        line = next((l for l in table.stdout.splitlines() if f" {pid} " in f" {l} "), None)
+        assert line is not None and "ready" in line, table.stdout
+
+
 def test_scale_up_and_down_and_ttin_ttou(phalanx_factory):
     ph = phalanx_factory(workers=2)
     assert ph.control("scale 3") == {"version": 1, "ok": True, "workers": 3}
