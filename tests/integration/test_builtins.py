@@ -11,7 +11,7 @@ import socket
 import struct
 import time
 
-from conftest import (DEFAULT_ROUTES, Conn, build_request, http_get, listening_inodes,
+from conftest import (wait_until, DEFAULT_ROUTES, Conn, build_request, http_get, listening_inodes,
                       make_config, pid_alive, socket_inodes)
 
 SLOW_MS = 400
@@ -25,19 +25,12 @@ ROUTES = [
 ] + DEFAULT_ROUTES
 
 
+def wait_for(predicate, timeout, message):
+    return wait_until(predicate, timeout, message=message)
+
+
 def builtin_config(workers=2, **kw):
     return make_config(workers=workers, routes=ROUTES, **kw)
-
-
-def wait_for(predicate, timeout, message):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------

@@ -16,10 +16,8 @@ import time
 
 import pytest
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PHALANXCTL_BIN = os.environ.get("PHALANXCTL_BIN") or os.path.join(REPO, "build", "phalanxctl")
-
 NOBODY = 65534
+
 
 def status_answer():
     """A status answer as the master writes it, its last reload five minutes before now."""
@@ -40,14 +38,6 @@ def status_answer():
              "cpu_ms": 0, "connections": 0, "requests": 0, "restart_in_ms": 15000},
         ],
     }
-
-
-@pytest.fixture(scope="session")
-def ctl_bin():
-    if not (os.path.isfile(PHALANXCTL_BIN) and os.access(PHALANXCTL_BIN, os.X_OK)):
-        pytest.fail(f"phalanxctl not found at {PHALANXCTL_BIN} (build it, or set PHALANXCTL_BIN)",
-                    pytrace=False)
-    return PHALANXCTL_BIN
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -124,9 +114,9 @@ def one_error_line(res):
 # answers, as people and scripts see them
 # --------------------------------------------------------------------------
 
-def test_status_prints_a_table(ctl_bin, control):
+def test_status_prints_a_table(phalanxctl_bin, control):
     server = control(answering(status_answer()))
-    res = ctl(ctl_bin, "-s", server.path, "status")
+    res = ctl(phalanxctl_bin, "-s", server.path, "status")
     assert res.returncode == 0, res.stderr
     assert server.received == [b"status\n"]
     lines = res.stdout.splitlines()
@@ -143,18 +133,18 @@ def test_status_prints_a_table(ctl_bin, control):
     assert res.stderr == ""
 
 
-def test_json_prints_the_raw_answer_line(ctl_bin, control):
+def test_json_prints_the_raw_answer_line(phalanxctl_bin, control):
     raw = json.dumps(status_answer(), separators=(",", ":"))
     server = control(answering(raw))
-    res = ctl(ctl_bin, "-s", server.path, "--json", "status")
+    res = ctl(phalanxctl_bin, "-s", server.path, "--json", "status")
     assert res.returncode == 0, res.stderr
     assert res.stdout == raw + "\n"
     json.loads(res.stdout)
 
 
-def test_json_with_options_after_the_command(ctl_bin, control):
+def test_json_with_options_after_the_command(phalanxctl_bin, control):
     server = control(answering({"version": 1, "ok": True, "workers": 4}))
-    res = ctl(ctl_bin, "scale", "4", "--json", "-s", server.path)
+    res = ctl(phalanxctl_bin, "scale", "4", "--json", "-s", server.path)
     assert res.returncode == 0, res.stderr
     assert server.received == [b"scale 4\n"]
     assert json.loads(res.stdout) == {"version": 1, "ok": True, "workers": 4}
@@ -174,41 +164,41 @@ def test_json_with_options_after_the_command(ctl_bin, control):
     (["help"], b"help\n", {"version": 1, "ok": True, "text": "  status   workers\n"},
      "  status   workers\n"),
 ])
-def test_each_command_sends_its_line_and_prints_its_outcome(ctl_bin, control, args, line, answer,
+def test_each_command_sends_its_line_and_prints_its_outcome(phalanxctl_bin, control, args, line, answer,
                                                             out):
     server = control(answering(answer))
-    res = ctl(ctl_bin, "-s", server.path, *args)
+    res = ctl(phalanxctl_bin, "-s", server.path, *args)
     assert res.returncode == 0, res.stderr
     assert server.received == [line]
     assert res.stdout == out
 
 
-def test_refusal_exits_1_with_the_error_on_stderr(ctl_bin, control):
+def test_refusal_exits_1_with_the_error_on_stderr(phalanxctl_bin, control):
     error = 'etc/phalanx.json: routes[2].upstream: no upstream named "api"'
     server = control(answering({"version": 1, "ok": False, "error": error}))
-    res = ctl(ctl_bin, "-s", server.path, "reload")
+    res = ctl(phalanxctl_bin, "-s", server.path, "reload")
     assert res.returncode == 1
     assert res.stdout == ""
     assert one_error_line(res) == f"phalanxctl: {error}"
 
 
-def test_refusal_with_json_still_prints_the_answer(ctl_bin, control):
+def test_refusal_with_json_still_prints_the_answer(phalanxctl_bin, control):
     answer = {"version": 1, "ok": False, "error": "permission denied"}
     server = control(answering(answer))
-    res = ctl(ctl_bin, "-s", server.path, "--json", "stop")
+    res = ctl(phalanxctl_bin, "-s", server.path, "--json", "stop")
     assert res.returncode == 1
     assert json.loads(res.stdout) == answer
     assert one_error_line(res) == "phalanxctl: permission denied"
 
 
-def test_answer_without_trailing_newline(ctl_bin, control):
+def test_answer_without_trailing_newline(phalanxctl_bin, control):
     def behave(handler, _line):
         handler.wfile.write(b'{"version":1,"ok":true,')
         handler.wfile.flush()
         time.sleep(0.1)
         handler.wfile.write(b'"workers":3}')
     server = control(behave)
-    res = ctl(ctl_bin, "-s", server.path, "scale", "3")
+    res = ctl(phalanxctl_bin, "-s", server.path, "scale", "3")
     assert res.returncode == 0, res.stderr
     assert res.stdout == "scale ok: 3 workers\n"
 
@@ -229,9 +219,9 @@ def test_answer_without_trailing_newline(ctl_bin, control):
     (["--timeout", "0", "status"], "--timeout needs a number of seconds"),
     (["--bogus", "status"], "unknown option '--bogus'"),
 ])
-def test_usage_errors_exit_2_and_send_nothing(ctl_bin, control, args, needle):
+def test_usage_errors_exit_2_and_send_nothing(phalanxctl_bin, control, args, needle):
     server = control(answering({"version": 1, "ok": True}))
-    res = ctl(ctl_bin, "-s", server.path, *args)
+    res = ctl(phalanxctl_bin, "-s", server.path, *args)
     assert res.returncode == 2, (res.stdout, res.stderr)
     first = res.stderr.splitlines()[0]
     assert first.startswith("phalanxctl: ") and needle in first, res.stderr
@@ -240,14 +230,14 @@ def test_usage_errors_exit_2_and_send_nothing(ctl_bin, control, args, needle):
     assert server.received == []
 
 
-def test_help_and_version(ctl_bin):
-    res = ctl(ctl_bin, "--help")
+def test_help_and_version(phalanxctl_bin):
+    res = ctl(phalanxctl_bin, "--help")
     assert res.returncode == 0
     assert res.stdout.startswith("usage: phalanxctl ")
     for word in ("status", "reload", "scale N", "stop", "show info", "show stat", "--json",
                  "--timeout", "PHALANX_SOCKET", "/run/phalanx/phalanx.sock"):
         assert word in res.stdout
-    res = ctl(ctl_bin, "-v")
+    res = ctl(phalanxctl_bin, "-v")
     assert res.returncode == 0
     assert res.stdout.startswith("phalanxctl ") and res.stdout.split()[1][0].isdigit()
 
@@ -256,64 +246,64 @@ def test_help_and_version(ctl_bin):
 # unreachable: exit 3, one line
 # --------------------------------------------------------------------------
 
-def test_missing_socket(ctl_bin, tmp_path):
+def test_missing_socket(phalanxctl_bin, tmp_path):
     path = str(tmp_path / "none.sock")
-    res = ctl(ctl_bin, "-s", path, "status")
+    res = ctl(phalanxctl_bin, "-s", path, "status")
     assert res.returncode == 3
     assert res.stdout == ""
     assert one_error_line(res) == (f"phalanxctl: no control socket at {path} (is phalanx running? "
                                    f"check control_socket in its config)")
 
 
-def test_stale_socket(ctl_bin, tmp_path):
+def test_stale_socket(phalanxctl_bin, tmp_path):
     path = str(tmp_path / "stale.sock")
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(path)
     dead.close()  # the file stays, nobody listens: a master that died
-    res = ctl(ctl_bin, "-s", path, "status")
+    res = ctl(phalanxctl_bin, "-s", path, "status")
     assert res.returncode == 3
     assert one_error_line(res) == (f"phalanxctl: stale control socket {path}: nothing is "
                                    f"listening (phalanx is not running)")
 
 
-def test_no_answer_times_out(ctl_bin, control):
+def test_no_answer_times_out(phalanxctl_bin, control):
     server = control(lambda handler, _line: handler.server.release.wait(30))
     started = time.monotonic()
-    res = ctl(ctl_bin, "-s", server.path, "--timeout", "1", "status")
+    res = ctl(phalanxctl_bin, "-s", server.path, "--timeout", "1", "status")
     took = time.monotonic() - started
     assert res.returncode == 3
     assert one_error_line(res) == f"phalanxctl: no answer from {server.path} within 1 s"
     assert 0.9 <= took < 5, f"took {took:.2f}s for a 1 s timeout"
 
 
-def test_closed_without_an_answer(ctl_bin, control):
+def test_closed_without_an_answer(phalanxctl_bin, control):
     server = control(lambda handler, _line: None)
-    res = ctl(ctl_bin, "-s", server.path, "status")
+    res = ctl(phalanxctl_bin, "-s", server.path, "status")
     assert res.returncode == 3
     assert "connection closed without an answer" in one_error_line(res)
 
 
-def test_invalid_answer(ctl_bin, control):
+def test_invalid_answer(phalanxctl_bin, control):
     server = control(answering("<html>500</html>"))
-    res = ctl(ctl_bin, "-s", server.path, "status")
+    res = ctl(phalanxctl_bin, "-s", server.path, "status")
     assert res.returncode == 3
     line = one_error_line(res)
     assert line.startswith("phalanxctl: invalid answer: not JSON")
     assert line.endswith("<html>500</html>")
 
 
-def test_an_answer_missing_what_the_command_needs_is_invalid(ctl_bin, control):
+def test_an_answer_missing_what_the_command_needs_is_invalid(phalanxctl_bin, control):
     server = control(answering({"version": 1, "ok": True}))
-    res = ctl(ctl_bin, "-s", server.path, "status")
+    res = ctl(phalanxctl_bin, "-s", server.path, "status")
     assert res.returncode == 3
     assert one_error_line(res) == 'phalanxctl: invalid answer: status without a "master" object'
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to ask as another user")
-def test_permission_denied(ctl_bin, control):
+def test_permission_denied(phalanxctl_bin, control):
     server = control(answering({"version": 1, "ok": True}))
     os.chmod(server.path, 0o600)
-    res = ctl(ctl_bin, "-s", server.path, "status",
+    res = ctl(phalanxctl_bin, "-s", server.path, "status",
               preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)))
     assert res.returncode == 3
     assert one_error_line(res) == (f"phalanxctl: permission denied on {server.path} (run as the "
@@ -324,41 +314,41 @@ def test_permission_denied(ctl_bin, control):
 # where the socket is: -s, -c CONFIG, $PHALANX_SOCKET
 # --------------------------------------------------------------------------
 
-def test_socket_from_config_relative_to_the_current_directory(ctl_bin, control, tmp_path):
+def test_socket_from_config_relative_to_the_current_directory(phalanxctl_bin, control, tmp_path):
     server = control(answering({"version": 1, "ok": True}), name="cfg.sock")
     config = tmp_path / "phalanx.json"
     config.write_text(json.dumps({"listen": ["127.0.0.1:8080"], "control_socket": "cfg.sock",
                                   "routes": [{"path": "/", "builtin": "live"}]}))
-    res = ctl(ctl_bin, "-c", str(config), "stop", cwd=str(tmp_path))
+    res = ctl(phalanxctl_bin, "-c", str(config), "stop", cwd=str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert server.received == [b"stop\n"]
 
 
-def test_a_config_with_errors_still_names_its_socket(ctl_bin, control, tmp_path):
+def test_a_config_with_errors_still_names_its_socket(phalanxctl_bin, control, tmp_path):
     error = "config: routes: required"
     server = control(answering({"version": 1, "ok": False, "error": error}), name="cfg.sock")
     config = tmp_path / "broken.json"
     config.write_text(json.dumps({"listen": ["127.0.0.1:8080"], "control_socket": server.path}))
-    res = ctl(ctl_bin, "-c", str(config), "reload")
+    res = ctl(phalanxctl_bin, "-c", str(config), "reload")
     assert res.returncode == 1
     assert server.received == [b"reload\n"]
     assert one_error_line(res) == f"phalanxctl: {error}"
 
 
-def test_unreadable_config_is_a_usage_error(ctl_bin, tmp_path):
+def test_unreadable_config_is_a_usage_error(phalanxctl_bin, tmp_path):
     path = str(tmp_path / "missing.json")
-    res = ctl(ctl_bin, "-c", path, "status")
+    res = ctl(phalanxctl_bin, "-c", path, "status")
     assert res.returncode == 2
     assert one_error_line(res) == f"phalanxctl: {path}: cannot read: No such file or directory"
 
 
-def test_socket_from_environment_and_s_wins(ctl_bin, control, tmp_path):
+def test_socket_from_environment_and_s_wins(phalanxctl_bin, control, tmp_path):
     env_server = control(answering({"version": 1, "ok": True, "workers": 1}), name="env.sock")
     flag_server = control(answering({"version": 1, "ok": True, "workers": 2}), name="flag.sock")
-    res = ctl(ctl_bin, "scale", "1", env={"PHALANX_SOCKET": env_server.path})
+    res = ctl(phalanxctl_bin, "scale", "1", env={"PHALANX_SOCKET": env_server.path})
     assert res.returncode == 0, res.stderr
     assert env_server.received == [b"scale 1\n"]
-    res = ctl(ctl_bin, "-s", flag_server.path, "scale", "2",
+    res = ctl(phalanxctl_bin, "-s", flag_server.path, "scale", "2",
               env={"PHALANX_SOCKET": env_server.path})
     assert res.returncode == 0, res.stderr
     assert flag_server.received == [b"scale 2\n"]

@@ -1,3 +1,4 @@
+#include "temp_dir.h"
 #include "master/control_server.h"
 
 #include <doctest/doctest.h>
@@ -65,14 +66,6 @@ std::string exchange(uv_loop_t* loop, const std::string& path, const std::string
   return answer;
 }
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/phalanx-ctl-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 }  // namespace
 
@@ -100,7 +93,7 @@ TEST_CASE("the longest matching command wins and the rest are its arguments") {
 
 TEST_CASE("the control server answers one JSON line per connection, mode 0600") {
   TempDir dir;
-  std::string path = (dir.path / "sub" / "ctl.sock").string();
+  std::string path = dir.file("sub/ctl.sock");
   uv_loop_t loop;
   uv_loop_init(&loop);
   std::string seen;
@@ -136,7 +129,7 @@ TEST_CASE("the control server answers one JSON line per connection, mode 0600") 
 
 TEST_CASE("a stale socket file is replaced; a regular file is not") {
   TempDir dir;
-  std::string path = (dir.path / "ctl.sock").string();
+  std::string path = dir.file("ctl.sock");
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -150,7 +143,7 @@ TEST_CASE("a stale socket file is replaced; a regular file is not") {
     ControlServer server(&loop, {});
     CHECK_MESSAGE(server.listen(path, &error), error);
     server.close();
-    std::string file = (dir.path / "plain").string();
+    std::string file = dir.file("plain");
     FILE* f = fopen(file.c_str(), "w");
     fclose(f);
     ControlServer other(&loop, {});

@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include "temp_dir.h"
 #include "ctl/control_client.h"
 
 using namespace std::chrono_literals;
@@ -31,19 +32,6 @@ using phalanx::ctl::RequestOptions;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/phalanx-ctl-test-XXXXXX";
-    REQUIRE(mkdtemp(pattern) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const char* name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 int listenAt(const std::string& path, int backlog = 8) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

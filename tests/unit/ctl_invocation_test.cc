@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.h"
 #include "ctl/invocation.h"
 
 using namespace std::chrono_literals;
@@ -31,23 +32,6 @@ std::string failure(std::vector<std::string_view> args) {
   return result.error;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/phalanx-ctl-test-XXXXXX";
-    REQUIRE(mkdtemp(pattern) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string write(const char* name, std::string_view text) const {
-    std::string path = path_ + "/" + name;
-    std::ofstream(path) << text;
-    return path;
-  }
-
- private:
-  std::string path_;
-};
 
 }  // namespace
 
