@@ -1,5 +1,6 @@
 #include "master/listeners.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,6 +33,26 @@ int openSocket(const shared::Address& address, bool reuse_port, std::string* err
 }
 
 }  // namespace
+
+std::string enableRequestMigration() {
+  const char* path = "/proc/sys/net/ipv4/tcp_migrate_req";
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::string(path) + ": " + std::strerror(errno) +
+                     "; connections queued on a closed slot socket are reset";
+  char value = '0';
+  bool read_ok = pread(fd, &value, 1, 0) == 1;
+  if (read_ok && value == '1') {
+    close(fd);
+    return "tcp_migrate_req is on: connections queued on a closed slot socket move to the others";
+  }
+  bool set = pwrite(fd, "1\n", 2, 0) == 2;
+  int saved = errno;
+  close(fd);
+  if (set) return "tcp_migrate_req turned on: connections queued on a closed slot socket move to the others";
+  return std::string("tcp_migrate_req is off and cannot be set (") + std::strerror(saved) +
+         "); connections queued on a closed slot socket are reset";
+}
 
 Listeners::Listeners(std::vector<shared::Address> addresses) : addresses_(std::move(addresses)) {}
 

@@ -11,6 +11,13 @@
 
 namespace phalanx::master {
 
+// Turns on net.ipv4.tcp_migrate_req (Linux 5.14+) when it is off and this
+// process may: connections queued on a listening socket that closes (a slot
+// scaled away, or waiting out a long backoff) then move to another socket of
+// the same SO_REUSEPORT group instead of being reset. Best effort: returns a
+// line saying what holds, for the log.
+std::string enableRequestMigration();
+
 class Listeners {
  public:
   explicit Listeners(std::vector<shared::Address> addresses);

@@ -384,6 +384,7 @@ int runMaster(const std::string& config_path) {
     spdlog::critical("listen: {}", error);
     return 1;
   }
+  spdlog::info("listen: {}", enableRequestMigration());
   auto region = shared::SharedRegion::create(shared::kMaxWorkers, shared::kMaxWorkers * 4);
   int config_fd = configMemfd(text);
   std::string exe = selfExe();

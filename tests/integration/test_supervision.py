@@ -2,11 +2,12 @@
 max_requests. The real master and workers, real clients on loopback; every
 bound is a deadline that is polled, never a sleep that hopes."""
 
+import json
 import os
 import signal
 import time
 
-from conftest import (RequestLoop, conn_to_slot, ctl, listening_inodes, live_identity,
+from conftest import (Conn, RequestLoop, build_request, conn_to_slot, ctl, listening_inodes, live_identity,
                       pid_alive, proc_stat, rows_of, supervised_config, wait_until)
 
 
@@ -173,6 +174,37 @@ def test_new_connections_never_hang_while_a_slot_waits_a_long_backoff(phalanx_fa
     wait_until(lambda: len(listening_inodes(ph.port)) == 2, 3.0, message="slot 0's socket reopened")
     wait_ready_row(ph, 0, new)
     assert answer_from_slot(ph, 0)["pid"] == new
+
+
+def test_connections_queued_on_a_slot_that_starts_a_long_wait_are_served_by_the_others(
+        phalanx_factory):
+    """The master turns on net.ipv4.tcp_migrate_req (we run as root): when a
+    waiting slot's socket closes, what was queued on it moves to the others."""
+    ph = phalanx_factory(supervised_config(workers=2, supervisor={"restart_base_ms": 3000}))
+    with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
+        assert f.read().strip() == "1", "the master did not turn on tcp_migrate_req"
+    victim = ph.worker_by_slot()[0]
+    os.kill(victim, signal.SIGSTOP)  # it stops accepting: its socket's queue fills
+    conns = []
+    try:
+        for _ in range(40):
+            c = Conn(ph.port, timeout=5.0)
+            c.send(build_request("GET", "/health/live"))
+            conns.append(c)
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        answered = {}
+        for c in conns:
+            r = c.read_response()
+            assert r.status == 200, r.status
+            answered[json.loads(r.body)["worker"]] = answered.get(json.loads(r.body)["worker"], 0) + 1
+        took = time.monotonic() - t0
+    finally:
+        for c in conns:
+            c.close()
+    # Every request came back from slot 1, well before slot 0's 3 s respawn.
+    assert set(answered) == {1}, answered
+    assert took < 1.0, f"the queued connections took {took:.2f}s"
 
 
 def test_memory_cap_recycles_workers_gracefully(phalanx_factory):
