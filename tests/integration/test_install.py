@@ -111,7 +111,9 @@ def test_installed_config_passes_check_and_fits_the_unit(staged):
     # ExecReload talks to the same socket, ExecStart runs the installed binary on it.
     assert f"-s {cfg['control_socket']} reload" in settings["ExecReload"][0]
     assert settings["ExecStart"] == ["/usr/local/bin/phalanx -c /etc/phalanx/phalanx.json"]
-    assert settings["ExecStartPre"] == ["/usr/local/bin/phalanx -t -c /etc/phalanx/phalanx.json"]
+    assert settings["ExecStartPre"][0] == "/usr/local/bin/phalanx -t -c /etc/phalanx/phalanx.json"
+    assert any("tcp_migrate_req" in line and line.startswith("-+")
+               for line in settings["ExecStartPre"][1:]), settings["ExecStartPre"]
     assert settings["ExecReload"][0].startswith("/usr/local/bin/phalanxctl ")
     assert settings["Type"] == ["notify"] and settings["KillMode"] == ["mixed"]
     # Above the default drain and shutdown timeouts (30 s each).
