@@ -235,7 +235,9 @@ class Master {
     info.last_reload_ms.store(shared::wallMs(), std::memory_order_relaxed);
     shared::bump(error.empty() ? info.reloads_ok : info.reloads_failed);
     info.last_reload.store(error.empty() ? 1 : 2, std::memory_order_release);
-    if (error.empty()) {
+    if (stopping_) {
+      // A stop cut the reload short: systemd has been told STOPPING=1 already.
+    } else if (error.empty()) {
       notifier_.ready("serving generation " + std::to_string(supervisor_.current().number));
     } else {
       spdlog::error("reload failed, the running workers keep serving:\n{}", error);
