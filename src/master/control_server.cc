@@ -17,17 +17,19 @@ namespace {
 constexpr size_t kMaxLineBytes = 4096;
 constexpr uint64_t kReadTimeoutMs = 5000;
 
-// Is a master answering on `path`? A refused connect means the file is a
-// leftover of one that died.
-bool socketAnswers(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+// Is the socket at `path` a leftover of a master that died? Only a refused
+// connect says so; any other failure (EACCES, a full backlog: EAGAIN on a
+// non-blocking connect) may be a live master's.
+bool socketIsStale(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return false;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  bool answers = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  bool stale = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 &&
+               errno == ECONNREFUSED;
   ::close(fd);
-  return answers;
+  return stale;
 }
 
 }  // namespace
@@ -164,7 +166,7 @@ bool ControlServer::listen(const std::string& path, std::string* error) {
       *error = path + ": exists and is not a socket";
       return false;
     }
-    if (socketAnswers(path)) {
+    if (!socketIsStale(path)) {
       *error = path + ": another phalanx master is answering on this control socket";
       return false;
     }

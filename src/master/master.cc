@@ -197,6 +197,9 @@ class Master {
     }
     reload_deferred_ = false;
     reload_running_ = true;
+    // Those asking from now on get the next reload: it reads the file again.
+    reload_answering_ = std::move(reload_waiters_);
+    reload_waiters_.clear();
     notifier_.reloading();
     std::string text;
     auto loaded = shared::loadConfigFile(config_path_, &text);
@@ -230,25 +233,29 @@ class Master {
 
   void finishReload(const std::string& error) {
     reload_running_ = false;
+    // A stop cuts a reload short: nothing to record then, and systemd has been
+    // told STOPPING=1 already.
+    if (!stopping_) recordReload(error);
+    auto answering = std::move(reload_answering_);
+    reload_answering_.clear();
+    for (auto& done : answering) {
+      if (done) done(error);
+    }
+    maybeStartReload();
+  }
+
+  void recordReload(const std::string& error) {
     shared::MasterInfo& info = region_.master();
     last_reload_error_ = error;
     info.last_reload_ms.store(shared::wallMs(), std::memory_order_relaxed);
     shared::bump(error.empty() ? info.reloads_ok : info.reloads_failed);
     info.last_reload.store(error.empty() ? 1 : 2, std::memory_order_release);
-    if (stopping_) {
-      // A stop cut the reload short: systemd has been told STOPPING=1 already.
-    } else if (error.empty()) {
+    if (error.empty()) {
       notifier_.ready("serving generation " + std::to_string(supervisor_.current().number));
     } else {
       spdlog::error("reload failed, the running workers keep serving:\n{}", error);
       notifier_.ready("reload failed: " + error);
     }
-    auto waiters = std::move(reload_waiters_);
-    reload_waiters_.clear();
-    for (auto& done : waiters) {
-      if (done) done(error);
-    }
-    maybeStartReload();
   }
 
   // --- the control socket's commands
@@ -351,7 +358,8 @@ class Master {
   std::vector<std::unique_ptr<uv_signal_t>> signals_;
   uv_timer_t tick_{};
   uv_timer_t watchdog_{};
-  std::vector<Supervisor::ReloadDone> reload_waiters_;
+  std::vector<Supervisor::ReloadDone> reload_waiters_;    // asked; the next reload answers
+  std::vector<Supervisor::ReloadDone> reload_answering_;  // the running reload answers
   std::string last_reload_error_;
   uint32_t last_generation_ = 1;
   bool reload_running_ = false;

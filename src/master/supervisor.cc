@@ -248,7 +248,7 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
   processes_.erase(it);
 
   shared::SlotRecord& record = region_.slot(slot.index);
-  if (role != Role::Pending || !in_reload) {
+  if (!in_reload) {  // a worker of an aborted reload was never the slot's
     store(record.last_exit_reason, static_cast<uint32_t>(reason));
     record.last_exit_detail.store(detail, std::memory_order_relaxed);
     record.last_exit_ms.store(shared::wallMs(), std::memory_order_relaxed);
@@ -306,6 +306,7 @@ void Supervisor::onServingExit(Slot& slot, uint64_t uptime_ms) {
     slot.recycling = ExitReason::None;
     return;
   }
+  slot.recycling = ExitReason::None;  // the respawn is the replacement
   RestartDecision d = slot.policy.onExit(uptime_ms);
   spdlog::warn("worker {}: died after {} ms; respawning in {} ms{}", slot.index, uptime_ms,
                d.delay_ms, d.errored ? " (errored: restarting too often)" : "");
@@ -380,6 +381,7 @@ void Supervisor::takeOver(Slot& slot) {
 
 void Supervisor::drain(Process& process, ExitReason reason) {
   process.role = Role::Draining;
+  if (process.planned == ExitReason::Heartbeat || process.killed) return;  // already on its way out
   process.planned = reason;
   process.signaled_ms = shared::monotonicMs();
   uv_process_kill(&process.handle, SIGTERM);
@@ -451,10 +453,18 @@ void Supervisor::finishReload(const std::string& error) {
       if (slot->pending && slot->pending->in_reload) {
         Process& p = *slot->pending;
         slot->pending = nullptr;  // its exit is then no news: not the slot's, not a restart
-        p.planned = ExitReason::Reload;
-        uv_process_kill(&p.handle, SIGKILL);  // it never served: nothing to drain
-        p.killed = true;
+        if (cellReady(p)) {
+          drain(p, ExitReason::Reload);  // ready means accepting: it may hold requests
+        } else {
+          p.planned = ExitReason::Reload;
+          uv_process_kill(&p.handle, SIGKILL);
+          p.killed = true;
+        }
       }
+    }
+    // Sockets opened for slots the reload would have added: nobody accepts there.
+    for (uint32_t i = target_; i < slots_.size(); ++i) {
+      if (!slots_[i]->wanted) listeners_.closeSlot(i);
     }
     txn->done(error);
     return;
@@ -479,6 +489,10 @@ void Supervisor::finishReload(const std::string& error) {
 }
 
 bool Supervisor::scale(uint32_t workers, std::string* error) {
+  if (stopping_) {
+    *error = "phalanx is stopping";
+    return false;
+  }
   if (reload_) {
     *error = "a reload is in progress; try again when it is done";
     return false;
@@ -547,6 +561,7 @@ void Supervisor::check() {
     }
     if (!slot.serving || slot.recycling != ExitReason::None || slot.pending || reload_) continue;
     Process& p = *slot.serving;
+    if (p.planned != ExitReason::None) continue;  // already being replaced
     const shared::WorkerCell& cell = region_.cell(p.cell);
     uint64_t max_memory = current_->config.supervisor.max_memory_bytes;
     if (max_memory > 0 && cell.rss_bytes.load(std::memory_order_relaxed) > max_memory) {
@@ -658,7 +673,14 @@ bool Supervisor::allReady() const {
 }
 
 void Supervisor::forward(int signal) {
-  for (auto& p : processes_) uv_process_kill(&p->handle, signal);
+  // A worker still starting may not handle it yet (exec resets handlers): the
+  // default action of USR1 would kill it. It opens its logs fresh anyway.
+  for (auto& p : processes_) {
+    if (region_.cell(p->cell).state.load(std::memory_order_acquire) !=
+        static_cast<uint32_t>(WorkerState::Starting)) {
+      uv_process_kill(&p->handle, signal);
+    }
+  }
 }
 
 void Supervisor::signalAll(int signal) {
@@ -674,6 +696,8 @@ void Supervisor::stop(bool graceful, std::function<void()> done) {
   for (auto& slot : slots_) {
     uv_timer_stop(&slot->restart_timer);
     slot->waiting = false;
+    // New connections are refused at once instead of queueing until the end.
+    listeners_.closeSlot(slot->index);
   }
   if (reload_) finishReload("phalanx is stopping");
   for (auto& p : processes_) {

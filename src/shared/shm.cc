@@ -1,6 +1,7 @@
 #include "shared/shm.h"
 
 #include <spdlog/spdlog.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -221,11 +222,15 @@ void retireCell(const SharedRegion& region, uint32_t index) {
 TrafficTotals sumTraffic(const SharedRegion& region) {
   const MasterInfo& master = region.master();
   TrafficTotals totals;
-  // The fold takes microseconds; a reader that keeps losing the race settles
-  // for a sum that may be off by one process rather than spinning.
-  for (int attempt = 0; attempt < 100; ++attempt) {
+  // A fold takes microseconds; yield to the master if it was preempted in
+  // one. Bounded all the same, for a master that died mid-fold: the last sum
+  // read is then returned, possibly off by that one process.
+  for (int attempt = 0; attempt < 10000; ++attempt) {
     uint64_t before = master.fold_sequence.load(std::memory_order_acquire);
-    if (before & 1) continue;
+    if (before & 1) {
+      sched_yield();
+      continue;
+    }
     totals = TrafficTotals{};
     totals.add(master.retired);
     for (uint32_t i = 0; i < region.cellCapacity(); ++i) totals.add(region.cell(i).traffic);

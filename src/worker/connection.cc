@@ -68,11 +68,17 @@ bool Connection::idle() const {
 }
 
 void Connection::beginDrain() {
-  if (phase_ == Phase::Open && idle()) {
-    setDeadline(uv_now(worker_.loop()) + kDrainGraceMs);
-  }
+  if (phase_ == Phase::Open && idle()) startDrainGrace();
   // A busy connection: onRequest() sees worker_.draining() and answers with
-  // Connection: close.
+  // Connection: close; one that was writing a keep-alive answer gets its grace
+  // in pump() once it is idle.
+}
+
+// A request may be on its way: give it a moment, then close.
+void Connection::startDrainGrace() {
+  if (drain_grace_started_) return;
+  drain_grace_started_ = true;
+  setDeadline(uv_now(worker_.loop()) + kDrainGraceMs);
 }
 
 void Connection::startReading() {
@@ -158,6 +164,7 @@ void Connection::pump() {
     } else if (close_after_write_) {
       startClosing();
     } else {
+      if (worker_.draining() && idle()) startDrainGrace();
       startReading();
       break;
     }

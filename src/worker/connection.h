@@ -96,6 +96,7 @@ class Connection final : public RequestParser::Listener {
   // `request` is nullptr for a refusal before a request was complete.
   void countResponse(int status, uint64_t bytes, const Request* request);
   bool idle() const;
+  void startDrainGrace();
 
   Worker& worker_;
   std::list<Connection>::iterator self_;
@@ -114,6 +115,7 @@ class Connection final : public RequestParser::Listener {
   Phase phase_ = Phase::Open;
   bool write_in_flight_ = false;
   bool close_after_write_ = false;
+  bool drain_grace_started_ = false;
   bool reading_ = false;
   bool eof_ = false;
   bool timer_armed_ = false;

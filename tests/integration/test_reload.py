@@ -3,6 +3,7 @@ worker that cannot start, or a changed listen address leave the running
 generation serving; the worker count set at run time survives."""
 
 import copy
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from conftest import (DEFAULT_ROUTES, Conn, Phalanx, ab_field, build_request, children_of, ctl, free_port,
+                      http_get,
                       listening_inodes, live_identity, parse_wrk, pid_alive, rewrite_config,
                       supervised_config, wait_until)
 
@@ -342,3 +344,69 @@ def test_scaled_count_survives_a_reload_unless_the_reload_changes_workers(phalan
     assert not any(pid_alive(p) for p in ws), "workers of generation 2 left behind"
     wait_until(lambda: len(listening_inodes(ph.port)) == 1, 3.0, message="the sockets of slots 1 and 2 closed")
     ph.assert_serving()
+
+
+# --------------------------------------------------------------------------
+# regressions found in review
+
+
+def test_failed_reload_that_adds_workers_leaves_no_socket_nobody_accepts_on(
+        own_binary_phalanx, phalanx_bin, phalanxctl_bin):
+    """The reload opened sockets for slots 1 and 2, then failed: they must be
+    closed again, or the kernel queues a share of new connections where no
+    worker will ever accept them."""
+    cfg = supervised_config(workers=1, supervisor={"ready_timeout_ms": 1000})
+    ph = own_binary_phalanx(cfg)
+    assert len(listening_inodes(ph.port)) == 1
+    rewrite_config(ph, dict(ph.config, workers=3))
+    deploy(ph.binary, "#!/bin/sh\nexec sleep 30\n")
+    res = ctl(phalanxctl_bin, ph, "reload")
+    assert res.returncode == 1 and "ready_timeout_ms" in res.stderr, (res.returncode, res.stderr)
+    assert len(listening_inodes(ph.port)) == 1, listening_inodes(ph.port)
+    for _ in range(20):  # fresh connections: none may land on an orphan socket
+        assert http_get(ph.port, "/", timeout=2.0).status == 200
+
+
+def test_a_reload_asked_for_during_another_applies_the_file_as_it_is_then(
+        own_binary_phalanx, phalanx_bin, phalanxctl_bin):
+    """The second `reload` used to get the first one's answer, and its config
+    (3 workers) was never applied."""
+    ph = own_binary_phalanx(supervised_config(workers=1))
+    # New workers take a second to start: the first reload is still running
+    # when the second is asked for.
+    slow = ph.binary + ".real"
+    shutil.copy2(phalanx_bin, slow)
+    deploy(ph.binary, f"#!/bin/sh\nsleep 1\nexec {slow} \"$@\"\n")
+    first = subprocess.Popen([phalanxctl_bin, "-s", ph.control_path, "reload"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: any(w["generation"] == 2 for w in ph.status()["workers"]), 5.0,
+               message="the first reload's workers starting")
+    rewrite_config(ph, dict(ph.config, workers=3))
+    second = ctl(phalanxctl_bin, ph, "reload", "--json")
+    out, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err
+    assert second.returncode == 0, second.stderr
+    answer = json.loads(second.stdout)
+    assert answer["workers"] == 3 and answer["generation"] == 3, answer
+    wait_generation(ph, 3)
+
+
+def test_stop_refuses_new_connections_at_once_and_ignores_ttin(phalanx_factory):
+    """During a graceful stop the master's copies of the listening sockets used
+    to accept (and later reset) new connections, and a TTIN started a worker
+    that never got SIGTERM, holding the stop until shutdown_timeout_ms."""
+    ph = phalanx_factory(supervised_config(workers=2, supervisor={"shutdown_timeout_ms": 20000}))
+    c = Conn(ph.port, timeout=10.0)
+    c.send(build_request("GET", "/slow"))
+    wait_until(lambda: sum(w["connections"] for w in ph.status()["workers"]) >= 1, 3.0,
+               message="the slow request in flight")
+    t0 = time.monotonic()
+    os.kill(ph.pid, signal.SIGTERM)
+    wait_until(lambda: not listening_inodes(ph.port), 2.0,
+               message=lambda: f"no listening socket left: {listening_inodes(ph.port)}")
+    os.kill(ph.pid, signal.SIGTTIN)
+    with pytest.raises(ConnectionRefusedError):
+        http_get(ph.port, "/", timeout=2.0)
+    assert c.read_response(timeout=10.0).status == 200
+    assert ph.proc.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 5.0, "the stop waited for something besides the slow request"
