@@ -56,22 +56,29 @@ def hup_reloads(ph, count, until_alive, gap=0.3):
 # under load
 
 
+def five_reloads_while(ph, client, gap):
+    """Five HUP reloads while `client` (a Popen) runs; returns its output once
+    it exited 0, having run through all five."""
+    try:
+        done = hup_reloads(ph, 5, lambda: client.poll() is None, gap=gap)
+        still_running = client.poll() is None
+        out, _ = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert done == 5 and still_running, f"only {done} reloads finished while the client ran:\n{out}"
+    assert client.returncode == 0, f"the client exited {client.returncode}:\n{out}"
+    return out
+
+
 def test_five_sighups_under_wrk_keepalive_load_lose_nothing(phalanx_factory):
     ph = phalanx_factory(workers=2)
     wrk = subprocess.Popen(["wrk", "-t2", "-c64", "-d8s", "--timeout", "5s",
                             f"http://127.0.0.1:{ph.port}/"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        time.sleep(1.0)  # load first, then the reloads in the middle of it
-        done = hup_reloads(ph, 5, lambda: wrk.poll() is None, gap=0.6)
-        still_running = wrk.poll() is None
-        out, _ = wrk.communicate(timeout=30)
-    finally:
-        if wrk.poll() is None:
-            wrk.kill()
-            wrk.wait()
-    assert done == 5 and still_running, f"only {done} reloads finished while wrk ran:\n{out}"
-    assert wrk.returncode == 0, f"wrk exited {wrk.returncode}:\n{out}"
+    time.sleep(1.0)  # load first, then the reloads in the middle of it
+    out = five_reloads_while(ph, wrk, gap=0.6)
     res = parse_wrk(out)
     assert res["requests"] and res["requests"] > 5000, f"wrk made too few requests:\n{out}"
     assert res["socket_errors"] == (0, 0, 0, 0), \
@@ -89,19 +96,15 @@ def test_five_sighups_under_ab_without_keepalive_lose_nothing(phalanx_factory):
     ph = phalanx_factory(supervised_config(workers=2, routes=DEFAULT_ROUTES + routes))
     ab = subprocess.Popen(["ab", "-q", "-s", "10", "-n", "20000", "-c", "32", f"http://127.0.0.1:{ph.port}/paced"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # ab has no duration: start the reloads as soon as it has made some requests.
     try:
-        # ab has no duration: start the reloads as soon as it has made some requests.
         wait_until(lambda: ph.status()["totals"]["requests"] > 500 or ab.poll() is not None, 10.0,
                    interval=0.01, message="ab under way")
-        done = hup_reloads(ph, 5, lambda: ab.poll() is None, gap=0.2)
-        still_running = ab.poll() is None
-        out, _ = ab.communicate(timeout=120)
-    finally:
-        if ab.poll() is None:
-            ab.kill()
-            ab.wait()
-    assert done == 5 and still_running, f"only {done} reloads finished while ab ran:\n{out}"
-    assert ab.returncode == 0, f"ab exited {ab.returncode}:\n{out}"
+    except AssertionError:
+        ab.kill()
+        ab.wait()
+        raise
+    out = five_reloads_while(ph, ab, gap=0.2)
     assert ab_field(out, "Complete requests") == 20000, out
     assert ab_field(out, "Failed requests") == 0, f"failed requests during reloads:\n{out}"
     assert "Non-2xx" not in out, f"non-2xx answers during reloads:\n{out}"
