@@ -413,3 +413,35 @@ def test_stop_refuses_new_connections_at_once_and_ignores_ttin(phalanx_factory):
     assert c.read_response(timeout=10.0).status == 200
     assert ph.proc.wait(timeout=10) == 0
     assert time.monotonic() - t0 < 5.0, "the stop waited for something besides the slow request"
+
+
+def test_at_most_three_old_generations_drain_at_once(phalanx_factory, phalanxctl_bin):
+    """Each old generation keeps a slow request in flight, so it drains for a
+    while: the fourth reload waits until one of them is done."""
+    routes = DEFAULT_ROUTES + [{"path": "/slow", "static": {"status": 200, "body": "slow",
+                                                            "delay_ms": 3000}}]
+    ph = phalanx_factory(supervised_config(workers=1, routes=routes))
+    conns = []
+    try:
+        for gen in range(1, 4):
+            c = Conn(ph.port, timeout=15.0)
+            c.send(build_request("GET", "/slow"))
+            conns.append(c)
+            wait_until(lambda: ph.status()["totals"]["connections"] >= gen, 3.0,
+                       message="the slow request in flight")
+            assert ctl(phalanxctl_bin, ph, "reload").returncode == 0
+        draining = {w["generation"] for w in ph.status()["workers"] if w["state"] == "draining"}
+        assert draining == {1, 2, 3}, ph.status()["workers"]
+        t0 = time.monotonic()
+        res = ctl(phalanxctl_bin, ph, "reload", "--json")
+        took = time.monotonic() - t0
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["generation"] == 5
+        # It waited for generation 1's slow request (sent first, 3 s) to finish.
+        assert took > 0.5, f"the fourth reload did not wait ({took:.2f}s)"
+        assert "waiting until one of 3 old generations has drained" in ph.log()
+        for c in conns:
+            assert c.read_response(timeout=10.0).status == 200
+    finally:
+        for c in conns:
+            c.close()
