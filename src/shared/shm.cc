@@ -34,17 +34,17 @@ Layout layoutFor(uint32_t slot_capacity, uint32_t cell_capacity) {
   return l;
 }
 
-void addInto(TrafficCounters& to, const TrafficCounters& from) {
-  auto add = [](std::atomic<uint64_t>& a, const std::atomic<uint64_t>& b) {
-    bump(a, b.load(std::memory_order_relaxed));
-  };
-  add(to.requests, from.requests);
-  add(to.bytes_out, from.bytes_out);
-  add(to.accepted_connections, from.accepted_connections);
-  for (size_t i = 0; i < 6; ++i) add(to.responses_by_class[i], from.responses_by_class[i]);
-  for (size_t i = 0; i < kLatencyBuckets; ++i) add(to.latency_buckets[i], from.latency_buckets[i]);
-  add(to.latency_sum_us, from.latency_sum_us);
-  add(to.access_log_dropped, from.access_log_dropped);
+// Calls f(to.x, from.x) for every counter x: the one list of the traffic
+// fields, shared by every walk over them (a new counter cannot be missed by one).
+template <typename To, typename From, typename F>
+void forEachCounter(To& to, const From& from, F f) {
+  f(to.requests, from.requests);
+  f(to.bytes_out, from.bytes_out);
+  f(to.accepted_connections, from.accepted_connections);
+  for (size_t i = 0; i < 6; ++i) f(to.responses_by_class[i], from.responses_by_class[i]);
+  for (size_t i = 0; i < kLatencyBuckets; ++i) f(to.latency_buckets[i], from.latency_buckets[i]);
+  f(to.latency_sum_us, from.latency_sum_us);
+  f(to.access_log_dropped, from.access_log_dropped);
 }
 
 [[noreturn]] void fatalSyscall(const char* what) {
@@ -93,14 +93,9 @@ const char* exitReasonName(ExitReason reason) {
 }
 
 void TrafficTotals::add(const TrafficCounters& c) {
-  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  requests += get(c.requests);
-  bytes_out += get(c.bytes_out);
-  accepted_connections += get(c.accepted_connections);
-  for (size_t i = 0; i < 6; ++i) responses_by_class[i] += get(c.responses_by_class[i]);
-  for (size_t i = 0; i < kLatencyBuckets; ++i) latency_buckets[i] += get(c.latency_buckets[i]);
-  latency_sum_us += get(c.latency_sum_us);
-  access_log_dropped += get(c.access_log_dropped);
+  forEachCounter(*this, c, [](uint64_t& total, const std::atomic<uint64_t>& counter) {
+    total += counter.load(std::memory_order_relaxed);
+  });
 }
 
 SharedRegion SharedRegion::create(uint32_t slot_capacity, uint32_t cell_capacity) {
@@ -213,7 +208,10 @@ void retireCell(const SharedRegion& region, uint32_t index) {
   uint64_t seq = master.fold_sequence.load(std::memory_order_relaxed);
   master.fold_sequence.store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-  addInto(master.retired, cell.traffic);
+  forEachCounter(master.retired, cell.traffic,
+                 [](std::atomic<uint64_t>& total, const std::atomic<uint64_t>& counter) {
+                   bump(total, counter.load(std::memory_order_relaxed));
+                 });
   // The process is gone: nobody else writes this cell now.
   std::memset(static_cast<void*>(&cell), 0, sizeof cell);
   master.fold_sequence.store(seq + 2, std::memory_order_release);
