@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "shared/json_writer.h"
-#include "worker/response.h"
+#include "worker/http/response.h"
 
 namespace phalanx::worker {
 

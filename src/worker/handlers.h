@@ -19,9 +19,9 @@
 
 #include "shared/config.h"
 #include "shared/shm.h"
-#include "worker/http_date.h"
-#include "worker/http_parser.h"
-#include "worker/response.h"
+#include "worker/http/http_date.h"
+#include "worker/http/http_parser.h"
+#include "worker/http/response.h"
 #include "worker/router.h"
 
 namespace phalanx::worker {

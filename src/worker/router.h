@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "shared/config.h"
-#include "worker/response.h"
+#include "worker/http/response.h"
 
 namespace phalanx::worker {
 

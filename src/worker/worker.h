@@ -18,7 +18,7 @@
 #include "shared/exit_codes.h"
 #include "shared/shm.h"
 #include "worker/access_log.h"
-#include "worker/connection.h"
+#include "worker/http/connection.h"
 #include "worker/handlers.h"
 
 namespace phalanx::worker {

@@ -1,4 +1,4 @@
-#include "worker/http_date.h"
+#include "worker/http/http_date.h"
 
 #include <doctest/doctest.h>
 

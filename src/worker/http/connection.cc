@@ -1,4 +1,4 @@
-#include "worker/connection.h"
+#include "worker/http/connection.h"
 
 #include <arpa/inet.h>
 #include <netinet/tcp.h>

@@ -1,4 +1,4 @@
-#include "worker/http_parser.h"
+#include "worker/http/http_parser.h"
 
 #include <array>
 

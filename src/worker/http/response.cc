@@ -1,4 +1,4 @@
-#include "worker/response.h"
+#include "worker/http/response.h"
 
 #include <cstdio>
 

@@ -38,8 +38,8 @@
 #include <list>
 #include <string>
 
-#include "worker/http_parser.h"
-#include "worker/response.h"
+#include "worker/http/http_parser.h"
+#include "worker/http/response.h"
 #include "worker/router.h"
 
 namespace phalanx::worker {
