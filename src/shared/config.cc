@@ -118,13 +118,23 @@ void parseLimits(Parse& p, element value) {
   ObjectReader r(p.errors, "limits", value);
   Limits& limits = p.config.limits;
   // Below this a browser's ordinary request with cookies would already get a 431.
-  if (r.u64("max_header_bytes", limits.max_header_bytes) && limits.max_header_bytes < 1024) {
+  // Above the upper bound a header section is no API request but a memory lever.
+  if (r.u64("max_header_bytes", limits.max_header_bytes, AtLeast::One, kMaxHeaderBytes) &&
+      limits.max_header_bytes < 1024) {
     p.errors.add("limits.max_header_bytes", "must be at least 1024");
   }
   r.u64("max_body_bytes", limits.max_body_bytes);
   r.u32("header_timeout_ms", limits.header_timeout_ms);
   r.u32("idle_timeout_ms", limits.idle_timeout_ms);
   r.u32("max_connections", limits.max_connections);
+  if (r.u32("max_headers", limits.max_headers) && limits.max_headers > kMaxHeaderFields) {
+    p.errors.add("limits.max_headers", "must be at most " + std::to_string(kMaxHeaderFields));
+  }
+}
+
+void parseHttp(Parse& p, element value) {
+  ObjectReader r(p.errors, "http", value);
+  r.boolean("merge_slashes", p.config.http.merge_slashes);
 }
 
 // Parses "512M" and friends, 0 included; parseSize() is the public, stricter face.
@@ -462,6 +472,27 @@ void parseRouteOptions(Parse& p, ObjectReader& r, RouteConfig& route) {
   }
 }
 
+void parseMethods(Parse& p, ObjectReader& r, RouteConfig& route) {
+  std::optional<element> methods = r.get("methods");
+  if (!methods) return;
+  forEachItem(
+      p.errors, r.pathOf("methods"), *methods, true, [&](const std::string& path, element item) {
+        std::string name;
+        if (!readString(p.errors, path, item, name)) return;
+        if (name == "CONNECT") {
+          p.errors.add(path, "CONNECT is not supported (phalanx is no tunnel)");
+        } else if (!isRouteMethod(name)) {
+          p.errors.add(
+              path, "unknown method " + inQuotes(name) + " (methods are uppercase, like \"GET\")");
+        } else if (std::find(route.methods.begin(), route.methods.end(), name) !=
+                   route.methods.end()) {
+          p.errors.add(path, "listed twice");
+        } else {
+          route.methods.push_back(std::move(name));
+        }
+      });
+}
+
 // Routes match in order: an identical earlier route makes this one unreachable.
 void checkReachable(Parse& p, const std::string& path, const RouteConfig& route) {
   for (size_t i = 0; i < p.config.routes.size() && !route.path.empty(); ++i) {
@@ -483,6 +514,7 @@ void parseRoutes(Parse& p, element value) {
         parseRouteMatch(p, r, route);
         parseRouteHandler(p, r, route);
         parseRouteOptions(p, r, route);
+        parseMethods(p, r, route);
       }
     }
     checkReachable(p, path, route);
@@ -519,6 +551,7 @@ constexpr Section kSections[] = {
     {"control_socket", parseControlSocket, false},
     {"log", parseLog, false},
     {"limits", parseLimits, false},
+    {"http", parseHttp, false},
     {"supervisor", parseSupervisor, false},
     {"redis", parseRedis, false},
     {"upstreams", parseUpstreams, false},
@@ -609,6 +642,16 @@ std::optional<uint64_t> parseSize(std::string_view text) {
   std::optional<uint64_t> size = parseSizeAllowingZero(text);
   if (!size || *size == 0) return std::nullopt;
   return size;
+}
+
+bool isRouteMethod(std::string_view name) {
+  static constexpr std::string_view kMethods[] = {
+      "DELETE",   "GET",        "HEAD",     "POST",   "PUT",       "OPTIONS",     "TRACE",
+      "COPY",     "LOCK",       "MKCOL",    "MOVE",   "PROPFIND",  "PROPPATCH",   "SEARCH",
+      "UNLOCK",   "BIND",       "REBIND",   "UNBIND", "ACL",       "REPORT",      "MKACTIVITY",
+      "CHECKOUT", "MERGE",      "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PATCH",
+      "PURGE",    "MKCALENDAR", "LINK",     "UNLINK", "SOURCE"};
+  return std::find(std::begin(kMethods), std::end(kMethods), name) != std::end(kMethods);
 }
 
 unsigned effectiveWorkers(const Config& config) {

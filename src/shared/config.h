@@ -26,6 +26,10 @@ namespace phalanx::shared {
 // Worker slots in shared memory are fixed at this many: `workers` may not exceed it.
 inline constexpr unsigned kMaxWorkers = 256;
 
+// Upper bounds of Limits::max_header_bytes and Limits::max_headers.
+inline constexpr uint64_t kMaxHeaderBytes = 1 << 20;
+inline constexpr uint32_t kMaxHeaderFields = 10000;
+
 struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
   std::string access = "off";  // "off", "stderr", or a file path
@@ -37,6 +41,12 @@ struct Limits {
   uint32_t header_timeout_ms = 10000;  // first byte to end of headers; over → 408
   uint32_t idle_timeout_ms = 75000;    // keep-alive idle between requests; over → close
   uint32_t max_connections = 10000;    // per worker; at the limit the worker stops accepting
+  uint32_t max_headers = 100;          // header fields in one request; over → 431
+};
+
+// How the path a client sent becomes the path routes match (see path_normalizer.h).
+struct HttpConfig {
+  bool merge_slashes = true;  // "//admin" routes as "/admin" (nginx's merge_slashes)
 };
 
 struct SupervisorConfig {
@@ -152,7 +162,13 @@ struct RouteConfig {
   std::string rate_limit;                // "" or names a rate_limits entry
   std::string auth;                      // "" or "api_key"
   std::optional<CacheConfig> cache;
+  // The methods this route answers; others get a 405 with Allow. Empty: every
+  // method but TRACE (and CONNECT, which no route accepts).
+  std::vector<std::string> methods;
 };
+
+// Request methods a route may list in "methods" (llhttp's HTTP methods but CONNECT).
+bool isRouteMethod(std::string_view name);
 
 struct Config {
   std::vector<Address> listen;  // required, at least one, no duplicates
@@ -160,6 +176,7 @@ struct Config {
   std::string control_socket = "run/phalanx.sock";
   LogConfig log;
   Limits limits;
+  HttpConfig http;
   SupervisorConfig supervisor;
   std::optional<RedisConfig> redis;  // present only when the file has "redis"
   std::map<std::string, UpstreamConfig> upstreams;

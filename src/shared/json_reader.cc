@@ -206,6 +206,17 @@ bool ObjectReader::number(std::string_view key, double& out) {
   return parsed.has_value();
 }
 
+bool ObjectReader::boolean(std::string_view key, bool& out) {
+  std::optional<element> value = get(key);
+  if (!value) return false;
+  if (value->type() != element_type::BOOL) {
+    errors_.add(pathOf(key), std::string("expected true or false, got ") + jsonType(*value));
+    return false;
+  }
+  out = value->get_bool().value_unsafe();
+  return true;
+}
+
 bool ObjectReader::string(std::string_view key, std::string& out, bool allow_empty) {
   std::optional<element> value = get(key);
   return value && readString(errors_, pathOf(key), *value, out, allow_empty);

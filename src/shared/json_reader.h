@@ -100,6 +100,7 @@ class ObjectReader {
   bool u64(std::string_view key, uint64_t& out, AtLeast floor = AtLeast::One,
            uint64_t max = kMaxU64);
   bool number(std::string_view key, double& out);
+  bool boolean(std::string_view key, bool& out);
   bool string(std::string_view key, std::string& out, bool allow_empty = false);
   // A string that must be one of `known`.
   bool choice(std::string_view key, std::string& out,

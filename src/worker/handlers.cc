@@ -21,13 +21,20 @@ Handlers::Handlers(const shared::Config& config, WorkerIdentity identity,
     : router_(config.routes),
       identity_(identity),
       region_(region),
-      not_found_(makeJsonError(404, "not found")) {}
+      not_found_(makeJsonError(404, "not found")),
+      options_any_(makeResponse(200, "", {{"Allow", std::string(Router::kDefaultAllow)}})) {}
 
 int Handlers::respond(const Route* route, const Request& request, ConnectionHeader connection,
                       std::string& out) {
   if (route == nullptr) {
-    appendResponse(out, not_found_, date_.now(), connection, request.isHead());
-    return 404;
+    // OPTIONS * asks about the server, not a resource (RFC 9110 9.3.7).
+    const Response& r = request.path() == "*" ? options_any_ : not_found_;
+    appendResponse(out, r, date_.now(), connection, request.isHead());
+    return r.status;
+  }
+  if (!route->allows(request.method)) {
+    appendResponse(out, route->method_not_allowed, date_.now(), connection, request.isHead());
+    return route->method_not_allowed.status;
   }
   switch (route->kind) {
     case shared::RouteKind::Static:

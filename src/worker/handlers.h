@@ -1,5 +1,6 @@
 // Turns a parsed request into response bytes: route match, then the route's
-// handler (static, builtin), or a 404. No sockets here: the connection hands in
+// handler (static, builtin), or a 404; a method the route does not take gets
+// its 405; OPTIONS * gets a 200 with Allow. No sockets here: the connection hands in
 // a request and gets bytes back, so unit tests drive this directly.
 //
 // Two steps, so a connection can hold a request between them: match() finds the
@@ -42,7 +43,7 @@ class Handlers {
 
   // The route for `request`, or nullptr (answered with a 404). Valid as long
   // as this Handlers is.
-  const Route* match(const Request& request) const { return router_.match(request.target); }
+  const Route* match(const Request& request) const { return router_.match(request.path()); }
 
   // Appends the response of `route` (from match(); nullptr = 404) to `request`
   // to `out` and returns its status. Ignores the route's delay: the caller
@@ -75,6 +76,7 @@ class Handlers {
   WorkerIdentity identity_;
   const shared::SharedRegion& region_;
   Response not_found_;
+  Response options_any_;
   bool draining_ = false;
 };
 

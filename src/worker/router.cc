@@ -1,6 +1,42 @@
 #include "worker/router.h"
 
+#include <llhttp.h>
+
+#include <algorithm>
+
 namespace phalanx::worker {
+
+namespace {
+
+// llhttp's HTTP request methods are 0..33 (its HTTP_METHOD_MAP).
+constexpr int kMethodCount = HTTP_SOURCE + 1;
+
+uint64_t bitOf(std::string_view name) {
+  for (int m = 0; m < kMethodCount; ++m) {
+    if (name == llhttp_method_name(static_cast<llhttp_method_t>(m))) return uint64_t{1} << m;
+  }
+  return 0;  // config validation lets only known names through
+}
+
+void compileMethods(const std::vector<std::string>& names, Route& route) {
+  std::string allow;
+  if (names.empty()) {
+    route.methods = ((uint64_t{1} << kMethodCount) - 1) & ~bitOf("TRACE") & ~bitOf("CONNECT");
+    allow = Router::kDefaultAllow;
+  }
+  for (const std::string& name : names) {
+    route.methods |= bitOf(name);
+    allow += (allow.empty() ? "" : ", ") + name;
+    bool head_listed = std::find(names.begin(), names.end(), "HEAD") != names.end();
+    if (name == "GET" && !head_listed) {
+      route.methods |= bitOf("HEAD");
+      allow += ", HEAD";
+    }
+  }
+  route.method_not_allowed = makeJsonError(405, "method not allowed", {{"Allow", allow}});
+}
+
+}  // namespace
 
 Router::Router(const std::vector<shared::RouteConfig>& routes) {
   routes_.reserve(routes.size());
@@ -10,33 +46,20 @@ Router::Router(const std::vector<shared::RouteConfig>& routes) {
                 .kind = config.kind,
                 .static_response = {},
                 .delay_ms = 0,
-                .builtin = config.builtin};
+                .builtin = config.builtin,
+                .methods = 0,
+                .method_not_allowed = {}};
     if (config.kind == shared::RouteKind::Static) {
       const auto& s = config.static_response;
       route.static_response = makeResponse(s.status, s.body, s.headers);
       route.delay_ms = s.delay_ms;
     }
+    compileMethods(config.methods, route);
     routes_.push_back(std::move(route));
   }
 }
 
-std::string_view Router::pathOf(std::string_view target) {
-  if (!target.empty() && target.front() != '/') {
-    // absolute-form: skip "scheme://authority"
-    auto scheme_end = target.find("://");
-    if (scheme_end != std::string_view::npos) {
-      auto path_start = target.find_first_of("/?", scheme_end + 3);
-      if (path_start == std::string_view::npos || target[path_start] == '?') return "/";
-      target.remove_prefix(path_start);
-    }
-  }
-  auto query = target.find_first_of("?#");
-  if (query != std::string_view::npos) target = target.substr(0, query);
-  return target;
-}
-
-const Route* Router::match(std::string_view target) const {
-  std::string_view path = pathOf(target);
+const Route* Router::match(std::string_view path) const {
   for (const Route& route : routes_) {
     if (route.match == shared::RouteMatch::Exact ? path == route.path
                                                  : path.starts_with(route.path)) {

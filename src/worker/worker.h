@@ -18,8 +18,8 @@
 #include "shared/exit_codes.h"
 #include "shared/shm.h"
 #include "worker/access_log.h"
-#include "worker/http/connection.h"
 #include "worker/handlers.h"
+#include "worker/http/connection.h"
 
 namespace phalanx::worker {
 
@@ -51,6 +51,7 @@ class Worker {
   // For connections.
   uv_loop_t* loop() const { return loop_; }
   const shared::Limits& limits() const { return config_.limits; }
+  const shared::HttpConfig& http() const { return config_.http; }
   Handlers& handlers() { return handlers_; }
   AccessLog* accessLog() const { return access_log_.get(); }
   shared::WorkerCell& cell() { return cell_; }

@@ -717,4 +717,53 @@ TEST_CASE("config: errors from a file are not prefixed with its name (the caller
 }
 
 }  // namespace
+TEST_CASE("config: limits.max_headers is 1 to 10000, default 100") {
+  CHECK(valid(withRoute(R"({"path": "/", "static": {}})")).limits.max_headers == 100);
+  CHECK(valid(withRoute(R"({"path": "/", "static": {}})", R"("limits": {"max_headers": 7})"))
+            .limits.max_headers == 7);
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}})", R"("limits": {"max_headers": 0})")) ==
+        Errors{"limits.max_headers: expected a positive integer, got 0"});
+  CHECK(errorsOf(
+            withRoute(R"({"path": "/", "static": {}})", R"("limits": {"max_headers": 10001})")) ==
+        Errors{"limits.max_headers: must be at most 10000"});
+}
+
+TEST_CASE("config: limits.max_header_bytes is 1024 to 1 MiB") {
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}})",
+                           R"("limits": {"max_header_bytes": 1048577})")) ==
+        Errors{"limits.max_header_bytes: must be at most 1048576"});
+  CHECK(valid(withRoute(R"({"path": "/", "static": {}})",
+                        R"("limits": {"max_header_bytes": 1048576})"))
+            .limits.max_header_bytes == 1048576);
+}
+
+TEST_CASE("config: http.merge_slashes is a boolean, default true") {
+  CHECK(valid(withRoute(R"({"path": "/", "static": {}})")).http.merge_slashes);
+  CHECK_FALSE(
+      valid(withRoute(R"({"path": "/", "static": {}})", R"("http": {"merge_slashes": false})"))
+          .http.merge_slashes);
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}})", R"("http": {"merge_slashes": 1})")) ==
+        Errors{"http.merge_slashes: expected true or false, got number"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}})", R"("http": {"merge_slash": true})")) ==
+        Errors{"http.merge_slash: unknown key (did you mean \"merge_slashes\"?)"});
+}
+
+TEST_CASE("config: a route's methods are known, uppercase, listed once, never CONNECT") {
+  Config c =
+      valid(withRoute(R"({"path": "/", "static": {}, "methods": ["GET", "POST", "TRACE"]})"));
+  CHECK(c.routes[0].methods == std::vector<std::string>{"GET", "POST", "TRACE"});
+  CHECK(valid(withRoute(R"({"path": "/", "static": {}})")).routes[0].methods.empty());
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "methods": []})")) ==
+        Errors{"routes[0].methods: must not be empty"});
+  CHECK(
+      errorsOf(withRoute(R"({"path": "/", "static": {}, "methods": ["get"]})")) ==
+      Errors{"routes[0].methods[0]: unknown method \"get\" (methods are uppercase, like \"GET\")"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "methods": ["GET", "GET"]})")) ==
+        Errors{"routes[0].methods[1]: listed twice"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "methods": ["CONNECT"]})")) ==
+        Errors{"routes[0].methods[0]: CONNECT is not supported (phalanx is no tunnel)"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "methods": "GET"})")) ==
+        Errors{"routes[0].methods: expected an array, got string"});
+}
+
 }  // namespace phalanx::shared

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <simdjson.h>
 
+#include "parsed_request.h"
+
 using namespace phalanx;
 
 namespace {
@@ -34,10 +36,7 @@ shared::Config demoConfig() {
 }
 
 worker::Request get(std::string target, uint8_t method = HTTP_GET) {
-  worker::Request r;
-  r.target = std::move(target);
-  r.method = method;
-  return r;
+  return test::parsedRequest(llhttp_method_name(static_cast<llhttp_method_t>(method)), target);
 }
 
 // A region like the master's: itself, two slots, one worker serving in cell 1.
@@ -101,6 +100,20 @@ TEST_CASE("unknown routes are a JSON 404") {
   CHECK(handlers.respond(get("/nope"), worker::ConnectionHeader::None, out) == 404);
   CHECK(out.find("Content-Type: application/json") != std::string::npos);
   CHECK(out.find("\"error\":\"not found\"") != std::string::npos);
+}
+
+TEST_CASE("TRACE is a 405 with Allow on a route that does not list it; OPTIONS * is a 200") {
+  shared::SharedRegion region = demoRegion();
+  worker::Handlers handlers(demoConfig(), {}, region);
+  std::string out;
+  CHECK(handlers.respond(get("/", HTTP_TRACE), worker::ConnectionHeader::None, out) == 405);
+  CHECK(hasHeader(out, "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+  CHECK(out.find("\"error\":\"method not allowed\"") != std::string::npos);
+  out.clear();
+  CHECK(handlers.respond(test::parsedRequest("OPTIONS", "*"), worker::ConnectionHeader::None,
+                         out) == 200);
+  CHECK(hasHeader(out, "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+  CHECK(hasHeader(out, "Content-Length: 0"));
 }
 
 TEST_CASE("a delayed static route: match() tells the delay, respond() answers at once") {

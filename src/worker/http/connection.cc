@@ -39,7 +39,9 @@ std::string peerName(int fd) {
 Connection::Connection(Worker& worker)
     : worker_(worker),
       parser_(*this, {.max_header_bytes = worker.limits().max_header_bytes,
-                      .max_body_bytes = worker.limits().max_body_bytes}) {}
+                      .max_body_bytes = worker.limits().max_body_bytes,
+                      .max_headers = worker.limits().max_headers,
+                      .path = {.merge_slashes = worker.http().merge_slashes}}) {}
 
 void Connection::start(int fd, std::list<Connection>::iterator self) {
   self_ = self;
@@ -193,7 +195,7 @@ void Connection::onHeadersComplete(Request& request) {
 void Connection::onRequest(Request& request) {
   ++requests_;
   const Route* route = worker_.handlers().match(request);
-  if (route != nullptr && route->delay_ms > 0) {
+  if (route != nullptr && route->delay_ms > 0 && route->allows(request.method)) {
     delayed_request_ = &request;
     delayed_route_ = route;
     parser_.pause();  // later requests wait: their answers must follow this one
@@ -263,7 +265,7 @@ void Connection::countResponse(int status, uint64_t bytes, const Request* reques
     entry.client = client_;
     if (request != nullptr) {
       entry.method = request->methodName();
-      entry.path = Router::pathOf(request->target);
+      entry.path = request->path();
       entry.duration_ms = static_cast<double>(elapsed_ns) / 1e6;
     }
     log->write(entry);

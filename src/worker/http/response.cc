@@ -75,13 +75,15 @@ Response makeResponse(int status, std::string body, const HeaderList& headers) {
   return r;
 }
 
-Response makeJsonError(int status, std::string_view message) {
+Response makeJsonError(int status, std::string_view message, const HeaderList& extra) {
   std::string body = "{\"error\":\"";
   appendJsonEscaped(body, message);
   body += "\",\"status\":";
   body += std::to_string(status);
   body += "}\n";
-  return makeResponse(status, std::move(body), {{"Content-Type", "application/json"}});
+  HeaderList headers = {{"Content-Type", "application/json"}};
+  headers.insert(headers.end(), extra.begin(), extra.end());
+  return makeResponse(status, std::move(body), headers);
 }
 
 void appendResponse(std::string& out, const Response& response, std::string_view date,

@@ -23,8 +23,9 @@ struct Response {
 // refuses CR/LF and the headers phalanx writes itself).
 Response makeResponse(int status, std::string body, const HeaderList& headers = {});
 
-// A JSON error body {"error": message, "status": status} with its content type.
-Response makeJsonError(int status, std::string_view message);
+// A JSON error body {"error": message, "status": status} with its content type,
+// and `extra` headers (a 405's Allow).
+Response makeJsonError(int status, std::string_view message, const HeaderList& extra = {});
 
 enum class ConnectionHeader { None, KeepAlive, Close };
 
