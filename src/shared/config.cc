@@ -1,7 +1,6 @@
 #include "shared/config.h"
 
 #include <simdjson.h>
-#include <strings.h>
 #include <sys/un.h>
 #include <uv.h>
 
@@ -12,12 +11,15 @@
 #include <cstring>
 #include <memory>
 
+#include "shared/config_parse.h"
 #include "shared/json_reader.h"
 
 namespace phalanx::shared {
 
 namespace {
 
+using config_parse::Parse;
+using config_parse::parseRoutes;
 using json::AtLeast;
 using json::element;
 using json::Errors;
@@ -50,13 +52,6 @@ std::optional<Rate> readRate(Errors& errors, const std::string& path, element va
     errors.add(path, "expected a rate like \"100/m\" or \"1000/15m\", got " + inQuotes(text));
   return rate;
 }
-
-// What the section parsers share: the errors, and the config built so far, so
-// later sections can check their references against earlier ones.
-struct Parse {
-  Errors errors;
-  Config config;
-};
 
 // Adds `address` to `out` unless it is already there; `paths` holds where each
 // entry of `out` was written, for the message.
@@ -329,200 +324,6 @@ void parseApiKeys(Parse& p, element value) {
               [&p](const std::string& path, element item) { parseApiKey(p, path, item); });
 }
 
-bool isTokenChar(unsigned char c) {
-  return std::isalnum(c) ||
-         std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-}
-
-void parseHeaders(Parse& p, const std::string& path, element value,
-                  std::vector<std::pair<std::string, std::string>>& out) {
-  // phalanx writes these itself; a second copy would make the response ambiguous.
-  static constexpr const char* kOwnHeaders[] = {"Content-Length", "Date", "Server", "Connection",
-                                                "Transfer-Encoding"};
-  ObjectReader r(p.errors, path, value);
-  for (const auto& entry : r.entries()) {
-    std::string_view name = entry.first;  // a plain variable: lambdas below capture it
-    element field = entry.second;
-    std::string header_path = r.pathOf(name);
-    std::string text;
-    if (!readString(p.errors, header_path, field, text, true)) continue;
-    if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
-      p.errors.add(header_path, "not a valid header name");
-      continue;
-    }
-    bool own = std::any_of(std::begin(kOwnHeaders), std::end(kOwnHeaders), [&](const char* h) {
-      return name.size() == std::strlen(h) && strncasecmp(name.data(), h, name.size()) == 0;
-    });
-    if (own) {
-      p.errors.add(header_path, "phalanx sets this header itself");
-      continue;
-    }
-    // CR or LF would let the value start a header or a body of its own.
-    bool clean = std::all_of(text.begin(), text.end(),
-                             [](unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); });
-    if (!clean) {
-      p.errors.add(header_path, "value must not contain CR, LF or other control characters");
-      continue;
-    }
-    out.emplace_back(std::string(name), std::move(text));
-  }
-}
-
-void parseStatic(Parse& p, const std::string& path, element value, StaticResponseConfig& out) {
-  ObjectReader r(p.errors, path, value);
-  if (auto status = r.get("status")) {
-    auto number = readUnsigned(p.errors, r.pathOf("status"), *status, AtLeast::Zero, kMaxU64);
-    // A 1xx would leave the client waiting for a final response that never comes.
-    if (number && (*number < 200 || *number > 599)) {
-      p.errors.add(r.pathOf("status"), "must be 200-599");
-    } else if (number) {
-      out.status = static_cast<int>(*number);
-    }
-  }
-  // HTTP forbids a body on these; a client would read it as the next response.
-  if (r.string("body", out.body, true) && !out.body.empty() &&
-      (out.status < 200 || out.status == 204 || out.status == 304)) {
-    p.errors.add(r.pathOf("body"), "must be empty for status " + std::to_string(out.status));
-  }
-  if (auto headers = r.get("headers")) parseHeaders(p, r.pathOf("headers"), *headers, out.headers);
-  if (auto delay = r.get("delay_ms")) {
-    auto number =
-        readUnsigned(p.errors, r.pathOf("delay_ms"), *delay, AtLeast::Zero, kMaxStaticDelayMs);
-    if (number) out.delay_ms = static_cast<uint32_t>(*number);
-  }
-}
-
-void parseRouteMatch(Parse& p, ObjectReader& r, RouteConfig& route) {
-  std::optional<element> exact = r.get("path");
-  std::optional<element> prefix = r.get("prefix");
-  if (exact && prefix) return r.fail("has both \"path\" and \"prefix\"; give one");
-  if (!exact && !prefix) return r.fail("needs \"path\" (exact) or \"prefix\"");
-  route.match = exact ? RouteMatch::Exact : RouteMatch::Prefix;
-  std::string path = r.pathOf(exact ? "path" : "prefix");
-  if (!readString(p.errors, path, exact ? *exact : *prefix, route.path)) return;
-  if (route.path[0] != '/') {
-    p.errors.add(path, "must start with '/'");
-    route.path.clear();
-  } else if (route.path.find_first_of("?# ") != std::string::npos ||
-             std::any_of(route.path.begin(), route.path.end(),
-                         [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
-    // The router matches the path without its query, so these could never match.
-    p.errors.add(path, "must not contain '?', '#', spaces or control characters");
-    route.path.clear();
-  }
-}
-
-void parseRouteHandler(Parse& p, ObjectReader& r, RouteConfig& route) {
-  std::optional<element> static_response = r.get("static");
-  std::optional<element> builtin = r.get("builtin");
-  std::optional<element> upstream = r.get("upstream");
-  int handlers =
-      int{static_response.has_value()} + int{builtin.has_value()} + int{upstream.has_value()};
-  if (handlers == 0) return r.fail("needs one of \"static\", \"builtin\" or \"upstream\"");
-  if (handlers > 1) return r.fail("has more than one of \"static\", \"builtin\", \"upstream\"");
-  if (static_response) {
-    route.kind = RouteKind::Static;
-    parseStatic(p, r.pathOf("static"), *static_response, route.static_response);
-  } else if (builtin) {
-    route.kind = RouteKind::Builtin;
-    std::string name;
-    if (!readString(p.errors, r.pathOf("builtin"), *builtin, name)) return;
-    static constexpr std::pair<std::string_view, Builtin> kBuiltins[] = {
-        {"live", Builtin::Live},
-        {"ready", Builtin::Ready},
-        {"status", Builtin::Status},
-        {"metrics", Builtin::Metrics}};
-    auto known = std::find_if(std::begin(kBuiltins), std::end(kBuiltins),
-                              [&](const auto& b) { return b.first == name; });
-    if (known != std::end(kBuiltins)) {
-      route.builtin = known->second;
-    } else {
-      p.errors.add(r.pathOf("builtin"),
-                   "unknown builtin " + inQuotes(name) + " (known: live, ready, status, metrics)");
-    }
-  } else {
-    route.kind = RouteKind::Upstream;
-    if (!readString(p.errors, r.pathOf("upstream"), *upstream, route.upstream)) return;
-    if (p.config.upstreams.count(route.upstream) == 0) {
-      p.errors.add(r.pathOf("upstream"), "no upstream named " + inQuotes(route.upstream));
-    } else {
-      // Refused rather than pretended: a config that proxies must not start a server that 404s.
-      p.errors.add(r.pathOf("upstream"), "proxy routes are not available in this version");
-    }
-  }
-}
-
-// rate_limit, auth and cache are validated in full, then refused: they are
-// not implemented yet, and a route must not silently skip them.
-void parseRouteOptions(Parse& p, ObjectReader& r, RouteConfig& route) {
-  constexpr const char* kNotYet = "not available in this version";
-  if (r.string("rate_limit", route.rate_limit)) {
-    if (p.config.rate_limits.count(route.rate_limit) == 0) {
-      p.errors.add(r.pathOf("rate_limit"), "no rate limit named " + inQuotes(route.rate_limit));
-    } else {
-      p.errors.add(r.pathOf("rate_limit"), kNotYet);
-    }
-  }
-  if (r.choice("auth", route.auth, {"api_key"})) p.errors.add(r.pathOf("auth"), kNotYet);
-  if (auto cache = r.get("cache")) {
-    size_t before = p.errors.size();
-    ObjectReader c(p.errors, r.pathOf("cache"), *cache);
-    c.u32("ttl_ms", route.cache.emplace().ttl_ms);
-    if (p.errors.size() == before) p.errors.add(r.pathOf("cache"), kNotYet);
-  }
-}
-
-void parseMethods(Parse& p, ObjectReader& r, RouteConfig& route) {
-  std::optional<element> methods = r.get("methods");
-  if (!methods) return;
-  forEachItem(
-      p.errors, r.pathOf("methods"), *methods, true, [&](const std::string& path, element item) {
-        std::string name;
-        if (!readString(p.errors, path, item, name)) return;
-        if (name == "CONNECT") {
-          p.errors.add(path, "CONNECT is not supported (phalanx is no tunnel)");
-        } else if (!isRouteMethod(name)) {
-          p.errors.add(
-              path, "unknown method " + inQuotes(name) + " (methods are uppercase, like \"GET\")");
-        } else if (std::find(route.methods.begin(), route.methods.end(), name) !=
-                   route.methods.end()) {
-          p.errors.add(path, "listed twice");
-        } else {
-          route.methods.push_back(std::move(name));
-        }
-      });
-}
-
-// Routes match in order: an identical earlier route makes this one unreachable.
-void checkReachable(Parse& p, const std::string& path, const RouteConfig& route) {
-  for (size_t i = 0; i < p.config.routes.size() && !route.path.empty(); ++i) {
-    const RouteConfig& earlier = p.config.routes[i];
-    if (earlier.match == route.match && earlier.path == route.path) {
-      const char* how = route.match == RouteMatch::Exact ? "path" : "prefix";
-      return p.errors.add(path, std::string("same ") + how + " as " + indexPath("routes", i) +
-                                    ", which always matches first");
-    }
-  }
-}
-
-void parseRoutes(Parse& p, element value) {
-  forEachItem(p.errors, "routes", value, true, [&p](const std::string& path, element item) {
-    RouteConfig route;
-    {
-      ObjectReader r(p.errors, path, item);
-      if (r.valid()) {
-        parseRouteMatch(p, r, route);
-        parseRouteHandler(p, r, route);
-        parseRouteOptions(p, r, route);
-        parseMethods(p, r, route);
-      }
-    }
-    checkReachable(p, path, route);
-    // Pushed even when invalid, so routes[i] in a message is the file's i.
-    p.config.routes.push_back(std::move(route));
-  });
-}
-
 void parseUpstreams(Parse& p, element value) {
   readNamed(p.errors, "upstreams", value, p.config.upstreams,
             [&p](auto&&... args) { parseUpstream(p, args...); });
@@ -642,16 +443,6 @@ std::optional<uint64_t> parseSize(std::string_view text) {
   std::optional<uint64_t> size = parseSizeAllowingZero(text);
   if (!size || *size == 0) return std::nullopt;
   return size;
-}
-
-bool isRouteMethod(std::string_view name) {
-  static constexpr std::string_view kMethods[] = {
-      "DELETE",   "GET",        "HEAD",     "POST",   "PUT",       "OPTIONS",     "TRACE",
-      "COPY",     "LOCK",       "MKCOL",    "MOVE",   "PROPFIND",  "PROPPATCH",   "SEARCH",
-      "UNLOCK",   "BIND",       "REBIND",   "UNBIND", "ACL",       "REPORT",      "MKACTIVITY",
-      "CHECKOUT", "MERGE",      "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PATCH",
-      "PURGE",    "MKCALENDAR", "LINK",     "UNLINK", "SOURCE"};
-  return std::find(std::begin(kMethods), std::end(kMethods), name) != std::end(kMethods);
 }
 
 unsigned effectiveWorkers(const Config& config) {
