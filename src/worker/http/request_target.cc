@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <array>
+#include <cstdint>
 #include <cstring>
 
 namespace phalanx::worker {
@@ -13,25 +14,26 @@ bool isHex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-// RFC 3986 reg-name characters: unreserved and sub-delims ('%' is checked apart).
-constexpr auto kRegNameChars = [] {
-  std::array<bool, 256> table{};
-  for (int c = '0'; c <= '9'; ++c) table[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) table[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) table[c] = true;
-  for (char c : std::string_view("-._~!$&'()*+,;=")) table[static_cast<unsigned char>(c)] = true;
+// RFC 3986 reg-name: unreserved and sub-delims are 1, '%' (an escape follows)
+// is 2, anything else 0. One lookup a byte: every request's Host goes through.
+constexpr auto kRegName = [] {
+  std::array<uint8_t, 256> table{};
+  for (int c = '0'; c <= '9'; ++c) table[c] = 1;
+  for (int c = 'a'; c <= 'z'; ++c) table[c] = 1;
+  for (int c = 'A'; c <= 'Z'; ++c) table[c] = 1;
+  for (char c : std::string_view("-._~!$&'()*+,;=")) table[static_cast<unsigned char>(c)] = 1;
+  table['%'] = 2;
   return table;
 }();
 
 bool isRegName(std::string_view host) {
   if (host.empty()) return false;
   for (size_t i = 0; i < host.size(); ++i) {
-    if (host[i] == '%') {
-      if (i + 2 >= host.size() || !isHex(host[i + 1]) || !isHex(host[i + 2])) return false;
-      i += 2;
-    } else if (!kRegNameChars[static_cast<unsigned char>(host[i])]) {
+    uint8_t kind = kRegName[static_cast<unsigned char>(host[i])];
+    if (kind == 1) continue;
+    if (kind == 0 || i + 2 >= host.size() || !isHex(host[i + 1]) || !isHex(host[i + 2]))
       return false;
-    }
+    i += 2;
   }
   return true;
 }
