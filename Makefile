@@ -7,8 +7,12 @@ PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 CONFDIR ?= /etc/phalanx
 JOBS    ?= $(shell nproc)
+# make fuzz: libFuzzer harnesses (clang 14) in their own build directory.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ         ?=
 
-.PHONY: all deps build run test unit integration bench install uninstall clean
+.PHONY: all deps build run test unit integration fuzz fuzz-replay bench install uninstall clean
 
 all: build
 
@@ -32,6 +36,22 @@ unit: build
 
 integration: build
 	cd $(BUILD) && ctest --output-on-failure -R integration
+
+# Replays the fuzz seeds and every crash found so far (tests/fuzz/); no fuzzing.
+# make test runs it too.
+fuzz-replay: build
+	cd $(BUILD) && ctest --output-on-failure -R '^fuzz_replay_'
+
+# Fuzzes each harness (or only FUZZ=name) for FUZZ_SECONDS; what crashes is copied
+# into tests/fuzz/crashes/NAME/. Warnings are not errors in this build: clang warns
+# about things gcc does not, and the gcc build is the one that enforces them.
+$(FUZZ_BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-14 \
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DPHALANX_FUZZ=ON -DPHALANX_WERROR=OFF >/dev/null
+
+fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ)
 
 # Throughput, latency and memory; then what reloads and crashes cost under load.
 bench: build
