@@ -1,4 +1,18 @@
 # The commands a person types. Each one installs what it needs first.
+
+# SANITIZE=1: every target built with ASan + UBSan (gcc) in a build directory of
+# its own, and the tests run there: `make test SANITIZE=1`, `make unit SANITIZE=1`.
+# A finding fails the test that met it: the process exits 1 with the report on
+# stderr (UBSan too: -fno-sanitize-recover), and the integration harness fails a
+# test whose phalanx logged a report (tests/integration/conftest.py).
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD       ?= build-asan
+CMAKE_FLAGS += -DPHALANX_SANITIZE=ON
+# check_initialization_order: static-init order bugs between our translation units.
+export ASAN_OPTIONS  ?= halt_on_error=1:detect_leaks=1:check_initialization_order=1:print_summary=1
+export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
+endif
 BUILD   ?= build
 CONFIG  ?= etc/phalanx.json
 PREFIX  ?= /usr/local
@@ -20,7 +34,7 @@ deps:
 	@bash scripts/install-deps.sh
 
 $(BUILD)/CMakeCache.txt: | deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
