@@ -1,4 +1,18 @@
 # The commands a person types. Each one installs what it needs first.
+
+# SANITIZE=1: every target built with ASan + UBSan (gcc) in a build directory of
+# its own, and the tests run there: `make test SANITIZE=1`, `make unit SANITIZE=1`.
+# A finding fails the test that met it: the process exits 1 with the report on
+# stderr (UBSan too: -fno-sanitize-recover), and the integration harness fails a
+# test whose phalanx logged a report (tests/integration/conftest.py).
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD       ?= build-asan
+CMAKE_FLAGS += -DPHALANX_SANITIZE=ON
+# check_initialization_order: static-init order bugs between our translation units.
+export ASAN_OPTIONS  ?= halt_on_error=1:detect_leaks=1:check_initialization_order=1:print_summary=1
+export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
+endif
 BUILD   ?= build
 CONFIG  ?= etc/phalanx.json
 PREFIX  ?= /usr/local
@@ -7,8 +21,12 @@ PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 CONFDIR ?= /etc/phalanx
 JOBS    ?= $(shell nproc)
+# make fuzz: libFuzzer harnesses (clang 14) in their own build directory.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ         ?=
 
-.PHONY: all deps build run test unit integration bench install uninstall clean
+.PHONY: all deps build run test unit integration fuzz fuzz-replay bench install uninstall clean
 
 all: build
 
@@ -16,7 +34,7 @@ deps:
 	@bash scripts/install-deps.sh
 
 $(BUILD)/CMakeCache.txt: | deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
@@ -32,6 +50,22 @@ unit: build
 
 integration: build
 	cd $(BUILD) && ctest --output-on-failure -R integration
+
+# Replays the fuzz seeds and every crash found so far (tests/fuzz/); no fuzzing.
+# make test runs it too.
+fuzz-replay: build
+	cd $(BUILD) && ctest --output-on-failure -R '^fuzz_replay_'
+
+# Fuzzes each harness (or only FUZZ=name) for FUZZ_SECONDS; what crashes is copied
+# into tests/fuzz/crashes/NAME/. Warnings are not errors in this build: clang warns
+# about things gcc does not, and the gcc build is the one that enforces them.
+$(FUZZ_BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-14 \
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DPHALANX_FUZZ=ON -DPHALANX_WERROR=OFF >/dev/null
+
+fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ)
 
 # Throughput, latency and memory; then what reloads and crashes cost under load.
 bench: build

@@ -11,6 +11,9 @@ PACKAGES=(
   redis-server curl wrk apache2-utils python3 python3-pytest socat iproute2 procps
   # systemd-analyze verify for the unit (tests/integration/test_install.py)
   systemd
+  # make fuzz: clang 14 with libFuzzer and the sanitizer runtimes (libclang-rt), and
+  # llvm-symbolizer for readable stacks (gcc's SANITIZE=1 build needs nothing more)
+  clang-14 libclang-rt-14-dev llvm-14
   # bench anchors (../shared/bench/compare.py)
   nginx-light haproxy
 )

@@ -29,6 +29,9 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PHALANX_BIN = os.environ.get("PHALANX_BIN") or os.path.join(REPO, "build", "phalanx")
 
 WORKER_TITLE = re.compile(r"^phalanx: worker (\d+) gen (\d+)")
+# What ASan, LSan and UBSan print when they find something (make test SANITIZE=1).
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error: |"
+                              r"SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer")
 MASTER_TITLE_PREFIX = "phalanx: master"
 
 # Every Phalanx instance started by the suite; used to attach logs to failures.
@@ -82,8 +85,13 @@ def phalanx_factory(phalanx_bin, tmp_path):
         return inst
 
     yield start
+    reports = []
     for inst in made:
-        inst.cleanup()
+        try:
+            inst.cleanup()
+        except AssertionError as e:  # a sanitizer report: clean up the others first
+            reports.append(str(e))
+    assert not reports, "\n".join(reports)
 
 
 def module_server(request, tmp_path_factory, name, **config_kw):
@@ -392,6 +400,16 @@ class Phalanx:
             for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
                 if f:
                     f.close()
+        self.assert_no_sanitizer_report()
+
+    def assert_no_sanitizer_report(self):
+        """A sanitized build (make test SANITIZE=1) reports on stderr, which the workers
+        share with the master; a worker that died of it is replaced and the test might
+        pass without this check."""
+        log = self.log()
+        m = SANITIZER_REPORT.search(log)
+        assert m is None, (f"a sanitizer report in the log of phalanx ({self.workdir}):\n"
+                           f"{log[max(0, m.start() - 2000):m.start() + 8000]}")
 
     # -- the control socket
     @property
