@@ -73,6 +73,13 @@ void checkRoutes(const Config& config) {
     }
     check(route.rate_limit.empty() || config.rate_limits.count(route.rate_limit) == 1,
           "a route with an unknown rate limit:", route.rate_limit);
+    for (size_t m = 0; m < route.methods.size(); ++m) {
+      check(isRouteMethod(route.methods[m]) && route.methods[m] != "CONNECT",
+            "a route method phalanx cannot take:", route.methods[m]);
+      check(std::find(route.methods.begin(), route.methods.begin() + m, route.methods[m]) ==
+                route.methods.begin() + m,
+            "a route method listed twice:", route.methods[m]);
+    }
     if (route.kind == RouteKind::Static) {
       const StaticResponseConfig& s = route.static_response;
       check(s.status >= 200 && s.status <= 599, "a static status outside 200-599");
@@ -109,6 +116,11 @@ void checkUpstreams(const Config& config) {
 }
 
 void checkLimitsAndKeys(const Config& config) {
+  const Limits& limits = config.limits;
+  check(limits.max_header_bytes >= 1024 && limits.max_header_bytes <= kMaxHeaderBytes,
+        "max_header_bytes outside 1024..1 MiB");
+  check(limits.max_headers >= 1 && limits.max_headers <= kMaxHeaderFields,
+        "max_headers outside 1..10000");
   for (const auto& [name, tier] : config.tiers) {
     check(validRate(tier.rate), "a tier with an empty rate:", name);
   }
