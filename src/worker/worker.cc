@@ -195,7 +195,11 @@ void Worker::onAcceptable(Listener& listener) {
       pauseAccepting();
       return;
     }
-    int fd = accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    // The peer's address comes with the accept (the access log wants it): no getpeername().
+    sockaddr_storage peer{};
+    socklen_t peer_length = sizeof peer;
+    int fd = accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &peer_length,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -214,7 +218,7 @@ void Worker::onAcceptable(Listener& listener) {
     shared::bump(cell_.traffic.accepted_connections);
     cell_.open_connections.store(open_connections_, std::memory_order_relaxed);
     connections_.emplace_front(*this);
-    connections_.front().start(fd, connections_.begin());
+    connections_.front().start(fd, reinterpret_cast<const sockaddr*>(&peer), connections_.begin());
   }
 }
 

@@ -1,7 +1,6 @@
 #include "worker/http/connection.h"
 
 #include <arpa/inet.h>
-#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 
 #include "shared/histogram.h"
@@ -12,26 +11,31 @@ namespace phalanx::worker {
 
 namespace {
 
+// What an answer usually takes: rendering it then costs one allocation.
+constexpr size_t kOutputReserve = 512;
+
 Connection& owner(uv_handle_t* handle) {
   return *static_cast<Connection*>(handle->data);
 }
 
-std::string peerName(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+std::string peerName(const sockaddr* peer) {
   char host[INET6_ADDRSTRLEN] = {};
   uint16_t port = 0;
-  if (ss.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+  if (peer->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(peer);
     inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
     port = ntohs(in->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  } else if (peer->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(peer);
     inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
     port = ntohs(in6->sin6_port);
   }
   return std::string(host) + ":" + std::to_string(port);
+}
+
+// Empties `buffer` and gives its memory back: an idle connection keeps none.
+void discard(std::string& buffer) {
+  std::string().swap(buffer);
 }
 
 }  // namespace
@@ -43,29 +47,28 @@ Connection::Connection(Worker& worker)
                       .max_headers = worker.limits().max_headers,
                       .path = {.merge_slashes = worker.http().merge_slashes}}) {}
 
-void Connection::start(int fd, std::list<Connection>::iterator self) {
+void Connection::start(int fd, const sockaddr* peer, std::list<Connection>::iterator self) {
   self_ = self;
   uv_tcp_init(worker_.loop(), &tcp_);
   uv_timer_init(worker_.loop(), &timer_);
   tcp_.data = this;
   timer_.data = this;
   handles_open_ = 2;
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // TCP_NODELAY waits for an answer that keeps the connection open (setNoDelay).
   if (int rc = uv_tcp_open(&tcp_, fd); rc != 0) {
     spdlog::warn("connection: uv_tcp_open(fd {}): {}", fd, uv_strerror(rc));
     ::close(fd);
     closeNow();
     return;
   }
-  if (worker_.accessLog() != nullptr) client_ = peerName(fd);
+  if (worker_.accessLog() != nullptr) client_ = peerName(peer);
   started_ns_ = uv_hrtime();
   setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
   startReading();
 }
 
 bool Connection::idle() const {
-  return !parser_.inRequest() && out_.empty() && !write_in_flight_ && pending_input_.empty() &&
+  return !parser_.inRequest() && out_.empty() && !writing() && pending_input_.empty() &&
          delayed_request_ == nullptr;
 }
 
@@ -108,7 +111,7 @@ void Connection::onRead(ssize_t nread, const uv_buf_t* buf) {
     // A client may half-close after sending its requests: answer what was
     // already read, then close.
     bool owed =
-        write_in_flight_ || !out_.empty() || !pending_input_.empty() || delayed_request_ != nullptr;
+        writing() || !out_.empty() || !pending_input_.empty() || delayed_request_ != nullptr;
     if (phase_ == Phase::Open && nread == UV_EOF && owed) {
       close_after_write_ = true;
       pump();
@@ -118,6 +121,12 @@ void Connection::onRead(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   if (phase_ != Phase::Open) return;  // lingering: discard what the client still sends
+  if (close_after_write_) {
+    // Input beyond the answer that closes the connection: never parsed, but it
+    // makes the close linger, or close() would reset that answer.
+    linger_ = true;
+    return;
+  }
   if (delayed_request_ != nullptr) {
     // Parsing waits for the delayed answer; pump() stops reading past kMaxHeldInput.
     pending_input_.append(buf->base, static_cast<size_t>(nread));
@@ -134,11 +143,19 @@ void Connection::parse(const char* data, size_t length) {
     case RequestParser::Outcome::Error:
       failRequest(parser_.errorStatus(), parser_.errorReason());
       break;
-    case RequestParser::Outcome::Paused:
-      pending_input_.append(data + parser_.consumed(), length - parser_.consumed());
+    case RequestParser::Outcome::Paused: {
+      size_t rest = length - parser_.consumed();
+      if (close_after_write_) {
+        // The answer closes the connection (closeAfterAnswer): the rest is
+        // never parsed. Pipelined bytes after it: linger, or close() resets.
+        if (rest > 0) linger_ = true;
+        break;
+      }
+      pending_input_.append(data + parser_.consumed(), rest);
       stopReading();
       break;
-    case RequestParser::Outcome::Stopped:
+    }
+    case RequestParser::Outcome::Stopped:  // after an error answer, which lingers
     case RequestParser::Outcome::Consumed: break;
   }
 }
@@ -148,7 +165,7 @@ void Connection::parse(const char* data, size_t length) {
 // was held back; then close if a response said so, or read again. Nothing it
 // calls re-enters it: libuv runs read and shutdown callbacks on later turns.
 void Connection::pump() {
-  while (phase_ == Phase::Open && !write_in_flight_) {
+  while (phase_ == Phase::Open && !writing()) {
     if (!out_.empty()) {
       if (!writeOut()) break;
     } else if (delayed_request_ != nullptr) {
@@ -188,7 +205,7 @@ void Connection::onHeadersComplete(Request& request) {
   if (request.expect_continue) {
     // The client waits for the 100 before it sends the body: send it now.
     out_ += Handlers::kContinue;
-    if (!write_in_flight_) writeOut();
+    if (!writing()) writeOut();
   }
 }
 
@@ -216,15 +233,38 @@ void Connection::answer(const Route* route, const Request& request) {
   ConnectionHeader header = ConnectionHeader::None;
   if (!keep_alive) {
     header = ConnectionHeader::Close;
-    parser_.stop();
-    close_after_write_ = true;
-  } else if (request.http_major == 1 && request.http_minor == 0) {
-    header = ConnectionHeader::KeepAlive;
+    closeAfterAnswer(request);
+  } else {
+    setNoDelay();
+    if (request.http_major == 1 && request.http_minor == 0) header = ConnectionHeader::KeepAlive;
   }
+  if (out_.empty()) out_.reserve(kOutputReserve);
   size_t before = out_.size();
   int status = worker_.handlers().respond(route, request, header, out_);
   countResponse(status, out_.size() - before, &request);
   setDeadline(uv_now(worker_.loop()) + worker_.limits().idle_timeout_ms);
+}
+
+// After the answer to `request`: nothing more is parsed, and the close lingers
+// when more input may follow (see the header).
+void Connection::closeAfterAnswer(const Request& request) {
+  close_after_write_ = true;
+  // The client meant to keep the connection (we close on drain or to shed it):
+  // its next request may be on its way. Input held while a delayed answer
+  // waited is input beyond this request.
+  if (request.keep_alive || !pending_input_.empty()) linger_ = true;
+  discard(pending_input_);
+  // feed() returns after this request; parse() sees whether bytes follow it.
+  // From a delayed answer (outside feed()) this only marks a parser that is
+  // never fed again.
+  parser_.pause();
+}
+
+// Once per connection, with its first answer that keeps it open (see the header).
+void Connection::setNoDelay() {
+  if (nodelay_) return;
+  nodelay_ = true;
+  uv_tcp_nodelay(&tcp_, 1);
 }
 
 void Connection::answerDelayed() {
@@ -237,13 +277,15 @@ void Connection::answerDelayed() {
 }
 
 void Connection::failRequest(int status, const char* reason) {
+  if (out_.empty()) out_.reserve(kOutputReserve);
   size_t before = out_.size();
   worker_.handlers().respondError(status, reason, out_);
   countResponse(status, out_.size() - before, nullptr);
   spdlog::debug("connection {}: {} {}", client_, status, reason);
   parser_.stop();
-  pending_input_.clear();
+  discard(pending_input_);
   close_after_write_ = true;
+  linger_ = true;  // the rest of the refused request may still be on its way
 }
 
 void Connection::countResponse(int status, uint64_t bytes, const Request* request) {
@@ -272,48 +314,42 @@ void Connection::countResponse(int status, uint64_t bytes, const Request* reques
   }
 }
 
-namespace {
-// After a burst, give back buffer memory instead of keeping the peak per connection.
-void release(std::string& buffer) {
-  if (buffer.capacity() > 64 * 1024) {
-    std::string().swap(buffer);
-  } else {
-    buffer.clear();
-  }
-}
-}  // namespace
-
 // Hands `out_` to the socket. Returns true when all of it went out now; false
-// when the rest is queued (write_in_flight_) or the connection failed.
+// when the rest is queued (writing()) or the connection failed.
 bool Connection::writeOut() {
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
   uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
   int written = uv_try_write(stream, &buf, 1);
   if (written == static_cast<int>(out_.size())) {
-    release(out_);
+    discard(out_);
     return true;
   }
   if (written < 0 && written != UV_EAGAIN) {
     closeNow();
     return false;
   }
-  // The socket took part (or none) of it: queue the rest and keep `out_` free
+  // The socket took part (or none) of it: queue the rest and leave `out_` empty
   // for responses parsed meanwhile.
   size_t offset = written > 0 ? static_cast<size_t>(written) : 0;
-  writing_.swap(out_);
-  out_.clear();
-  buf = uv_buf_init(writing_.data() + offset, static_cast<unsigned>(writing_.size() - offset));
-  write_req_.data = this;
-  write_in_flight_ = true;
-  uv_write(&write_req_, stream, &buf, 1, [](uv_write_t* req, int status) {
+  queued_write_ = std::make_unique<QueuedWrite>();
+  queued_write_->bytes.swap(out_);
+  std::string& bytes = queued_write_->bytes;
+  buf = uv_buf_init(bytes.data() + offset, static_cast<unsigned>(bytes.size() - offset));
+  queued_write_->req.data = this;
+  int rc = uv_write(&queued_write_->req, stream, &buf, 1, [](uv_write_t* req, int status) {
     static_cast<Connection*>(req->data)->onWriteDone(status);
   });
+  if (rc != 0) {  // no callback will come
+    queued_write_.reset();
+    closeNow();
+  }
   return false;
 }
 
+// libuv is done with the request when it calls back (also with UV_ECANCELED
+// from uv_close), so it is freed here.
 void Connection::onWriteDone(int status) {
-  write_in_flight_ = false;
-  release(writing_);
+  queued_write_.reset();
   if (status < 0 || phase_ == Phase::Closed) {
     closeNow();
     return;
@@ -321,19 +357,31 @@ void Connection::onWriteDone(int status) {
   pump();
 }
 
-// Lingering close: FIN first, then read and discard until the client closes (or
-// kLingerMs), so unread request bytes cannot turn our close into a reset that
-// destroys the response before the client reads it.
+// Called once everything owed is written. See the header for when a close lingers.
 void Connection::startClosing() {
   if (phase_ != Phase::Open) return;
-  phase_ = Phase::Closing;
-  shutdown_req_.data = this;
-  int rc = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_),
+  if (linger_ && !eof_) {
+    startLingering();
+  } else {
+    closeNow();
+  }
+}
+
+// FIN first, then read and discard until the client closes (or kLingerMs), so
+// unread request bytes cannot turn our close into a reset that destroys the
+// response before the client reads it.
+void Connection::startLingering() {
+  phase_ = Phase::Lingering;
+  shutdown_req_ = std::make_unique<uv_shutdown_t>();
+  shutdown_req_->data = this;
+  int rc = uv_shutdown(shutdown_req_.get(), reinterpret_cast<uv_stream_t*>(&tcp_),
                        [](uv_shutdown_t* req, int) {
                          auto* self = static_cast<Connection*>(req->data);
-                         if (self->phase_ == Phase::Closing && self->eof_) self->closeNow();
+                         self->shutdown_req_.reset();  // libuv is done with it
+                         if (self->phase_ == Phase::Lingering && self->eof_) self->closeNow();
                        });
   if (rc != 0) {
+    shutdown_req_.reset();
     closeNow();
     return;
   }
@@ -363,13 +411,15 @@ void Connection::onTimer() {
     answerDelayed();  // its due time, not a timeout
     return;
   }
-  if (phase_ != Phase::Open || write_in_flight_) {
+  if (phase_ != Phase::Open || writing()) {
     closeNow();  // lingering over, or a client that stopped reading our response
   } else if (parser_.inRequest() || (requests_ == 0 && !worker_.draining())) {
     failRequest(408, "request timeout");
     pump();
   } else {
-    startClosing();  // idle keep-alive, or the drain grace is over
+    // Idle keep-alive, or the drain grace is over: a request may be on its way.
+    linger_ = true;
+    startClosing();
   }
 }
 

@@ -1,17 +1,43 @@
 // One client connection: reads, parses, answers in order, writes, times out.
 //
-// Life: start() → reading requests → (close wanted) → flush → shutdown(FIN) →
-// linger until the client closes or kLingerMs → close → Worker::onConnectionClosed.
-// Every orderly close (Connection: close, an error answer, idle timeout, drain)
-// goes through FIN + linger, never a bare close(): unread request bytes would
-// turn it into a reset that destroys the response in flight. Only a failed
-// socket, or a client that stopped reading our answer, is closed at once.
+// Life: start() → reading requests → (close wanted) → flush → close, or, when
+// unread input may follow, shutdown(FIN) → linger until the client closes or
+// kLingerMs → close → Worker::onConnectionClosed.
+//
+// Closing: input that is unread when we close(), or that arrives after it,
+// makes the kernel send a reset, and a reset discards whatever of our answer is
+// still unsent in our socket. So an orderly close lingers (FIN first, then read
+// and discard until the client's FIN or kLingerMs) whenever input may follow:
+//   - an error answered before its request was fully read (an unread body is
+//     always this case: a request is answered only once its body was read);
+//   - bytes read beyond the last answered request, before or while its answer
+//     is written (pipelined: more of the pipeline may be on its way);
+//   - a keep-alive client we close on (drain, connection balancing, idle
+//     timeout): its next request may be on its way.
+// When the client asked to close (HTTP/1.0 without keep-alive, Connection:
+// close) and nothing more was read, or it half-closed, the answer is written and
+// the socket closed at once (once a queued write has completed): the kernel
+// sends the rest of the answer and then our FIN, and the client's own FIN costs
+// no wakeup. Input sent after its last request and before our close() would
+// still draw a reset; like nginx's `lingering_close on`, that window is accepted
+// (a client that asked to close sends nothing more). A failed socket, or a
+// client that stopped reading our answer, is closed at once.
+//
+// Nagle: a connection gets TCP_NODELAY with its first answer that keeps it open,
+// so an answer written while an earlier one is still unacknowledged (pipelined,
+// or behind a delayed answer) never waits for the client's delayed ACK; an
+// answer followed by a close is pushed out by the FIN, so a one-request
+// connection never pays for the setsockopt.
 //
 // Writes: responses to everything parsed from one read are appended to one
 // buffer and sent with one uv_try_write; only what the socket does not take goes
 // through a queued uv_write. Output is bounded: once kMaxPendingOutput is
 // waiting, parsing pauses mid-buffer (the rest of the input is kept) and
 // reading stops, until the client has read what it asked for.
+//
+// Memory: an idle keep-alive connection holds this object and the parser's
+// reused header strings; output buffers and libuv's write and shutdown requests
+// exist only while they are in use.
 //
 // Timeouts: one uv timer per connection, re-armed lazily: a new deadline later
 // than the armed one is only recorded, so a keep-alive request costs no timer
@@ -32,10 +58,12 @@
 // the latency from the request's first byte to the response being queued.
 #pragma once
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <string>
 
 #include "worker/http/http_parser.h"
@@ -60,16 +88,24 @@ class Connection final : public RequestParser::Listener {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Takes ownership of an accepted, non-blocking socket. On failure the socket is
-  // closed and the connection closes itself.
-  void start(int fd, std::list<Connection>::iterator self);
+  // Takes ownership of an accepted, non-blocking socket; `peer` is its address
+  // as accept4() returned it. On failure the socket is closed and the connection
+  // closes itself.
+  void start(int fd, const sockaddr* peer, std::list<Connection>::iterator self);
 
   // Graceful stop: an idle connection closes after kDrainGraceMs; a busy one
   // answers its current request with Connection: close and then closes.
   void beginDrain();
 
  private:
-  enum class Phase { Open, Closing, Closed };
+  // Open → Closed directly, or through Lingering when unread input may follow.
+  enum class Phase { Open, Lingering, Closed };
+  // A uv_write in flight and the bytes it sends: allocated only when the socket
+  // did not take a whole answer at once.
+  struct QueuedWrite {
+    uv_write_t req{};
+    std::string bytes;
+  };
 
   // RequestParser::Listener
   void onRequestBegin(Request& request) override;
@@ -88,7 +124,10 @@ class Connection final : public RequestParser::Listener {
   bool writeOut();
   void onWriteDone(int status);
   void failRequest(int status, const char* reason);
+  void closeAfterAnswer(const Request& request);
+  void setNoDelay();
   void startClosing();
+  void startLingering();
   void closeNow();
   void onHandleClosed();
   void onTimer();
@@ -96,25 +135,27 @@ class Connection final : public RequestParser::Listener {
   // `request` is nullptr for a refusal before a request was complete.
   void countResponse(int status, uint64_t bytes, const Request* request);
   bool idle() const;
+  bool writing() const { return queued_write_ != nullptr; }
   void startDrainGrace();
 
   Worker& worker_;
   std::list<Connection>::iterator self_;
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
-  uv_write_t write_req_{};
-  uv_shutdown_t shutdown_req_{};
+  std::unique_ptr<QueuedWrite> queued_write_;    // non-null while a write is in flight
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;  // non-null while lingering's FIN is queued
   RequestParser parser_;
   std::string out_;            // responses not yet handed to the socket
-  std::string writing_;        // bytes owned by the in-flight uv_write
   std::string pending_input_;  // read but not parsed: parsing paused on output or a delay
   // The request waiting for its delayed answer, or nullptr. The parser is
   // paused meanwhile, so the Request it owns stays as it was.
   const Request* delayed_request_ = nullptr;
   const Route* delayed_route_ = nullptr;
   Phase phase_ = Phase::Open;
-  bool write_in_flight_ = false;
   bool close_after_write_ = false;
+  // Unread input may follow the last answer: close through FIN + linger.
+  bool linger_ = false;
+  bool nodelay_ = false;  // TCP_NODELAY is set
   bool drain_grace_started_ = false;
   bool reading_ = false;
   bool eof_ = false;
