@@ -13,9 +13,16 @@
 // The listener does what the connection does: stop() after a request that does
 // not keep the connection alive. It never pauses, so Paused must not come back.
 //
+// Each run also checks what the parser promises about every request it hands
+// over (http_parser.h), whatever the split: the header section has exactly one
+// Host (HTTP/1.1) or at most one (HTTP/1.0) and not both Content-Length and
+// Transfer-Encoding; the version is 1.x and the method not CONNECT; the target,
+// the header section and the body stay within the limits.
+//
 // Errors: all three runs must agree that the input is refused, where, and with
 // which status (the parser counts its limits in bytes of the stream, so a bad
 // byte past max_header_bytes is a 431 however the bytes come).
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -39,6 +46,19 @@ RequestParser::Limits limitsFor(uint8_t seed) {
           .path = {.merge_slashes = (seed & 1) == 0}};
 }
 
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "http_parser_fuzz: %s\n", what);
+  __builtin_trap();
+}
+
+bool nameIs(std::string_view name, std::string_view lower) {
+  if (name.size() != lower.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(name[i])) != lower[i]) return false;
+  }
+  return true;
+}
+
 struct Run {
   std::vector<std::string> events;
   std::string outcome;  // "consumed", "stopped", "error"
@@ -47,14 +67,34 @@ struct Run {
 
 class Recorder : public RequestParser::Listener {
  public:
-  explicit Recorder(Run& run) : run_(run) {}
+  Recorder(Run& run, const RequestParser::Limits& limits) : run_(run), limits_(limits) {}
   void attach(RequestParser& parser) { parser_ = &parser; }
 
   void onRequestBegin(Request&) override { run_.events.emplace_back("begin"); }
 
+  // The header section is complete here; what comes later (trailers) is not
+  // part of it, so the no-smuggling promises are checked on it now.
   void onHeadersComplete(Request& request) override {
-    run_.events.push_back(std::string("headers expect_continue=") +
-                          (request.expect_continue ? "1" : "0"));
+    hosts_ = 0;
+    size_t header_bytes = request.target.size();
+    bool content_length = false, transfer_encoding = false;
+    for (size_t i = 0; i < request.headerCount(); ++i) {
+      const auto& h = request.header(i);
+      std::string_view name = h.first;
+      hosts_ += nameIs(name, "host") ? 1 : 0;
+      content_length = content_length || nameIs(name, "content-length");
+      transfer_encoding = transfer_encoding || nameIs(name, "transfer-encoding");
+      // An absolute-form target's authority replaces Host: it is counted in the target.
+      header_bytes += name.size() + (nameIs(name, "host") ? 0 : h.second.size());
+    }
+    if (hosts_ > 1) fail("a request with more than one Host");
+    // +1: an HTTP/1.0 absolute-form request without Host gets one.
+    if (request.headerCount() > limits_.max_headers + 1) fail("more fields than max_headers");
+    if (content_length && transfer_encoding)
+      fail("a request with Content-Length and Transfer-Encoding");
+    if (header_bytes > limits_.max_header_bytes) fail("a header section over max_header_bytes");
+    run_.events.push_back("headers count=" + std::to_string(request.headerCount()) +
+                          " expect_continue=" + (request.expect_continue ? "1" : "0"));
   }
 
   // The Request is valid only during this call: everything is copied.
@@ -73,12 +113,21 @@ class Recorder : public RequestParser::Listener {
       e += " [" + std::string(h.first) + ": " + std::string(h.second) + "]";
     }
     run_.events.push_back(std::move(e));
+    if (request.http_major != 1) fail("a request with a version other than 1.x");
+    if (request.http_minor >= 1 && (hosts_ != 1 || request.host().empty()))
+      fail("an HTTP/1.1 request without a Host");
+    if (request.path().empty() || (request.path()[0] != '/' && request.path() != "*"))
+      fail("a routing path that is not rooted");
+    if (request.method == HTTP_CONNECT) fail("a CONNECT request");
+    if (request.body_bytes > limits_.max_body_bytes) fail("a body over max_body_bytes");
     if (!request.keep_alive) parser_->stop();  // as the connection does: it will close
   }
 
  private:
   Run& run_;
+  const RequestParser::Limits& limits_;
   RequestParser* parser_ = nullptr;
+  int hosts_ = 0;  // Host fields in the header section of the current request
 };
 
 // A small deterministic generator (splitmix64): the same seed gives the same pieces.
@@ -102,17 +151,12 @@ class Splitter {
   uint64_t state_;
 };
 
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "http_parser_fuzz: %s\n", what);
-  __builtin_trap();
-}
-
 // Feeds `data` in the pieces `pieceSize(left)` chooses; stops at the first
 // outcome other than Consumed, and checks that the parser stays there.
 template <typename PieceSize>
 Run parse(std::string_view data, const RequestParser::Limits& limits, PieceSize pieceSize) {
   Run run;
-  Recorder recorder(run);
+  Recorder recorder(run, limits);
   RequestParser parser(recorder, limits);
   recorder.attach(parser);
   RequestParser::Outcome outcome = RequestParser::Outcome::Consumed;
