@@ -62,6 +62,7 @@ uv_buf_t Worker::readBuffer() {
 }
 
 bool Worker::start(std::string* error) {
+  if (!adopter_.start(loop_, error)) return false;
   if (config_.log.access != "off") {
     access_log_ = AccessLog::open(config_.log.access, options_.slot, error);
     if (!access_log_) return false;

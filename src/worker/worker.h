@@ -20,6 +20,7 @@
 #include "worker/access_log.h"
 #include "worker/handlers.h"
 #include "worker/http/connection.h"
+#include "worker/http/socket_adopter.h"
 
 namespace phalanx::worker {
 
@@ -64,6 +65,8 @@ class Worker {
     return true;
   }
   uv_buf_t readBuffer();
+  // Makes an initialized uv_tcp_t own an accepted socket (socket_adopter.h).
+  int adoptSocket(uv_tcp_t* tcp, int fd) { return adopter_.adopt(tcp, fd); }
   void onConnectionClosed(std::list<Connection>::iterator connection);
 
  private:
@@ -73,9 +76,9 @@ class Worker {
   // backlog, and on EMFILE it backs off for kAcceptRetryMs. libuv's server can
   // only stop by holding one accepted connection in limbo (reset if the worker
   // then drains), and on EMFILE it accepts and closes every queued connection
-  // (uv__emfile_trick) without telling its callback. The price is one redundant
-  // ioctl(FIONBIO) per connection, from uv_tcp_open: about one syscall in eight
-  // of a one-request connection.
+  // (uv__emfile_trick) without telling its callback. Accepted sockets reach
+  // their uv_tcp_t through the SocketAdopter, which spares the ioctl(FIONBIO)
+  // uv_tcp_open would spend on each.
   struct Listener {
     Worker* worker = nullptr;
     int fd = -1;
@@ -111,6 +114,7 @@ class Worker {
   uv_signal_t sigterm_{}, sigquit_{}, sigusr1_{};
   uv_timer_t heartbeat_timer_{}, drain_timer_{}, accept_retry_timer_{};
   std::unique_ptr<char[]> read_buffer_;
+  SocketAdopter adopter_;
 };
 
 }  // namespace phalanx::worker

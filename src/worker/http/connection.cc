@@ -55,9 +55,8 @@ void Connection::start(int fd, const sockaddr* peer, std::list<Connection>::iter
   timer_.data = this;
   handles_open_ = 2;
   // TCP_NODELAY waits for an answer that keeps the connection open (setNoDelay).
-  if (int rc = uv_tcp_open(&tcp_, fd); rc != 0) {
-    spdlog::warn("connection: uv_tcp_open(fd {}): {}", fd, uv_strerror(rc));
-    ::close(fd);
+  if (int rc = worker_.adoptSocket(&tcp_, fd); rc != 0) {
+    spdlog::warn("connection: cannot adopt fd {}: {}", fd, uv_strerror(rc));  // fd is closed
     closeNow();
     return;
   }
