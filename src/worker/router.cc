@@ -24,10 +24,10 @@ void compileMethods(const std::vector<std::string>& names, Route& route) {
     route.methods = ((uint64_t{1} << kMethodCount) - 1) & ~bitOf("TRACE") & ~bitOf("CONNECT");
     allow = Router::kDefaultAllow;
   }
+  bool head_listed = std::find(names.begin(), names.end(), "HEAD") != names.end();
   for (const std::string& name : names) {
     route.methods |= bitOf(name);
     allow += (allow.empty() ? "" : ", ") + name;
-    bool head_listed = std::find(names.begin(), names.end(), "HEAD") != names.end();
     if (name == "GET" && !head_listed) {
       route.methods |= bitOf("HEAD");
       allow += ", HEAD";

@@ -8,6 +8,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "worker/http/ascii.h"
 #include "worker/http/request_target.h"
 
 namespace phalanx::worker {
@@ -22,17 +23,6 @@ constexpr size_t kKeepFields = 64;
 
 RequestParser& self(llhttp_t* p) {
   return *static_cast<RequestParser*>(p->data);
-}
-
-// `lower` must be lowercase ASCII. Inline: libc's strncasecmp showed in profiles.
-bool equalsLowercase(std::string_view text, std::string_view lower) {
-  if (text.size() != lower.size()) return false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c | 0x20);
-    if (c != lower[i]) return false;
-  }
-  return true;
 }
 
 // RFC 9110 5.6.2 tchar. llhttp 8.1 built without strict mode lets a space into or
@@ -60,11 +50,7 @@ bool isBlank(char c) {
 
 template <typename T>
 void giveBackIfLarge(T& storage, size_t keep) {
-  if (storage.capacity() > keep) {
-    T().swap(storage);
-  } else {
-    storage.clear();
-  }
+  if (storage.capacity() > keep) T().swap(storage);
 }
 
 }  // namespace

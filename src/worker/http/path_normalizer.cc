@@ -2,6 +2,8 @@
 
 #include <cstddef>
 
+#include "worker/http/ascii.h"
+
 namespace phalanx::worker {
 
 namespace {
@@ -25,13 +27,6 @@ bool isControl(unsigned char c) {
 bool isUnreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '.' || c == '_' || c == '~';
-}
-
-int hexValue(unsigned char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
 }
 
 // The fast path's test, run on every request: one pass, no writes. Anything

@@ -6,13 +6,11 @@
 #include <cstdint>
 #include <cstring>
 
+#include "worker/http/ascii.h"
+
 namespace phalanx::worker {
 
 namespace {
-
-bool isHex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
 
 // RFC 3986 reg-name: unreserved and sub-delims are 1, '%' (an escape follows)
 // is 2, anything else 0. One lookup a byte: every request's Host goes through.
@@ -31,7 +29,9 @@ bool isRegName(std::string_view host) {
   for (size_t i = 0; i < host.size(); ++i) {
     uint8_t kind = kRegName[static_cast<unsigned char>(host[i])];
     if (kind == 1) continue;
-    if (kind == 0 || i + 2 >= host.size() || !isHex(host[i + 1]) || !isHex(host[i + 2]))
+    if (kind == 0 || i + 2 >= host.size() ||
+        hexValue(static_cast<unsigned char>(host[i + 1])) < 0 ||
+        hexValue(static_cast<unsigned char>(host[i + 2])) < 0)
       return false;
     i += 2;
   }
@@ -59,14 +59,7 @@ bool isPort(std::string_view port) {
 // "http://" or "https://" in any case: the length of the prefix, or 0.
 size_t schemePrefix(std::string_view target) {
   for (std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
-    if (target.size() < scheme.size()) continue;
-    bool same = true;
-    for (size_t i = 0; i < scheme.size() && same; ++i) {
-      char c = target[i];
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c | 0x20);
-      same = c == scheme[i];
-    }
-    if (same) return scheme.size();
+    if (equalsLowercase(target.substr(0, scheme.size()), scheme)) return scheme.size();
   }
   return 0;
 }
