@@ -1,0 +1,3 @@
+#include "shared/policy/lease.h"
+
+// Implementation follows in the next commit; nothing calls this yet.
