@@ -16,10 +16,21 @@
 
 namespace phalanx::shared {
 
+std::optional<Address> config_parse::readAddress(Errors& errors, const std::string& path,
+                                                 element value) {
+  std::string text;
+  if (!json::readString(errors, path, value, text)) return std::nullopt;
+  std::string why;
+  std::optional<Address> address = parseAddress(text, &why);
+  if (!address) errors.add(path, why);
+  return address;
+}
+
 namespace {
 
 using config_parse::Parse;
 using config_parse::parseRoutes;
+using config_parse::readAddress;
 using json::AtLeast;
 using json::element;
 using json::Errors;
@@ -34,15 +45,6 @@ using json::readNamed;
 using json::readString;
 using json::readUnsigned;
 using simdjson::dom::element_type;
-
-std::optional<Address> readAddress(Errors& errors, const std::string& path, element value) {
-  std::string text;
-  if (!readString(errors, path, value, text)) return std::nullopt;
-  std::string why;
-  std::optional<Address> address = parseAddress(text, &why);
-  if (!address) errors.add(path, why);
-  return address;
-}
 
 // Upper bounds of UpstreamConfig::retries and ::max_idle_connections: more
 // retries only multiply an outage; more idle connections only hold fds.
@@ -73,6 +75,8 @@ void parseListen(Parse& p, element value) {
   forEachItem(p.errors, "listen", value, true, [&](const std::string& path, element item) {
     if (auto address = readAddress(p.errors, path, item)) {
       addUnique(p, path, std::move(*address), p.config.listen, paths);
+    } else {
+      p.listen_complete = false;
     }
   });
 }

@@ -8,7 +8,9 @@
 // - Every key has a default except `listen` and `routes`.
 // - Durations end in `_ms`, sizes in `_bytes`; `max_memory` takes a unit ("512M").
 // - Cross-checks are done here too: a health check's timeout_ms within its
-//   interval_ms, at most kMaxUpstreamTargets targets over all upstreams.
+//   interval_ms, at most kMaxUpstreamTargets targets over all upstreams, a
+//   route's listen addresses among the top-level ones, retry_on only on
+//   upstream routes.
 // - Nothing here touches sockets or processes: the master, the workers and the
 //   unit tests call the same pure function.
 #pragma once
@@ -200,6 +202,12 @@ struct RouteConfig {
   // The methods this route answers; others get a 405 with Allow. Empty: every
   // method but TRACE (and CONNECT, which no route accepts).
   std::vector<std::string> methods;
+  // Upstream statuses that may be retried (502, 503, 504, each once); only on
+  // an upstream route. Empty: no status is.
+  std::vector<int> retry_on;
+  // The route matches only on connections accepted on these addresses, each
+  // one of Config::listen. Empty: on every listen address.
+  std::vector<Address> listen;
 };
 
 // Request methods a route may list in "methods" (llhttp's HTTP methods but CONNECT).

@@ -98,11 +98,9 @@ std::string replaceOnce(std::string text, const std::string& from, const std::st
 }
 
 TEST_CASE("config: the design's example reports exactly the parts not available yet") {
-  CHECK(errorsOf(kDesignExample) ==
-        Errors{"routes[2].upstream: proxy routes are not available in this version",
-               "routes[2].rate_limit: not available in this version",
-               "routes[2].auth: not available in this version",
-               "routes[2].cache: not available in this version"});
+  CHECK(errorsOf(kDesignExample) == Errors{"routes[2].rate_limit: not available in this version",
+                                           "routes[2].auth: not available in this version",
+                                           "routes[2].cache: not available in this version"});
 }
 
 TEST_CASE("config: the design's example minus the refused routes parses with its values") {
@@ -397,10 +395,12 @@ TEST_CASE("config: builtins and upstream references are checked") {
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}}, {"path": "/x", "static": {}},
                               {"prefix": "/api/", "upstream": "api"})")) ==
         Errors{"routes[2].upstream: no upstream named \"api\""});
-  CHECK(errorsOf(
-            withRoute(R"({"prefix": "/api/", "upstream": "api"})",
-                      R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:9001"}]}})")) ==
-        Errors{"routes[0].upstream: proxy routes are not available in this version"});
+  Config proxy =
+      valid(withRoute(R"({"prefix": "/api/", "upstream": "api"})",
+                      R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:9001"}]}})"));
+  REQUIRE(proxy.routes.size() == 1);
+  CHECK(proxy.routes[0].kind == RouteKind::Upstream);
+  CHECK(proxy.routes[0].upstream == "api");
 }
 
 TEST_CASE("config: every builtin has its name") {
@@ -958,6 +958,80 @@ TEST_CASE("config: at most kMaxUpstreamTargets targets over all upstreams") {
         kMaxUpstreamTargets);
   CHECK(errorsOf(manyTargets(kMaxUpstreamTargets + 1)) ==
         Errors{"upstreams: 1025 targets over all upstreams, at most 1024"});
+}
+
+TEST_CASE("config: retry_on lists 502, 503, 504 once each, on upstream routes only") {
+  std::string api = R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:9001"}]}})";
+  auto route = [&](const std::string& retry_on) {
+    return withRoute(R"({"prefix": "/api/", "upstream": "api", "retry_on": )" + retry_on + "}",
+                     api);
+  };
+  CHECK(valid(withRoute(R"({"prefix": "/api/", "upstream": "api"})", api))
+            .routes[0]
+            .retry_on.empty());
+  CHECK(valid(route("[502, 503, 504]")).routes[0].retry_on == std::vector<int>{502, 503, 504});
+  CHECK(valid(route("[504]")).routes[0].retry_on == std::vector<int>{504});
+  CHECK(errorsOf(route("[500]")) ==
+        Errors{"routes[0].retry_on[0]: must be 502, 503 or 504, got 500"});
+  CHECK(errorsOf(route("[502, 502]")) == Errors{"routes[0].retry_on[1]: listed twice"});
+  CHECK(errorsOf(route("[\"502\"]")) ==
+        Errors{"routes[0].retry_on[0]: expected a non-negative integer, got string"});
+  CHECK(errorsOf(route("[]")) == Errors{"routes[0].retry_on: must not be empty"});
+  CHECK(errorsOf(route("502")) == Errors{"routes[0].retry_on: expected an array, got number"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "retry_on": [502]})")) ==
+        Errors{"routes[0].retry_on: only for a route with \"upstream\""});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "builtin": "live", "retry_on": [502]})")) ==
+        Errors{"routes[0].retry_on: only for a route with \"upstream\""});
+}
+
+TEST_CASE("config: a route's listen addresses are top-level listen addresses") {
+  auto config = [](const std::string& routes) {
+    return R"({"listen": ["127.0.0.1:8080", "127.0.0.1:8081"], "routes": [)" + routes + "]}";
+  };
+  Config c = valid(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8081"]},
+                             {"path": "/all", "static": {}})"));
+  REQUIRE(c.routes[0].listen.size() == 1);
+  CHECK(c.routes[0].listen[0] == c.listen[1]);
+  CHECK(c.routes[0].listen[0].text == "127.0.0.1:8081");
+  CHECK(c.routes[1].listen.empty());
+  // Equal as addresses, whatever the spelling.
+  CHECK(valid(config(R"({"path": "/", "static": {}, "listen": ["localhost:8080"]})"))
+            .routes[0]
+            .listen[0] == c.listen[0]);
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:9999"]})")) ==
+        Errors{"routes[0].listen[0]: \"127.0.0.1:9999\" is not one of the top-level \"listen\" "
+               "addresses"});
+  CHECK(errorsOf(config(
+            R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8081", "127.0.0.1:8081"]})")) ==
+        Errors{"routes[0].listen[1]: listed twice"});
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1"]})")).size() == 1);
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}, "listen": []})")) ==
+        Errors{"routes[0].listen: must not be empty"});
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}, "listen": "127.0.0.1:8080"})")) ==
+        Errors{"routes[0].listen: expected an array, got string"});
+  // A bad top-level listener is reported once, not again for each route naming it.
+  CHECK(errorsOf(R"({"listen": ["127.0.0.1:8080", "127.0.0.1:0"],
+                     "routes": [{"path": "/", "static": {}, "listen": ["127.0.0.1:8081"]}]})") ==
+        Errors{"listen[1]: port must be 1-65535"});
+}
+
+TEST_CASE("config: the same path on other listen addresses is still reachable") {
+  auto config = [](const std::string& routes) {
+    return R"({"listen": ["127.0.0.1:8080", "127.0.0.1:8081"], "routes": [)" + routes + "]}";
+  };
+  CHECK(valid(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8080"]},
+                        {"path": "/", "static": {}, "listen": ["127.0.0.1:8081"]})"))
+            .routes.size() == 2);
+  CHECK(valid(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8080"]},
+                        {"path": "/", "static": {}})"))
+            .routes.size() == 2);
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}},
+                           {"path": "/", "static": {}, "listen": ["127.0.0.1:8081"]})")) ==
+        Errors{"routes[1]: same path as routes[0], which always matches first"});
+  CHECK(errorsOf(
+            config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8080", "127.0.0.1:8081"]},
+                           {"path": "/", "static": {}})")) ==
+        Errors{"routes[1]: same path as routes[0], which always matches first"});
 }
 
 }  // namespace phalanx::shared
