@@ -360,3 +360,31 @@ def test_through_nginx(phalanx_factory, nginx_upstream):
     body = curl("-o", "-", f"http://127.0.0.1:{ph.port}/big")
     assert len(body) == 16 << 20
     assert hashlib.sha256(body).hexdigest() == pattern_sha256(16 << 20)
+
+
+# --------------------------------------------------------------------------
+# make run
+
+
+def test_the_default_config_demonstrates_the_gateway(phalanx_factory):
+    """etc/phalanx.json: 8080 proxies /api/ to the demo API on 8081 (here: free ports)."""
+    import os
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(repo, "etc", "phalanx.json")) as f:
+        text = f.read()
+    gateway, demo = free_port(), free_port()
+    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{gateway}").replace(
+        "127.0.0.1:8081", f"127.0.0.1:{demo}")
+    cfg = json.loads(text)
+    cfg["workers"] = 2
+    cfg["log"]["access"] = "off"
+    ph = phalanx_factory(cfg)
+    status, headers, body = get(gateway, "/api/users")
+    assert status == 200 and json.loads(body)[0]["name"] == "Ada"
+    assert re.fullmatch(r"[0-9a-f]{32}", header(headers, "X-Request-Id"))
+    t0 = time.monotonic()
+    assert get(gateway, "/api/slow")[0] == 200 and time.monotonic() - t0 >= 0.3
+    assert get(gateway, "/api/nothing")[0] == 404
+    assert get(gateway, "/api/users", method="POST")[0] == 405
+    assert get(demo, "/api/users")[0] == 200  # the demo API itself, on its own port
+    assert ph.running()
