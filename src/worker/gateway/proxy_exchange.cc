@@ -223,6 +223,7 @@ void ProxyExchange::onUpstreamData(const char* data, size_t length) {
       return;
     case UpstreamResponseParser::Outcome::Consumed: break;
   }
+  sink_.flush();
   if (!reading_paused_ && sink_.pendingOutput() > kMaxClientBacklog) {
     reading_paused_ = true;
     conn_->stopReading();
@@ -289,6 +290,7 @@ void ProxyExchange::onResponseHead(const ResponseHead& head) {
     appendClientResponseHead(interim, head, ClientFraming::None, 0, ConnectionHeader::None, {},
                              gateway_.date());
     sink_.write(interim);
+    sink_.flush();
     return;
   }
   status_ = head.status;

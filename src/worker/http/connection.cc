@@ -509,12 +509,17 @@ ConnectionHeader Connection::beginResponse(bool must_close) {
 void Connection::write(std::string_view bytes) {
   if (phase_ != Phase::Open) return;
   exchange_out_bytes_ += bytes.size();
+  if (out_.empty()) out_.reserve(kOutputReserve);
   out_.append(bytes);
-  if (!writing()) writeOut();
+}
+
+void Connection::flush() {
+  if (phase_ == Phase::Open && !writing() && !out_.empty()) writeOut();
 }
 
 void Connection::finish(int status, uint64_t, bool reusable) {
   if (phase_ == Phase::Closed) return;
+  flush();
   exchange_done_ = true;
   exchange_status_ = status;
   if (!reusable) {

@@ -12,7 +12,9 @@
 //     resumeInput(). Whatever was already read is still delivered: an exchange
 //     buffers at most one read (Worker's read buffer) beyond its own limit.
 //   - The response goes out with sink.beginResponse() (once), sink.write() as
-//     bytes arrive, and sink.finish() when it is complete. While
+//     bytes arrive, and sink.finish() when it is complete. write() only
+//     appends: bytes go to the socket on flush() (or finish()), so what one
+//     upstream read brought leaves in one system call. While
 //     sink.pendingOutput() is above the exchange's limit it stops reading its
 //     upstream, and resumes on onOutputDrained().
 //   - An exchange may finish before the request body ended (an early answer:
@@ -48,6 +50,8 @@ class ExchangeSink {
   // The connection adds its own reasons (the client asked, drain, shedding).
   virtual ConnectionHeader beginResponse(bool must_close) = 0;
   virtual void write(std::string_view bytes) = 0;
+  // Hands what write() appended to the socket.
+  virtual void flush() = 0;
   // The response is complete. `reusable` false: the connection must close after it
   // (the body was cut short, or framing could not be kept).
   virtual void finish(int status, uint64_t body_bytes, bool reusable) = 0;
