@@ -123,7 +123,8 @@ UpstreamConnection* UpstreamPool::take(uint32_t target, UpstreamConnection::User
   UpstreamConnection* conn = idle.back();
   idle.pop_back();
   uv_timer_stop(&conn->idle_timer_);
-  conn->stopReading();
+  // It keeps reading: the new user reads its response through the same
+  // callback, and a stop + start would cost two epoll_ctl calls a request.
   conn->state_ = UpstreamConnection::State::Busy;
   conn->user_ = user;
   return conn;

@@ -157,7 +157,9 @@ void Connection::parse(const char* data, size_t length) {
         break;
       }
       pending_input_.append(data + parser_.consumed(), rest);
-      stopReading();
+      // Held for an answer still to come, reading goes on (pump() bounds it);
+      // a stop and restart would cost two epoll_ctl calls a request.
+      if (!holding()) stopReading();
       break;
     }
     case RequestParser::Outcome::Stopped:  // after an error answer, which lingers
