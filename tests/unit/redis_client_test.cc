@@ -142,6 +142,8 @@ TEST_CASE("redis: a server killed mid-run fails pending and new commands; a rest
   RedisClient client(loop.get(), testOptions(server.port()));
   int subscribed = 0;
   std::vector<std::string> messages;
+  int connects = 0;
+  client.onConnected([&] { ++connects; });
   client.subscribe(
       "news", [&](std::string_view m) { messages.emplace_back(m); }, [&] { ++subscribed; });
   client.start();
@@ -177,6 +179,7 @@ TEST_CASE("redis: a server killed mid-run fails pending and new commands; a rest
   REQUIRE(loop.runUntil([&] { return !messages.empty(); }, 1000));
   CHECK(messages == std::vector<std::string>{"back"});
   CHECK(client.counters().reconnects == 2);  // both connections
+  CHECK(connects == 2);
   client.close();
 }
 

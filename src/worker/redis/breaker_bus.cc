@@ -91,8 +91,13 @@ void BreakerBus::onTransition(Handler handler) {
   handler_ = std::move(handler);
   if (subscribed_) return;
   subscribed_ = true;
+  client_.onConnected([this] { readSnapshot(); });
   client_.subscribe(
-      channel_, [this](std::string_view message) { receive(message); }, [this] { readSnapshot(); });
+      channel_, [this](std::string_view message) { receive(message); },
+      [this] {
+        snapshot_wanted_ = true;
+        readSnapshot();
+      });
 }
 
 void BreakerBus::publish(const BreakerTransition& transition) {
@@ -140,10 +145,17 @@ void BreakerBus::receive(std::string_view message) {
 }
 
 // After each (re)subscription: what was published while this host was not
-// listening is in the hash. Failure is fine: the next subscription reads again.
+// listening is in the hash.
 void BreakerBus::readSnapshot() {
+  if (!snapshot_wanted_ || snapshot_reading_ || !client_.connected()) return;
+  snapshot_reading_ = true;
+  snapshot_wanted_ = false;
   client_.command({"HGETALL", state_key_}, [this](RedisReply reply) {
-    if (!reply.ok() || reply.type != RedisReply::Type::Array) return;
+    snapshot_reading_ = false;
+    if (!reply.ok() || reply.type != RedisReply::Type::Array) {
+      snapshot_wanted_ = true;  // again once the command connection is (back) up
+      return;
+    }
     // Field, value, field, value...: only the values matter, they name their breaker.
     for (size_t i = 1; i < reply.elements.size(); i += 2) receive(reply.elements[i].str);
   });

@@ -9,11 +9,13 @@
 //   down the message is dropped and counted, and breakers keep working locally.
 // - The handler runs for every valid message on the channel and, after each
 //   (re)subscription, for every entry of `HGETALL <prefix>:breaker-state`, so a
-//   host that was cut off catches up. Messages from this bus's own origin are
-//   skipped (the host's workers already share the breaker through shm), and so
-//   is a transition not newer (at_wall_ms) than the last one this bus saw or
-//   published for the same breaker: a snapshot read after a live message, or a
-//   message replayed by a later snapshot, never moves a breaker back in time.
+//   host that was cut off catches up (if that read fails, or the command
+//   connection is not up yet, it is retried once that connection is up).
+//   Messages from this bus's own origin are skipped (the host's workers share
+//   the breaker through shm already), and so is a transition not newer
+//   (at_wall_ms) than the last one this bus saw or published for the same
+//   breaker: a snapshot read after a live message, or a message replayed by a
+//   later snapshot, never moves a breaker back in time.
 // - Malformed, oversized or invalid messages are dropped and counted.
 // - The RedisClient must outlive the bus; its callbacks reach the bus, so the
 //   bus must outlive the client's use of it (close the client first).
@@ -84,6 +86,7 @@ class BreakerBus {
 
  private:
   void receive(std::string_view message);
+  // Reads the hash when one is wanted and the command connection is up.
   void readSnapshot();
   // True when `t` is newer than what was seen for its breaker; remembers it.
   bool advance(const BreakerTransition& t);
@@ -94,6 +97,11 @@ class BreakerBus {
   std::string state_key_;  // <prefix>:breaker-state
   Handler handler_;
   bool subscribed_ = false;
+  // A (re)subscription happened and its snapshot is not read yet: the
+  // subscriber connection may confirm before the command connection is up,
+  // or the read may fail; it is retried when the command connection comes up.
+  bool snapshot_wanted_ = false;
+  bool snapshot_reading_ = false;
   struct Seen {
     uint64_t at_wall_ms;
     uint32_t state;

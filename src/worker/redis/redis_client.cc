@@ -23,13 +23,23 @@ RedisClient::RedisClient(uv_loop_t* loop, Options options)
     : loop_(loop),
       options_(std::move(options)),
       timeout_timer_(std::make_unique<UvTimer>(loop)),
-      deliver_timer_(std::make_unique<UvTimer>(loop)) {
+      deliver_timer_(std::make_unique<UvTimer>(loop)),
+      connected_timer_(std::make_unique<UvTimer>(loop)) {
   commands_link_ = std::make_unique<RedisConnection>(
       loop_, linkOptions("commands"),
-      RedisConnection::Events{.on_ready = nullptr, .on_lost = [this] {
-                                consecutive_timeouts_ = 0;
-                                failAllPending(RedisFailure::Disconnected);
-                              }});
+      RedisConnection::Events{.on_ready =
+                                  [this] {
+                                    // Not from inside hiredis's connect callback, where
+                                    // a close() would free the context under its feet.
+                                    if (!on_connected_.empty() && connected_timer_) {
+                                      connected_timer_->start(0, [this] { announceConnected(); });
+                                    }
+                                  },
+                              .on_lost =
+                                  [this] {
+                                    consecutive_timeouts_ = 0;
+                                    failAllPending(RedisFailure::Disconnected);
+                                  }});
 }
 
 RedisConnection::Options RedisClient::linkOptions(const char* role) {
@@ -77,6 +87,18 @@ void RedisClient::command(std::vector<std::string> args, Callback callback) {
   }
   pending_.push_back(Pending{id, uv_now(loop_) + options_.timeout_ms, std::move(callback)});
   if (pending_.size() == 1) armTimeout();
+}
+
+void RedisClient::onConnected(std::function<void()> handler) {
+  on_connected_.push_back(std::move(handler));
+}
+
+void RedisClient::announceConnected() {
+  // By index and on a copy: a handler may add handlers or close the client.
+  for (size_t i = 0; i < on_connected_.size() && connected() && !closed_; ++i) {
+    std::function<void()> handler = on_connected_[i];
+    handler();
+  }
 }
 
 void RedisClient::failLater(Callback callback, RedisFailure failure) {
@@ -231,6 +253,7 @@ void RedisClient::close() {
   if (subscriber_link_) subscriber_link_->close();
   timeout_timer_.reset();
   deliver_timer_.reset();
+  connected_timer_.reset();
   failAllPending(RedisFailure::Closed);
   std::deque<Deferred> undelivered;
   undelivered.swap(deferred_);

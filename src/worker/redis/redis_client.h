@@ -81,6 +81,9 @@ class RedisClient {
   // the same channel adds a listener (and re-confirms the channel to all).
   void subscribe(std::string channel, std::function<void(std::string_view)> on_message,
                  std::function<void()> on_subscribed);
+  // Runs `handler` from the loop each time the command connection comes up
+  // (the first time too), e.g. to retry work that failed while it was down.
+  void onConnected(std::function<void()> handler);
   void close();
 
   // The command connection is up.
@@ -110,6 +113,7 @@ class RedisClient {
 
   void failLater(Callback callback, RedisFailure failure);
   void deliverDeferred();
+  void announceConnected();
   void onReply(uint64_t id, const void* reply);
   void expireTimedOut();
   void armTimeout();
@@ -126,10 +130,12 @@ class RedisClient {
   bool closed_ = false;
   std::unique_ptr<RedisConnection> commands_link_;
   std::unique_ptr<RedisConnection> subscriber_link_;  // from the first subscribe()
-  std::deque<Pending> pending_;              // sent, unanswered; ids and deadlines ascending
-  std::deque<Deferred> deferred_;            // failed before being sent, delivered next turn
-  std::unique_ptr<UvTimer> timeout_timer_;   // due at pending_.front().deadline_ms
-  std::unique_ptr<UvTimer> deliver_timer_;   // 0 ms, while deferred_ is not empty
+  std::deque<Pending> pending_;               // sent, unanswered; ids and deadlines ascending
+  std::deque<Deferred> deferred_;             // failed before being sent, delivered next turn
+  std::unique_ptr<UvTimer> timeout_timer_;    // due at pending_.front().deadline_ms
+  std::unique_ptr<UvTimer> deliver_timer_;    // 0 ms, while deferred_ is not empty
+  std::unique_ptr<UvTimer> connected_timer_;  // 0 ms, to run on_connected_ after a connect
+  std::vector<std::function<void()>> on_connected_;
   std::vector<Subscription> subscriptions_;  // never shrinks: indexes are hiredis privdata
   uint64_t next_id_ = 1;
   uint32_t consecutive_timeouts_ = 0;
