@@ -114,7 +114,7 @@ TEST_CASE("breaker transition decoding refuses anything malformed") {
       "{",
       good.substr(0, good.size() - 1),
       good + "x",
-      std::string("\xff\xfe garbage \x00\x01", 16),
+      std::string("\xff\xfe garbage \x00\x01", 13),
       without("upstream"),
       without("target"),
       without("state"),
