@@ -34,7 +34,7 @@
 //   then a success make ten calls at 90%).
 // - Open: refused with retry_after_ms = opened_at + open_ms - now. At or after
 //   opened_at + open_ms, the caller that wins the CAS Open → HalfOpen starts a
-//   half-open episode and is its first probe.
+//   half-open episode and is normally its first probe.
 // - HalfOpen: at most half_open_calls (at least 1) probes are admitted, each
 //   with probe = true; others are refused with retry_after_ms =
 //   kHalfOpenRetryAfterMs (capped at open_ms): probes should settle within a
@@ -42,7 +42,8 @@
 //   failing or slow probe re-opens at once (opened_at = now); when
 //   half_open_calls probes have passed it closes, with the window and the
 //   consecutive count cleared. If every permit is taken and the episode has not
-//   settled within open_ms (a worker died holding a probe), the next admit
+//   settled within max(open_ms, kHalfOpenRetryAfterMs) of its start (a worker
+//   died holding a probe), the next admit
 //   restarts the episode (HalfOpen → HalfOpen, fresh permits) so the target is
 //   not shut out forever.
 // - A result is matched to its episode by the transition sequence the Admission

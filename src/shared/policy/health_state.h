@@ -30,7 +30,7 @@ struct HealthOptions {
 
 // Shared memory: one per upstream target; one writer (the lease holder).
 struct HealthCell {
-  std::atomic<uint32_t> down;   // 0 = healthy
+  std::atomic<uint32_t> down;    // 0 = healthy
   std::atomic<uint32_t> passes;  // current streak of passed checks
   std::atomic<uint32_t> fails;   // current streak of failed checks
   std::atomic<int32_t> last_detail;
