@@ -31,6 +31,7 @@
 #include <string_view>
 
 #include "shared/json_writer.h"
+#include "shared/prometheus_text.h"  // escapeLabelValue
 #include "shared/shm_snapshot.h"
 
 namespace phalanx::shared {
@@ -68,8 +69,5 @@ std::string showStat(const Snapshot& snapshot);
 //   phalanx_generation, phalanx_master_uptime_seconds.
 // Counters over all workers count exited processes too, so they never go back.
 std::string prometheusMetrics(const Snapshot& snapshot);
-
-// A Prometheus label value with backslash, double quote and newline escaped.
-std::string escapeLabelValue(std::string_view value);
 
 }  // namespace phalanx::shared
