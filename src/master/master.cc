@@ -17,6 +17,7 @@
 #include "master/listeners.h"
 #include "master/sd_notify.h"
 #include "master/supervisor.h"
+#include "master/upstream_commands.h"
 #include "shared/config.h"
 #include "shared/logging.h"
 #include "shared/shm.h"
@@ -329,6 +330,10 @@ class Master {
                        std::string text = shared::showStat(shared::takeSnapshot(region_));
                        reply->ok([&](shared::JsonWriter& w) { w.field("text", text); });
                      }});
+    auto served = [this]() -> const shared::Config& { return supervisor_.current().config; };
+    for (ControlCommand& command : upstreamCommands(region_, served)) {
+      table.push_back(std::move(command));
+    }
     return table;
   }
 

@@ -1,6 +1,7 @@
 #include "shared/status_report.h"
 
 #include "shared/prometheus_text.h"
+#include "shared/upstream_report.h"
 
 #include <signal.h>
 
@@ -295,7 +296,7 @@ void writeStatus(JsonWriter& w, const Snapshot& snapshot, std::string_view last_
   w.key("workers");
   w.beginArray();
   for (const Row& row : statusRows(snapshot)) writeRow(w, snapshot, row);
-  w.endArray();
+  w.endArray();  writeUpstreams(w, snapshot);
 }
 
 const char* rowState(const WorkerView& worker, const SlotView* slot) {
@@ -395,6 +396,7 @@ std::string prometheusMetrics(const Snapshot& snapshot) {
   traffic(e, snapshot.totals);
   workers(e, snapshot);
   master(e, snapshot);
+  upstreamMetrics(e, snapshot);
   return e.take();
 }
 
