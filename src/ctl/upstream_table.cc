@@ -98,7 +98,8 @@ std::string table(const std::vector<Cells>& rows) {
 
 Cells targetCells(const UpstreamRow& u, const TargetRow& t, uint64_t now_ms) {
   std::string since = "-";
-  if (t.since_ms != 0) since = humanDuration(now_ms > t.since_ms ? (now_ms - t.since_ms) / 1000 : 0);
+  if (t.since_ms != 0)
+    since = humanDuration(now_ms > t.since_ms ? (now_ms - t.since_ms) / 1000 : 0);
   return {u.name,
           t.address + (t.retired ? " (retired)" : ""),
           t.up ? "up" : "down",

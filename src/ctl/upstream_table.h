@@ -20,8 +20,8 @@ struct TargetRow {
   std::string address;
   bool retired = false;
   bool up = true;
-  std::string breaker;      // "closed", "open", "half_open"
-  uint64_t since_ms = 0;    // wall clock of the last breaker transition; 0 = never
+  std::string breaker;    // "closed", "open", "half_open"
+  uint64_t since_ms = 0;  // wall clock of the last breaker transition; 0 = never
   uint64_t in_flight = 0;
   uint64_t requests = 0;
   uint64_t failures = 0;

@@ -21,7 +21,9 @@ ControlCommand breakerCommand(const shared::SharedRegion& region,
   std::string help = to == BreakerState::Open
                          ? "force a target's circuit breaker open (half-opens after open_ms)"
                          : "force a target's circuit breaker closed, its counts cleared";
-  return {{"breaker", verb}, "UPSTREAM TARGET", help,
+  return {{"breaker", verb},
+          "UPSTREAM TARGET",
+          help,
           [&region, config, to, verb](const std::vector<std::string>& args,
                                       std::shared_ptr<ControlReply> reply) {
             if (args.size() != 2) {
@@ -53,12 +55,13 @@ std::optional<ForcedBreaker> forceBreaker(const shared::SharedRegion& region,
     return std::nullopt;
   }
   const auto& targets = it->second.targets;
-  bool known = std::any_of(targets.begin(), targets.end(),
-                           [&](const shared::UpstreamTarget& t) { return t.address.text == target; });
+  bool known = std::any_of(targets.begin(), targets.end(), [&](const shared::UpstreamTarget& t) {
+    return t.address.text == target;
+  });
   shared::TargetRecord* record = known ? shared::findTarget(region, upstream, target) : nullptr;
   if (record == nullptr) {
-    *error = "upstream \"" + std::string(upstream) + "\" has no target \"" + std::string(target) +
-             "\"";
+    *error =
+        "upstream \"" + std::string(upstream) + "\" has no target \"" + std::string(target) + "\"";
     return std::nullopt;
   }
   uint64_t now = shared::monotonicMs();
@@ -78,7 +81,8 @@ std::optional<ForcedBreaker> forceBreaker(const shared::SharedRegion& region,
 std::vector<ControlCommand> upstreamCommands(const shared::SharedRegion& region,
                                              std::function<const shared::Config&()> config) {
   std::vector<ControlCommand> table;
-  table.push_back({{"upstreams"}, "",
+  table.push_back({{"upstreams"},
+                   "",
                    "every upstream target: health, breaker, in-flight, requests, latency",
                    [&region](const auto&, auto reply) {
                      auto snapshot = shared::takeSnapshot(region);

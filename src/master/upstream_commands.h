@@ -33,8 +33,8 @@ struct ForcedBreaker {
 // `error` set when `config` has no such upstream or target.
 std::optional<ForcedBreaker> forceBreaker(const shared::SharedRegion& region,
                                           const shared::Config& config, std::string_view upstream,
-                                          std::string_view target,
-                                          shared::policy::BreakerState to, std::string* error);
+                                          std::string_view target, shared::policy::BreakerState to,
+                                          std::string* error);
 
 // `config` returns the config being served (it changes with reloads).
 std::vector<ControlCommand> upstreamCommands(const shared::SharedRegion& region,

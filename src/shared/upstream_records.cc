@@ -190,8 +190,7 @@ bool provisionTable(const Table& table, const std::vector<Want>& wants, uint32_t
     }
     if (table.targets) {
       table.region.target(i).position.store(wants[w].position, std::memory_order_relaxed);
-      table.region.target(i).breaker_window_ms.store(wants[w].window_ms,
-                                                     std::memory_order_relaxed);
+      table.region.target(i).breaker_window_ms.store(wants[w].window_ms, std::memory_order_relaxed);
     }
   }
   for (uint32_t i = 0; i < table.capacity(); ++i) {
@@ -271,10 +270,10 @@ UpstreamCapacity upstreamCapacityFor(const Config& config) {
   uint64_t upstreams = config.upstreams.size();
   UpstreamCapacity defaults;
   return UpstreamCapacity{
-      .upstreams = static_cast<uint32_t>(
-          std::min<uint64_t>(kMaxUpstreamRecords, std::max<uint64_t>(defaults.upstreams, 2 * upstreams))),
-      .targets = static_cast<uint32_t>(
-          std::min<uint64_t>(kMaxTargetRecords, std::max<uint64_t>(defaults.targets, 2 * targets)))};
+      .upstreams = static_cast<uint32_t>(std::min<uint64_t>(
+          kMaxUpstreamRecords, std::max<uint64_t>(defaults.upstreams, 2 * upstreams))),
+      .targets = static_cast<uint32_t>(std::min<uint64_t>(
+          kMaxTargetRecords, std::max<uint64_t>(defaults.targets, 2 * targets)))};
 }
 
 bool provisionUpstreams(const SharedRegion& region, const Config& config, uint32_t generation,

@@ -71,16 +71,16 @@ inline constexpr uint32_t kMaxTargetRecords = 4096;
 inline constexpr uint32_t kMaxUpstreamRecords = 1024;
 
 struct alignas(64) TargetRecord {
-  std::atomic<uint64_t> key;              // targetKey(upstream, address); 0 = free
-  std::atomic<uint32_t> state;            // RecordState; master
-  std::atomic<uint32_t> last_generation;  // the newest generation whose config has it; master
-  char upstream[kRecordTextBytes];        // master, before `key` is published
-  char address[kRecordTextBytes];         // as written in the config: "127.0.0.1:9001"
+  std::atomic<uint64_t> key;                // targetKey(upstream, address); 0 = free
+  std::atomic<uint32_t> state;              // RecordState; master
+  std::atomic<uint32_t> last_generation;    // the newest generation whose config has it; master
+  char upstream[kRecordTextBytes];          // master, before `key` is published
+  char address[kRecordTextBytes];           // as written in the config: "127.0.0.1:9001"
   std::atomic<uint32_t> position;           // index in its upstream's targets; master
   std::atomic<uint32_t> breaker_window_ms;  // the upstream's breaker.window_ms, for views; master
   std::atomic<uint64_t> in_flight;          // requests sent and not yet answered, all workers
   std::atomic<uint64_t> requests;           // attempts sent (retries included)
-  std::atomic<uint64_t> failures;  // connect errors, resets, timeouts, 5xx the breaker counts
+  std::atomic<uint64_t> failures;     // connect errors, resets, timeouts, 5xx the breaker counts
   std::atomic<uint32_t> last_status;  // HTTP status of the latest answer; 0 = none yet
   std::atomic<uint32_t> reserved;     // zero; keeps the layout explicit
   std::atomic<uint64_t> latency_buckets[kLatencyBuckets];  // upstream response time

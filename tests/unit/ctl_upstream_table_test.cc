@@ -1,8 +1,8 @@
-#include "ctl/upstream_table.h"
-
 #include <doctest/doctest.h>
 
 #include <string>
+
+#include "ctl/upstream_table.h"
 
 using namespace phalanx::ctl;
 

@@ -130,8 +130,7 @@ TEST_CASE("a reload that keeps a target keeps its record; one that removes it re
   provision(region, configWith({{"web", {"127.0.0.1:9002"}}}), 4);
   CHECK(static_cast<RecordState>(findUpstream(region, "api")->state.load()) ==
         RecordState::Retired);
-  CHECK(static_cast<RecordState>(findUpstream(region, "web")->state.load()) ==
-        RecordState::Active);
+  CHECK(static_cast<RecordState>(findUpstream(region, "web")->state.load()) == RecordState::Active);
 }
 
 TEST_CASE("a config past the capacity is refused with both counts, and nothing changes") {
@@ -146,8 +145,7 @@ TEST_CASE("a config past the capacity is refused with both counts, and nothing c
   CHECK_FALSE(provisionUpstreams(region, configWith({{"a", {}}, {"b", {}}, {"c", {}}}), 2, &error));
   CHECK(error == "upstreams: 3 upstreams, shared memory holds 2; restart phalanx to grow it");
   CHECK(findUpstream(region, "a") == nullptr);
-  CHECK(static_cast<RecordState>(findUpstream(region, "api")->state.load()) ==
-        RecordState::Active);
+  CHECK(static_cast<RecordState>(findUpstream(region, "api")->state.load()) == RecordState::Active);
 }
 
 TEST_CASE("a retired record is reused only once no request and no older worker can use it") {
@@ -168,7 +166,7 @@ TEST_CASE("a retired record is reused only once no request and no older worker c
                    "targets that draining workers may still use") == 0);
   old->in_flight.store(0);
   CHECK_FALSE(provisionUpstreams(region, next, 3, &error));  // the old worker still lives
-  region.cell(0).generation.store(2);                         // replaced by generation 2
+  region.cell(0).generation.store(2);                        // replaced by generation 2
   provision(region, next, 3);
   TargetRecord* reused = findTarget(region, "api", "127.0.0.1:9003");
   CHECK(reused == old);

@@ -17,7 +17,8 @@ Config twoTargets() {
   Config config;
   for (const char* text : {"127.0.0.1:9001", "127.0.0.1:9002"}) {
     std::string error;
-    config.upstreams["api"].targets.push_back({.address = *parseAddress(text, &error), .weight = 1});
+    config.upstreams["api"].targets.push_back(
+        {.address = *parseAddress(text, &error), .weight = 1});
   }
   return config;
 }
@@ -59,8 +60,8 @@ TEST_CASE("forcing a breaker from the control socket, and the errors naming what
   Config config = twoTargets();
   SharedRegion region = provisioned(config);
   std::string error;
-  auto opened = forceBreaker(region, config, "api", "127.0.0.1:9001", policy::BreakerState::Open,
-                             &error);
+  auto opened =
+      forceBreaker(region, config, "api", "127.0.0.1:9001", policy::BreakerState::Open, &error);
   REQUIRE_MESSAGE(opened, error);
   CHECK(opened->state == policy::BreakerState::Open);
   CHECK(opened->changed);
@@ -70,21 +71,21 @@ TEST_CASE("forcing a breaker from the control socket, and the errors naming what
   CHECK(s.targets[0].breaker.state == policy::BreakerState::Open);
   CHECK(s.targets[1].breaker.state == policy::BreakerState::Closed);
 
-  auto closed = forceBreaker(region, config, "api", "127.0.0.1:9001",
-                             policy::BreakerState::Closed, &error);
+  auto closed =
+      forceBreaker(region, config, "api", "127.0.0.1:9001", policy::BreakerState::Closed, &error);
   REQUIRE(closed);
   CHECK(closed->state == policy::BreakerState::Closed);
-  auto again = forceBreaker(region, config, "api", "127.0.0.1:9001",
-                            policy::BreakerState::Closed, &error);
+  auto again =
+      forceBreaker(region, config, "api", "127.0.0.1:9001", policy::BreakerState::Closed, &error);
   REQUIRE(again);
   CHECK_FALSE(again->changed);
   CHECK(takeSnapshot(region).targets[0].breaker.transitions == 2);
 
-  CHECK_FALSE(forceBreaker(region, config, "web", "127.0.0.1:9001", policy::BreakerState::Open,
-                           &error));
+  CHECK_FALSE(
+      forceBreaker(region, config, "web", "127.0.0.1:9001", policy::BreakerState::Open, &error));
   CHECK(error == "no upstream named \"web\"");
-  CHECK_FALSE(forceBreaker(region, config, "api", "127.0.0.1:9", policy::BreakerState::Open,
-                           &error));
+  CHECK_FALSE(
+      forceBreaker(region, config, "api", "127.0.0.1:9", policy::BreakerState::Open, &error));
   CHECK(error == "upstream \"api\" has no target \"127.0.0.1:9\"");
 }
 
@@ -150,10 +151,14 @@ TEST_CASE("upstream metrics: per target and per upstream, labels escaped") {
   CHECK(text.find("phalanx_upstream_requests_total" + labels + " 12\n") != std::string::npos);
   CHECK(text.find("phalanx_upstream_healthy" + labels + " 0\n") != std::string::npos);
   CHECK(text.find("phalanx_breaker_state" + labels + " 2\n") != std::string::npos);
-  CHECK(text.find(R"(phalanx_upstream_latency_seconds_bucket{upstream="a\"b",target="127.0.0.1:9001",le="0.0001"} 2)") !=
-        std::string::npos);
-  CHECK(text.find(R"(phalanx_upstream_latency_seconds_bucket{upstream="a\"b",target="127.0.0.1:9001",le="+Inf"} 3)") !=
-        std::string::npos);
+  CHECK(
+      text.find(
+          R"(phalanx_upstream_latency_seconds_bucket{upstream="a\"b",target="127.0.0.1:9001",le="0.0001"} 2)") !=
+      std::string::npos);
+  CHECK(
+      text.find(
+          R"(phalanx_upstream_latency_seconds_bucket{upstream="a\"b",target="127.0.0.1:9001",le="+Inf"} 3)") !=
+      std::string::npos);
   CHECK(text.find("phalanx_upstream_latency_seconds_sum" + labels + " 20.0001\n") !=
         std::string::npos);
   CHECK(text.find(R"(phalanx_upstream_no_target_total{upstream="a\"b"} 7)") != std::string::npos);
