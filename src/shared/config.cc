@@ -16,10 +16,21 @@
 
 namespace phalanx::shared {
 
+std::optional<Address> config_parse::readAddress(Errors& errors, const std::string& path,
+                                                 element value) {
+  std::string text;
+  if (!json::readString(errors, path, value, text)) return std::nullopt;
+  std::string why;
+  std::optional<Address> address = parseAddress(text, &why);
+  if (!address) errors.add(path, why);
+  return address;
+}
+
 namespace {
 
 using config_parse::Parse;
 using config_parse::parseRoutes;
+using config_parse::readAddress;
 using json::AtLeast;
 using json::element;
 using json::Errors;
@@ -35,14 +46,10 @@ using json::readString;
 using json::readUnsigned;
 using simdjson::dom::element_type;
 
-std::optional<Address> readAddress(Errors& errors, const std::string& path, element value) {
-  std::string text;
-  if (!readString(errors, path, value, text)) return std::nullopt;
-  std::string why;
-  std::optional<Address> address = parseAddress(text, &why);
-  if (!address) errors.add(path, why);
-  return address;
-}
+// Upper bounds of UpstreamConfig::retries and ::max_idle_connections: more
+// retries only multiply an outage; more idle connections only hold fds.
+constexpr uint32_t kMaxUpstreamRetries = 10;
+constexpr uint32_t kMaxIdleUpstreamConnections = 10000;
 
 std::optional<Rate> readRate(Errors& errors, const std::string& path, element value) {
   std::string text;
@@ -68,6 +75,8 @@ void parseListen(Parse& p, element value) {
   forEachItem(p.errors, "listen", value, true, [&](const std::string& path, element item) {
     if (auto address = readAddress(p.errors, path, item)) {
       addUnique(p, path, std::move(*address), p.config.listen, paths);
+    } else {
+      p.listen_complete = false;
     }
   });
 }
@@ -225,6 +234,7 @@ void parseTargets(Parse& p, const std::string& path, element value, UpstreamConf
     ObjectReader r(p.errors, item_path, item);
     UpstreamTarget target;
     r.u32("weight", target.weight);
+    r.boolean("backup", target.backup);
     std::optional<element> address = r.required("address");
     if (!address) return;
     std::optional<Address> parsed = readAddress(p.errors, r.pathOf("address"), *address);
@@ -249,27 +259,93 @@ void parseBreaker(Parse& p, const std::string& path, element value, BreakerConfi
   r.u32("open_ms", out.open_ms);
   r.u32("half_open_calls", out.half_open_calls);
   r.u32("slow_call_ms", out.slow_call_ms, AtLeast::Zero);
+  if (r.number("slow_call_rate", out.slow_call_rate) &&
+      !(out.slow_call_rate > 0 && out.slow_call_rate <= 1)) {
+    p.errors.add(r.pathOf("slow_call_rate"), "must be greater than 0 and at most 1");
+  }
   if (r.choice("share", out.share, {"local", "cluster"})) {
     requireRedisFor(p, r.pathOf("share"), out.share);
   }
 }
 
+void parseHealthCheck(Parse& p, const std::string& path, element value, HealthCheckConfig& out) {
+  ObjectReader h(p.errors, path, value);
+  if (h.string("path", out.path) && out.path[0] != '/') {
+    p.errors.add(h.pathOf("path"), "must start with '/'");
+  }
+  size_t before = p.errors.size();
+  // Faster probing is load on the upstream, not information.
+  bool interval_set = h.u32("interval_ms", out.interval_ms);
+  if (interval_set && out.interval_ms < 100) {
+    p.errors.add(h.pathOf("interval_ms"), "must be at least 100");
+  }
+  bool timeout_set = h.u32("timeout_ms", out.timeout_ms);
+  // A probe still running when the next is due would pile probes up on a slow target.
+  // Blame the key the file set; when it set neither, the defaults are consistent.
+  if (p.errors.size() == before && (interval_set || timeout_set) &&
+      out.timeout_ms > out.interval_ms) {
+    p.errors.add(h.pathOf(timeout_set ? "timeout_ms" : "interval_ms"),
+                 "timeout_ms (" + std::to_string(out.timeout_ms) +
+                     ") must be at most interval_ms (" + std::to_string(out.interval_ms) + ")");
+  }
+  if (auto status = h.get("expect_status")) {
+    auto number =
+        readUnsigned(p.errors, h.pathOf("expect_status"), *status, AtLeast::Zero, kMaxU64);
+    if (number && *number != 0 && (*number < 100 || *number > 599)) {
+      p.errors.add(h.pathOf("expect_status"), "must be 0 (any 2xx or 3xx) or 100-599");
+    } else if (number) {
+      out.expect_status = static_cast<int>(*number);
+    }
+  }
+  h.u32("healthy_threshold", out.healthy_threshold);
+  h.u32("unhealthy_threshold", out.unhealthy_threshold);
+}
+
+void parseRetryBudget(Parse& p, const std::string& path, element value, RetryBudgetConfig& out) {
+  ObjectReader r(p.errors, path, value);
+  if (r.number("ratio", out.ratio) && !(out.ratio >= 0 && out.ratio <= 1)) {
+    p.errors.add(r.pathOf("ratio"), "must be at least 0 and at most 1");
+  }
+  // A shorter window counts too few requests for a ratio to mean anything.
+  if (r.u32("window_ms", out.window_ms) && out.window_ms < 1000) {
+    p.errors.add(r.pathOf("window_ms"), "must be at least 1000");
+  }
+  r.u32("min_retries", out.min_retries, AtLeast::Zero);
+}
+
 void parseUpstream(Parse& p, const std::string& path, element value, UpstreamConfig& out) {
   ObjectReader r(p.errors, path, value);
   if (auto targets = r.required("targets")) parseTargets(p, r.pathOf("targets"), *targets, out);
-  r.choice("balance", out.balance, {"round_robin", "least_conn", "random"});
+  std::string balance;
+  if (r.string("balance", balance)) {
+    // "random" was this key's first name; files that use it keep working.
+    if (balance == "random") balance = "random_two";
+    if (balance == "round_robin" || balance == "least_conn" || balance == "random_two") {
+      out.balance = std::move(balance);
+    } else {
+      p.errors.add(r.pathOf("balance"), "unknown value " + inQuotes(balance) +
+                                            " (known: round_robin, least_conn, random_two)");
+    }
+  }
   r.u32("connect_timeout_ms", out.connect_timeout_ms);
   r.u32("timeout_ms", out.timeout_ms);
-  r.u32("retries", out.retries, AtLeast::Zero);
+  if (r.u32("retries", out.retries, AtLeast::Zero) && out.retries > kMaxUpstreamRetries) {
+    p.errors.add(r.pathOf("retries"), "must be at most " + std::to_string(kMaxUpstreamRetries));
+  }
   if (auto check = r.get("health_check")) {
-    HealthCheckConfig& health = out.health_check.emplace();
-    ObjectReader h(p.errors, r.pathOf("health_check"), *check);
-    if (h.string("path", health.path) && health.path[0] != '/') {
-      p.errors.add(h.pathOf("path"), "must start with '/'");
-    }
-    h.u32("interval_ms", health.interval_ms);
+    parseHealthCheck(p, r.pathOf("health_check"), *check, out.health_check.emplace());
   }
   if (auto breaker = r.get("breaker")) parseBreaker(p, r.pathOf("breaker"), *breaker, out.breaker);
+  if (r.u32("max_idle_connections", out.max_idle_connections, AtLeast::Zero) &&
+      out.max_idle_connections > kMaxIdleUpstreamConnections) {
+    p.errors.add(r.pathOf("max_idle_connections"),
+                 "must be at most " + std::to_string(kMaxIdleUpstreamConnections));
+  }
+  r.u32("idle_timeout_ms", out.idle_timeout_ms);
+  r.boolean("required", out.required);
+  if (auto budget = r.get("retry_budget")) {
+    parseRetryBudget(p, r.pathOf("retry_budget"), *budget, out.retry_budget);
+  }
 }
 
 // The shared shape of tiers and rate limits: a required rate and a burst
@@ -327,6 +403,12 @@ void parseApiKeys(Parse& p, element value) {
 void parseUpstreams(Parse& p, element value) {
   readNamed(p.errors, "upstreams", value, p.config.upstreams,
             [&p](auto&&... args) { parseUpstream(p, args...); });
+  size_t targets = 0;
+  for (const auto& [name, upstream] : p.config.upstreams) targets += upstream.targets.size();
+  if (targets > kMaxUpstreamTargets) {
+    p.errors.add("upstreams", std::to_string(targets) + " targets over all upstreams, at most " +
+                                  std::to_string(kMaxUpstreamTargets));
+  }
 }
 
 void parseTiers(Parse& p, element value) {

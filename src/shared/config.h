@@ -7,6 +7,10 @@
 // - Unknown keys are errors, never silently ignored.
 // - Every key has a default except `listen` and `routes`.
 // - Durations end in `_ms`, sizes in `_bytes`; `max_memory` takes a unit ("512M").
+// - Cross-checks are done here too: a health check's timeout_ms within its
+//   interval_ms, at most kMaxUpstreamTargets targets over all upstreams, a
+//   route's listen addresses among the top-level ones, retry_on only on
+//   upstream routes.
 // - Nothing here touches sockets or processes: the master, the workers and the
 //   unit tests call the same pure function.
 #pragma once
@@ -29,6 +33,10 @@ inline constexpr unsigned kMaxWorkers = 256;
 // Upper bounds of Limits::max_header_bytes and Limits::max_headers.
 inline constexpr uint64_t kMaxHeaderBytes = 1 << 20;
 inline constexpr uint32_t kMaxHeaderFields = 10000;
+
+// Targets over all upstreams: per-target state (shared-memory records,
+// connection pools) is sized by this at start, so a config may not exceed it.
+inline constexpr uint32_t kMaxUpstreamTargets = 1024;
 
 struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
@@ -86,26 +94,55 @@ struct BreakerConfig {
   uint32_t half_open_calls = 2;
   uint32_t slow_call_ms = 0;    // 0 = no slow-call accounting
   std::string share = "local";  // "local" or "cluster"
+  // 0 < x <= 1: the share of calls slower than slow_call_ms in the window that
+  // opens the breaker (only when slow_call_ms > 0).
+  double slow_call_rate = 1.0;
 };
 
 struct HealthCheckConfig {
   std::string path = "/health";
-  uint32_t interval_ms = 2000;
+  uint32_t interval_ms = 2000;       // at least 100
+  uint32_t timeout_ms = 1000;        // 1..interval_ms: a probe never overlaps the next one
+  int expect_status = 0;             // 0 = any 2xx or 3xx; else exactly this status (100..599)
+  uint32_t healthy_threshold = 2;    // consecutive passed probes that mark a target up
+  uint32_t unhealthy_threshold = 3;  // consecutive failed probes that mark a target down
 };
 
 struct UpstreamTarget {
   Address address;
   uint32_t weight = 1;
+  bool backup = false;  // used only when no other (non-backup) target is up
+};
+
+// Retries allowed beyond first attempts, as Linkerd and Finagle budget them:
+// a retry storm cannot multiply the load on an upstream that is already failing.
+struct RetryBudgetConfig {
+  double ratio = 0.2;          // 0..1: retries per first attempt in the window
+  uint32_t window_ms = 10000;  // at least 1000
+  // Retries always allowed per window, even at low traffic where ratio would
+  // allow none (Linkerd's minRetriesPerSecond).
+  uint32_t min_retries = 10;
 };
 
 struct UpstreamConfig {
   std::vector<UpstreamTarget> targets;  // at least one
-  std::string balance = "round_robin";  // "round_robin", "least_conn", "random"
-  uint32_t connect_timeout_ms = 1000;
-  uint32_t timeout_ms = 30000;
-  uint32_t retries = 1;
+  // "round_robin", "least_conn", "random_two" (power of two choices); the
+  // older "random" is read as "random_two".
+  std::string balance = "round_robin";
+  uint32_t connect_timeout_ms = 1000;  // at least 1
+  uint32_t timeout_ms = 30000;         // at least 1
+  uint32_t retries = 1;                // 0..10
   std::optional<HealthCheckConfig> health_check;
   BreakerConfig breaker;
+  // Idle keep-alive connections kept per worker per target, 0..10000;
+  // 0 = no keep-alive to the upstream.
+  uint32_t max_idle_connections = 32;
+  // A pooled idle connection is closed after this (at least 1). Below the
+  // upstream's own keep-alive timeout, so phalanx never reuses a connection
+  // the upstream is closing at that moment; hence the low default.
+  uint32_t idle_timeout_ms = 4000;
+  bool required = false;  // /health/ready answers 503 while no target of it is usable
+  RetryBudgetConfig retry_budget;
 };
 
 struct TierConfig {
@@ -165,6 +202,12 @@ struct RouteConfig {
   // The methods this route answers; others get a 405 with Allow. Empty: every
   // method but TRACE (and CONNECT, which no route accepts).
   std::vector<std::string> methods;
+  // Upstream statuses that may be retried (502, 503, 504, each once); only on
+  // an upstream route. Empty: no status is.
+  std::vector<int> retry_on;
+  // The route matches only on connections accepted on these addresses, each
+  // one of Config::listen. Empty: on every listen address.
+  std::vector<Address> listen;
 };
 
 // Request methods a route may list in "methods" (llhttp's HTTP methods but CONNECT).

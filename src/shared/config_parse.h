@@ -15,7 +15,13 @@ using json::Errors;
 struct Parse {
   Errors errors;
   Config config;
+  // False when an entry of the top-level "listen" was invalid: a route's listen
+  // address missing from config.listen is then not reported as a second error.
+  bool listen_complete = true;
 };
+
+// A "HOST:PORT" string; reports why not at `path`.
+std::optional<Address> readAddress(Errors& errors, const std::string& path, element value);
 
 // "routes": every route, in file order; references to upstreams and rate
 // limits are checked against the sections parsed before it.

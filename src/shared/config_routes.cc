@@ -138,9 +138,6 @@ void parseRouteHandler(Parse& p, ObjectReader& r, RouteConfig& route) {
     if (!readString(p.errors, r.pathOf("upstream"), *upstream, route.upstream)) return;
     if (p.config.upstreams.count(route.upstream) == 0) {
       p.errors.add(r.pathOf("upstream"), "no upstream named " + inQuotes(route.upstream));
-    } else {
-      // Refused rather than pretended: a config that proxies must not start a server that 404s.
-      p.errors.add(r.pathOf("upstream"), "proxy routes are not available in this version");
     }
   }
 }
@@ -186,11 +183,71 @@ void parseMethods(Parse& p, ObjectReader& r, RouteConfig& route) {
       });
 }
 
-// Routes match in order: an identical earlier route makes this one unreachable.
+// 502, 503 and 504 are the statuses of a failed hop (bad gateway, unavailable,
+// gateway timeout), worth another target; any other status is the upstream's
+// own answer, and asking again would only repeat it.
+void parseRetryOn(Parse& p, ObjectReader& r, RouteConfig& route) {
+  std::optional<element> retry_on = r.get("retry_on");
+  if (!retry_on) return;
+  if (!r.get("upstream")) {
+    return p.errors.add(r.pathOf("retry_on"), "only for a route with \"upstream\"");
+  }
+  forEachItem(p.errors, r.pathOf("retry_on"), *retry_on, true,
+              [&](const std::string& path, element item) {
+                auto status = readUnsigned(p.errors, path, item, AtLeast::Zero, kMaxU64);
+                if (!status) return;
+                if (*status != 502 && *status != 503 && *status != 504) {
+                  p.errors.add(path, "must be 502, 503 or 504, got " + std::to_string(*status));
+                } else if (std::find(route.retry_on.begin(), route.retry_on.end(),
+                                     static_cast<int>(*status)) != route.retry_on.end()) {
+                  p.errors.add(path, "listed twice");
+                } else {
+                  route.retry_on.push_back(static_cast<int>(*status));
+                }
+              });
+}
+
+// A route for some listeners only (an admin port, an internal one): each must
+// be a listener, or the route could never match where the file says it does.
+void parseRouteListen(Parse& p, ObjectReader& r, RouteConfig& route) {
+  std::optional<element> listen = r.get("listen");
+  if (!listen) return;
+  forEachItem(p.errors, r.pathOf("listen"), *listen, true,
+              [&](const std::string& path, element item) {
+                std::optional<Address> address = readAddress(p.errors, path, item);
+                if (!address) return;
+                const std::vector<Address>& listeners = p.config.listen;
+                if (std::find(listeners.begin(), listeners.end(), *address) == listeners.end()) {
+                  // A listener that was itself invalid is reported already, at "listen".
+                  if (p.listen_complete) {
+                    p.errors.add(path, inQuotes(address->text) +
+                                           " is not one of the top-level \"listen\" addresses");
+                  }
+                } else if (std::find(route.listen.begin(), route.listen.end(), *address) !=
+                           route.listen.end()) {
+                  p.errors.add(path, "listed twice");
+                } else {
+                  route.listen.push_back(std::move(*address));
+                }
+              });
+}
+
+// Whether `earlier` is on every listen address `route` is on.
+bool listensWherever(const Config& config, const RouteConfig& earlier, const RouteConfig& route) {
+  if (earlier.listen.empty()) return true;
+  const std::vector<Address>& addresses = route.listen.empty() ? config.listen : route.listen;
+  return std::all_of(addresses.begin(), addresses.end(), [&](const Address& address) {
+    return std::find(earlier.listen.begin(), earlier.listen.end(), address) != earlier.listen.end();
+  });
+}
+
+// Routes match in order: an identical earlier route on the same listeners
+// makes this one unreachable.
 void checkReachable(Parse& p, const std::string& path, const RouteConfig& route) {
   for (size_t i = 0; i < p.config.routes.size() && !route.path.empty(); ++i) {
     const RouteConfig& earlier = p.config.routes[i];
-    if (earlier.match == route.match && earlier.path == route.path) {
+    if (earlier.match == route.match && earlier.path == route.path &&
+        listensWherever(p.config, earlier, route)) {
       const char* how = route.match == RouteMatch::Exact ? "path" : "prefix";
       return p.errors.add(path, std::string("same ") + how + " as " + indexPath("routes", i) +
                                     ", which always matches first");
@@ -210,6 +267,8 @@ void parseRoutes(Parse& p, element value) {
         parseRouteHandler(p, r, route);
         parseRouteOptions(p, r, route);
         parseMethods(p, r, route);
+        parseRetryOn(p, r, route);
+        parseRouteListen(p, r, route);
       }
     }
     checkReachable(p, path, route);

@@ -63,6 +63,19 @@ void AccessLog::write(const AccessEntry& e) {
   line_ += ",\"client\":\"";
   appendJsonEscaped(line_, e.client);
   line_ += "\"";
+  if (!e.request_id.empty()) {
+    line_ += ",\"request_id\":\"";
+    appendJsonEscaped(line_, e.request_id);
+    line_ += "\"";
+  }
+  if (!e.upstream.empty()) {
+    line_ += ",\"upstream\":\"";
+    appendJsonEscaped(line_, e.upstream);
+    snprintf(duration, sizeof duration, "\",\"upstream_status\":%d", e.upstream_status);
+    line_ += duration;
+    snprintf(duration, sizeof duration, ",\"upstream_ms\":%.3f", e.upstream_ms);
+    line_ += duration;
+  }
   logger_->info(line_);
 }
 

@@ -27,6 +27,12 @@ struct AccessEntry {
   uint64_t bytes = 0;
   double duration_ms = 0;
   std::string_view client;
+  // Proxied requests: the request id, the upstream target, its status and
+  // time (empty / 0 otherwise; then left out of the line).
+  std::string_view request_id;
+  std::string_view upstream;
+  int upstream_status = 0;
+  double upstream_ms = 0;
 };
 
 class AccessLog {

@@ -3,6 +3,7 @@
 #include "shared/json_writer.h"
 #include "shared/shm_snapshot.h"
 #include "shared/status_report.h"
+#include "worker/gateway/gateway.h"
 
 namespace phalanx::worker {
 
@@ -18,7 +19,7 @@ const HeaderList kMetricsHeaders = {{"Content-Type", "text/plain; version=0.0.4;
 
 Handlers::Handlers(const shared::Config& config, WorkerIdentity identity,
                    const shared::SharedRegion& region)
-    : router_(config.routes),
+    : router_(config),
       identity_(identity),
       region_(region),
       not_found_(makeJsonError(404, "not found")),
@@ -42,7 +43,7 @@ int Handlers::respond(const Route* route, const Request& request, ConnectionHead
       return route->static_response.status;
     case shared::RouteKind::Builtin:
       return respondBuiltin(route->builtin, request, connection, out);
-    case shared::RouteKind::Upstream: break;  // refused by config validation in this version
+    case shared::RouteKind::Upstream: break;  // the connection hands these to the gateway
   }
   Response r = makeJsonError(502, "route has no handler");
   appendResponse(out, r, date_.now(), connection, request.isHead());
@@ -57,7 +58,7 @@ int Handlers::respondError(int status, const char* reason, std::string& out) {
 
 const char* Handlers::notReadyReason() const {
   if (draining_) return "draining";
-  // A required dependency that is down (Redis in fail-closed mode) goes here.
+  if (gateway_ != nullptr) return gateway_->notReadyReason();
   return nullptr;
 }
 

@@ -10,7 +10,8 @@
 // Builtins (all with Cache-Control: no-store and a JSON body unless noted):
 //   live     200 {"status":"alive", worker, pid, generation, uptime_s}
 //   ready    200 {"status":"ready", ...}, or 503 {"status":"draining", ...} once
-//            setDraining() was called (and later: a required dependency is down)
+//            setDraining() was called, or {"status":"required upstream down"}
+//            while an upstream marked "required" has no usable target
 //   status   200 {"status":"ok", then writeStatus()'s members} from shared memory
 //   metrics  200 Prometheus text (version 0.0.4) of the sums over every worker
 #pragma once
@@ -26,6 +27,8 @@
 #include "worker/router.h"
 
 namespace phalanx::worker {
+
+class Gateway;
 
 // Who is answering: shown by builtin endpoints.
 struct WorkerIdentity {
@@ -43,7 +46,9 @@ class Handlers {
 
   // The route for `request`, or nullptr (answered with a 404). Valid as long
   // as this Handlers is.
-  const Route* match(const Request& request) const { return router_.match(request.path()); }
+  const Route* match(const Request& request, uint32_t listener = 0) const {
+    return router_.match(request.path(), listener);
+  }
 
   // Appends the response of `route` (from match(); nullptr = 404) to `request`
   // to `out` and returns its status. Ignores the route's delay: the caller
@@ -60,6 +65,8 @@ class Handlers {
 
   // From now on /health/ready answers 503: the worker is draining.
   void setDraining() { draining_ = true; }
+  // /health/ready also asks the gateway (a required upstream with no usable target).
+  void setGateway(const Gateway* gateway) { gateway_ = gateway; }
 
   // The interim response to Expect: 100-continue.
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -78,6 +85,7 @@ class Handlers {
   Response not_found_;
   Response options_any_;
   bool draining_ = false;
+  const Gateway* gateway_ = nullptr;
 };
 
 }  // namespace phalanx::worker

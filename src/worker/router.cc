@@ -38,7 +38,17 @@ void compileMethods(const std::vector<std::string>& names, Route& route) {
 
 }  // namespace
 
+Router::Router(const shared::Config& config) {
+  build(config.routes, config.upstreams, config.listen);
+}
+
 Router::Router(const std::vector<shared::RouteConfig>& routes) {
+  build(routes, {}, {});
+}
+
+void Router::build(const std::vector<shared::RouteConfig>& routes,
+                   const std::map<std::string, shared::UpstreamConfig>& upstreams,
+                   const std::vector<shared::Address>& listen) {
   routes_.reserve(routes.size());
   for (const auto& config : routes) {
     Route route{.match = config.match,
@@ -47,20 +57,39 @@ Router::Router(const std::vector<shared::RouteConfig>& routes) {
                 .static_response = {},
                 .delay_ms = 0,
                 .builtin = config.builtin,
+                .upstream = 0,
+                .retry_on = 0,
                 .methods = 0,
-                .method_not_allowed = {}};
+                .method_not_allowed = {},
+                .listeners = ~uint64_t{0}};
+    if (!config.listen.empty()) {
+      route.listeners = 0;
+      for (const shared::Address& address : config.listen) {
+        auto it = std::find(listen.begin(), listen.end(), address);  // validation: it is there
+        size_t index = static_cast<size_t>(std::distance(listen.begin(), it));
+        if (index < 64) route.listeners |= uint64_t{1} << index;
+      }
+    }
     if (config.kind == shared::RouteKind::Static) {
       const auto& s = config.static_response;
       route.static_response = makeResponse(s.status, s.body, s.headers);
       route.delay_ms = s.delay_ms;
+    }
+    if (config.kind == shared::RouteKind::Upstream) {
+      auto it = upstreams.find(config.upstream);  // validation made sure it exists
+      route.upstream = static_cast<uint32_t>(std::distance(upstreams.begin(), it));
+      for (int status : config.retry_on) {
+        route.retry_on |= status == 502 ? kRetryOn502 : status == 503 ? kRetryOn503 : kRetryOn504;
+      }
     }
     compileMethods(config.methods, route);
     routes_.push_back(std::move(route));
   }
 }
 
-const Route* Router::match(std::string_view path) const {
+const Route* Router::match(std::string_view path, uint32_t listener) const {
   for (const Route& route : routes_) {
+    if (!route.servesOn(listener)) continue;
     if (route.match == shared::RouteMatch::Exact ? path == route.path
                                                  : path.starts_with(route.path)) {
       return &route;

@@ -55,7 +55,10 @@ Worker::Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion regi
                  .pid = getpid(),
                  .started_at_ms = shared::wallMs()},
                 region_),
-      read_buffer_(new char[kReadBufferBytes]) {}
+      gateway_(std::make_unique<Gateway>(loop, config_, region_, getpid())),
+      read_buffer_(new char[kReadBufferBytes]) {
+  handlers_.setGateway(gateway_.get());
+}
 
 uv_buf_t Worker::readBuffer() {
   return uv_buf_init(read_buffer_.get(), kReadBufferBytes);
@@ -71,6 +74,7 @@ bool Worker::start(std::string* error) {
     auto listener = std::make_unique<Listener>();
     listener->worker = this;
     listener->fd = fd;
+    listener->index = static_cast<uint32_t>(listeners_.size());
     listener->poll.data = listener.get();
     if (int rc = uv_poll_init_socket(loop_, &listener->poll, fd); rc != 0) {
       *error = "listening fd " + std::to_string(fd) + ": " + uv_strerror(rc);
@@ -219,7 +223,8 @@ void Worker::onAcceptable(Listener& listener) {
     shared::bump(cell_.traffic.accepted_connections);
     cell_.open_connections.store(open_connections_, std::memory_order_relaxed);
     connections_.emplace_front(*this);
-    connections_.front().start(fd, reinterpret_cast<const sockaddr*>(&peer), connections_.begin());
+    connections_.front().start(fd, reinterpret_cast<const sockaddr*>(&peer), listener.index,
+                               connections_.begin());
   }
 }
 
@@ -242,6 +247,7 @@ void Worker::beginDrain() {
   closeListeners();
   draining_ = true;
   handlers_.setDraining();
+  gateway_->beginDrain();
   cell_.state.store(static_cast<uint32_t>(shared::WorkerState::Draining),
                     std::memory_order_release);
   uv_timer_start(
@@ -253,6 +259,11 @@ void Worker::beginDrain() {
       config_.supervisor.drain_timeout_ms, 0);
   for (auto& connection : connections_) connection.beginDrain();
   if (connections_.empty()) stopLoop();
+}
+
+void Worker::releaseUpstreams() {
+  for (auto& connection : connections_) connection.dropExchange();
+  gateway_->closeAll();
 }
 
 void Worker::stopLoop() {
@@ -303,6 +314,7 @@ int runWorker(const WorkerOptions& options) {
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     spdlog::debug("stopped");
+    worker.releaseUpstreams();
     // Close every handle (signal handles included) while the Worker that owns
     // them is alive, so nothing refers to it once it is destroyed.
     uv_walk(

@@ -18,6 +18,7 @@
 #include "shared/exit_codes.h"
 #include "shared/shm.h"
 #include "worker/access_log.h"
+#include "worker/gateway/gateway.h"
 #include "worker/handlers.h"
 #include "worker/http/connection.h"
 #include "worker/http/socket_adopter.h"
@@ -54,6 +55,11 @@ class Worker {
   const shared::Limits& limits() const { return config_.limits; }
   const shared::HttpConfig& http() const { return config_.http; }
   Handlers& handlers() { return handlers_; }
+  // The exchange for a request on a proxied route (gateway/gateway.h).
+  std::unique_ptr<Exchange> startExchange(const Route& route, const Request& request,
+                                          ExchangeSink& sink) {
+    return gateway_->startExchange(route, request, sink);
+  }
   AccessLog* accessLog() const { return access_log_.get(); }
   shared::WorkerCell& cell() { return cell_; }
   bool draining() const { return draining_; }
@@ -68,6 +74,9 @@ class Worker {
   // Makes an initialized uv_tcp_t own an accepted socket (socket_adopter.h).
   int adoptSocket(uv_tcp_t* tcp, int fd) { return adopter_.adopt(tcp, fd); }
   void onConnectionClosed(std::list<Connection>::iterator connection);
+  // Before the loop's last run: exchanges and upstream connections close
+  // through their own callbacks, which free them.
+  void releaseUpstreams();
 
  private:
   // A listening socket, accepted from by the worker itself (a uv_poll_t and
@@ -82,6 +91,7 @@ class Worker {
   struct Listener {
     Worker* worker = nullptr;
     int fd = -1;
+    uint32_t index = 0;  // in config.listen
     uv_poll_t poll{};
     bool polling = false;
     bool closed = false;  // poll handle closing or closed; fd closed in its close callback
@@ -103,6 +113,7 @@ class Worker {
   shared::WorkerCell& cell_;
   WorkerOptions options_;
   Handlers handlers_;
+  std::unique_ptr<Gateway> gateway_;
   std::unique_ptr<AccessLog> access_log_;
   uint64_t access_log_dropped_before_ = 0;  // lines dropped by access logs since reopened
   std::vector<std::unique_ptr<Listener>> listeners_;

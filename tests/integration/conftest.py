@@ -846,3 +846,491 @@ class RequestLoop:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+# --------------------------------------------------------------------------
+# upstreams for the proxy tests: the test origin (upstream_server.py), a real
+# redis-server and a real nginx, each on a free loopback port
+# --------------------------------------------------------------------------
+
+import hashlib  # noqa: E402
+import http.client  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+
+UPSTREAM_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upstream_server.py")
+REDIS_SERVER_BIN = os.environ.get("REDIS_SERVER_BIN") or shutil.which("redis-server") or "/usr/bin/redis-server"
+NGINX_BIN = os.environ.get("NGINX_BIN") or "/usr/sbin/nginx"
+
+
+def pattern_bytes(n, offset=0):
+    """The deterministic bytes upstream_server's /bytes and nginx_upstream's /big
+    serve: byte i is i % 251."""
+    block = bytes(range(251)) * (n // 251 + 2)
+    s = offset % 251
+    return block[s:s + n]
+
+
+def pattern_sha256(n):
+    """sha256 hex of pattern_bytes(n), computed in 1 MiB pieces."""
+    h = hashlib.sha256()
+    piece = 251 * 4096  # a multiple of 251: every piece starts at offset 0
+    block = pattern_bytes(piece)
+    left = n
+    while left:
+        k = min(left, piece)
+        h.update(block[:k])
+        left -= k
+    return h.hexdigest()
+
+
+def _stop_process(proc, sig=signal.SIGTERM, timeout=5.0, group=False):
+    """Signal proc (its process group with `group`), wait, SIGKILL after timeout.
+    Returns the exit status (None if it was not running)."""
+    if proc is None:
+        return None
+    if proc.poll() is not None:
+        if group:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group, if any
+            except (ProcessLookupError, PermissionError):
+                pass
+        return proc.returncode
+    try:
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
+    if group:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return proc.returncode
+
+
+def _read_text(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+class Upstream:
+    """One upstream_server.py process; see upstream_factory."""
+
+    def __init__(self, workdir, name="u1", idle_close_ms=None, port=None):
+        self.workdir = workdir
+        self.name = name
+        self.idle_close_ms = idle_close_ms
+        self.port = port or free_port()
+        self.proc = None
+        self.starts = 0
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self, timeout=10.0):
+        assert not self.running(), f"upstream {self.name} is already running"
+        self.starts += 1
+        stem = os.path.join(self.workdir, f"{self.name}.{self.starts}")
+        self.stdout_path, self.stderr_path = stem + ".out", stem + ".err"
+        cmd = [sys.executable, UPSTREAM_SERVER, "--port", str(self.port), "--name", self.name]
+        if self.idle_close_ms is not None:
+            cmd += ["--idle-close-ms", str(self.idle_close_ms)]
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         start_new_session=True)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"upstream {self.name} exited with {self.proc.returncode}:\n"
+                                     f"{self.log()}")
+            return f"ready {self.port}" in _read_text(self.stdout_path)
+        wait_until(ready, timeout, message=lambda: f"upstream {self.name} ready on {self.port}")
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        return _read_text(self.stderr_path) if self.proc else ""
+
+    def stop(self, timeout=5.0):
+        """SIGTERM and wait (SIGKILL after timeout); returns the exit status."""
+        return _stop_process(self.proc, signal.SIGTERM, timeout)
+
+    def kill(self):
+        """SIGKILL: the target dies without closing anything itself."""
+        return _stop_process(self.proc, signal.SIGKILL, 5.0)
+
+    def restart(self, timeout=10.0):
+        """Stops it if running and starts it again on the same port."""
+        self.stop()
+        return self.start(timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=5.0):
+        """One request on a fresh http.client connection: (status, headers dict, body bytes)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            c.close()
+
+    def stats(self):
+        """GET /admin/stats: {"connections", "requests", "open_connections", "by_path",
+        "expect_seen"} (admin requests and connections are not counted)."""
+        status, _, body = self.request("GET", "/admin/stats", headers={"Connection": "close"})
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+    def reset_stats(self):
+        status, _, body = self.request("GET", "/admin/reset-stats", headers={"Connection": "close"})
+        assert status == 200, (status, body)
+
+    def set_health(self, status):
+        """What /health answers from now on (200, 503, ...)."""
+        code, _, body = self.request("GET", f"/admin/health?status={int(status)}",
+                                     headers={"Connection": "close"})
+        assert code == 200, (code, body)
+
+    def __repr__(self):
+        return f"<Upstream {self.name} {self.address} pid={self.proc.pid if self.proc else None}>"
+
+
+@pytest.fixture
+def upstream_factory(tmp_path):
+    """start(name="u1", idle_close_ms=None, port=None) -> Upstream (running, "ready"
+    seen). Every upstream started is stopped at teardown."""
+    made = []
+    workdir = tmp_path / "upstreams"
+    workdir.mkdir(exist_ok=True)
+
+    def start(name="u1", idle_close_ms=None, port=None):
+        up = Upstream(str(workdir), name=name, idle_close_ms=idle_close_ms, port=port)
+        made.append(up)
+        return up.start()
+
+    yield start
+    for up in made:
+        _stop_process(up.proc, signal.SIGTERM, 5.0)
+
+
+# ---- redis
+
+class RedisError(Exception):
+    """An error reply (-ERR ...) from redis."""
+
+
+class RespClient:
+    """A tiny RESP2 client over one socket: command(*args) sends one command and
+    returns its parsed reply (str for +simple, int, bytes or None for bulk, list or
+    None for arrays); an error reply raises RedisError."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    @staticmethod
+    def encode(*args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if isinstance(a, str):
+                a = a.encode()
+            elif isinstance(a, (int, float)):
+                a = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        return b"".join(out)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("redis closed the connection")
+        self.buf += data
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RedisError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self._fill()
+            data, self.buf = self.buf[:n], self.buf[n + 2:]
+            return data
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read_reply() for _ in range(n)]
+        raise ConnectionError(f"bad RESP line {line!r}")
+
+    def command(self, *args):
+        self.sock.sendall(self.encode(*args))
+        reply = self.read_reply()
+        if isinstance(reply, RedisError):
+            raise reply
+        return reply
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Redis:
+    """One redis-server process; see redis_factory."""
+
+    def __init__(self, workdir, port=None):
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc = None
+        self.starts = 0
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout=10.0):
+        assert not self.running(), "redis is already running"
+        self.starts += 1
+        self.log_path = os.path.join(self.workdir, f"redis.{self.starts}.log")
+        cmd = [REDIS_SERVER_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--daemonize", "no",
+               "--dir", self.workdir, "--logfile", ""]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+        def pong():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"redis-server exited with {self.proc.returncode}:\n"
+                                     f"{_read_text(self.log_path)}")
+            try:
+                return self.command("PING") == "PONG"
+            except (OSError, RedisError):  # not listening yet, or LOADING
+                return False
+        wait_until(pong, timeout, message=lambda: f"redis PING on {self.port}")
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=5.0):
+        """SIGTERM (redis exits without saving: --save '') and wait."""
+        return _stop_process(self.proc, signal.SIGTERM, timeout)
+
+    def kill(self):
+        return _stop_process(self.proc, signal.SIGKILL, 5.0)
+
+    def client(self, timeout=5.0):
+        """A persistent RespClient (for MONITOR, SUBSCRIBE, pipelines); close it."""
+        return RespClient(self.port, timeout=timeout)
+
+    def command(self, *args, timeout=5.0):
+        """One command on a fresh connection; the parsed reply (see RespClient)."""
+        with RespClient(self.port, timeout=timeout) as c:
+            return c.command(*args)
+
+    def log(self):
+        return _read_text(self.log_path) if self.proc else ""
+
+
+@pytest.fixture
+def redis_factory(tmp_path):
+    """redis_factory(port=None) -> Redis (running, PING answered). Killed at teardown."""
+    if not os.access(REDIS_SERVER_BIN, os.X_OK):
+        pytest.fail(f"redis-server not found at {REDIS_SERVER_BIN} (scripts/install-deps.sh)",
+                    pytrace=False)
+    made = []
+
+    def start(port=None):
+        workdir = tmp_path / f"redis{len(made)}"
+        workdir.mkdir()
+        r = Redis(str(workdir), port=port)
+        made.append(r)
+        return r.start()
+
+    yield start
+    for r in made:
+        _stop_process(r.proc, signal.SIGKILL, 5.0)
+
+
+# ---- nginx
+
+NGINX_BIG_BYTES = 16 * 1024 * 1024
+
+NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log stderr;
+{user}
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+{temp_paths}
+    keepalive_timeout 60s;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        location /echo {{
+            add_header X-Upstream nginx;
+            return 200 "$request_method $request_uri\\n";
+        }}
+        location /big {{
+            add_header X-Upstream nginx;
+            root {prefix}/www;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """One nginx (master + 1 worker); see nginx_upstream."""
+
+    def __init__(self, prefix, port=None):
+        self.prefix = prefix
+        self.port = port or free_port()
+        self.proc = None
+        self.conf_path = os.path.join(prefix, "nginx.conf")
+        self.log_path = os.path.join(prefix, "nginx.stderr")
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def write_config(self, temp_kinds):
+        temp_paths = []
+        for kind in temp_kinds:
+            d = os.path.join(self.prefix, "tmp", kind)
+            os.makedirs(d, exist_ok=True)
+            temp_paths.append(f"    {kind}_temp_path {d};")
+        # As root the worker would switch to nobody, who cannot enter pytest's
+        # 0700 tmp_path (nor read the big file there).
+        user = "user root root;" if os.geteuid() == 0 else ""
+        with open(self.conf_path, "w") as f:
+            f.write(NGINX_CONF.format(prefix=self.prefix, port=self.port, user=user,
+                                      temp_paths="\n".join(temp_paths)))
+
+    def cmd(self, *extra):
+        # -e stderr: nginx opens its compiled-in error log before reading the config
+        # (harmless in this build, whose default is stderr, but not in every build).
+        return [NGINX_BIN, "-p", self.prefix, "-c", self.conf_path, "-e", "stderr", *extra]
+
+    def configure(self):
+        """Writes the config, dropping temp-path directives of modules this nginx
+        was built without, until `nginx -t` accepts it."""
+        kinds = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        while True:
+            self.write_config(kinds)
+            r = run(self.cmd("-t"), timeout=30)
+            if r.returncode == 0:
+                return
+            m = re.search(r'unknown directive "(\w+)_temp_path"', r.stderr)
+            if not m or m.group(1) not in kinds:
+                raise AssertionError(f"nginx -t rejected {self.conf_path}:\n{r.stderr}")
+            kinds.remove(m.group(1))
+
+    def start(self, timeout=10.0):
+        assert not self.running(), "nginx is already running"
+        www = os.path.join(self.prefix, "www")
+        os.makedirs(www, exist_ok=True)
+        big = os.path.join(www, "big")
+        if not os.path.exists(big):
+            with open(big, "wb") as f:
+                f.write(pattern_bytes(NGINX_BIG_BYTES))
+        self.configure()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+        def answers():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nginx exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                return http_get(self.port, "/echo", timeout=1.0).status == 200
+            except OSError:
+                return False
+        wait_until(answers, timeout, interval=0.05, message=lambda: f"nginx /echo on {self.port}")
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=5.0):
+        """SIGTERM to the master (fast shutdown), then SIGKILL to its whole group."""
+        return _stop_process(self.proc, signal.SIGTERM, timeout, group=True)
+
+    def log(self):
+        return _read_text(self.log_path)
+
+
+@pytest.fixture
+def nginx_upstream(tmp_path):
+    """nginx_upstream(port=None) -> Nginx (running): /echo answers 200
+    "$request_method $request_uri\\n" with X-Upstream: nginx; /big is a 16 MiB
+    static file of pattern_bytes; keepalive_timeout 60s, keepalive_requests 100000.
+    Stopped (with its worker) at teardown."""
+    if not os.access(NGINX_BIN, os.X_OK):
+        pytest.fail(f"nginx not found at {NGINX_BIN} (nginx-light, scripts/install-deps.sh)",
+                    pytrace=False)
+    made = []
+
+    def start(port=None):
+        prefix = tmp_path / f"nginx{len(made)}"
+        prefix.mkdir()
+        n = Nginx(str(prefix), port=port)
+        made.append(n)
+        return n.start()
+
+    yield start
+    for n in made:
+        _stop_process(n.proc, signal.SIGTERM, 5.0, group=True)

@@ -98,11 +98,9 @@ std::string replaceOnce(std::string text, const std::string& from, const std::st
 }
 
 TEST_CASE("config: the design's example reports exactly the parts not available yet") {
-  CHECK(errorsOf(kDesignExample) ==
-        Errors{"routes[2].upstream: proxy routes are not available in this version",
-               "routes[2].rate_limit: not available in this version",
-               "routes[2].auth: not available in this version",
-               "routes[2].cache: not available in this version"});
+  CHECK(errorsOf(kDesignExample) == Errors{"routes[2].rate_limit: not available in this version",
+                                           "routes[2].auth: not available in this version",
+                                           "routes[2].cache: not available in this version"});
 }
 
 TEST_CASE("config: the design's example minus the refused routes parses with its values") {
@@ -397,10 +395,12 @@ TEST_CASE("config: builtins and upstream references are checked") {
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}}, {"path": "/x", "static": {}},
                               {"prefix": "/api/", "upstream": "api"})")) ==
         Errors{"routes[2].upstream: no upstream named \"api\""});
-  CHECK(errorsOf(
-            withRoute(R"({"prefix": "/api/", "upstream": "api"})",
-                      R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:9001"}]}})")) ==
-        Errors{"routes[0].upstream: proxy routes are not available in this version"});
+  Config proxy =
+      valid(withRoute(R"({"prefix": "/api/", "upstream": "api"})",
+                      R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:9001"}]}})"));
+  REQUIRE(proxy.routes.size() == 1);
+  CHECK(proxy.routes[0].kind == RouteKind::Upstream);
+  CHECK(proxy.routes[0].upstream == "api");
 }
 
 TEST_CASE("config: every builtin has its name") {
@@ -616,7 +616,7 @@ TEST_CASE("config: upstreams are validated in full") {
   std::string target = R"("targets": [{"address": "127.0.0.1:1"}])";
   CHECK(errorsOf(upstream("{" + target + R"(, "balance": "fastest"})")) ==
         Errors{"upstreams.api.balance: unknown value \"fastest\" (known: round_robin, least_conn, "
-               "random)"});
+               "random_two)"});
   CHECK(errorsOf(upstream("{" + target + R"(, "health_check": {"path": "health"}})")) ==
         Errors{"upstreams.api.health_check.path: must start with '/'"});
   CHECK(errorsOf(upstream("{" + target + R"(, "breaker": {"failure_rate": 1.5}})")) ==
@@ -764,6 +764,274 @@ TEST_CASE("config: a route's methods are known, uppercase, listed once, never CO
         Errors{"routes[0].methods[0]: CONNECT is not supported (phalanx is no tunnel)"});
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "methods": "GET"})")) ==
         Errors{"routes[0].methods: expected an array, got string"});
+}
+
+// An upstream "api" with one target and `extra` keys, as a whole document.
+std::string withUpstream(const std::string& extra) {
+  return doc(R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:9001"}])" +
+             (extra.empty() ? "" : ", " + extra) + "}}");
+}
+
+TEST_CASE("config: reverse-proxy upstream keys default as documented") {
+  const UpstreamConfig a = valid(withUpstream("")).upstreams.at("api");
+  CHECK_FALSE(a.targets[0].backup);
+  CHECK(a.balance == "round_robin");
+  CHECK(a.max_idle_connections == 32);
+  CHECK(a.idle_timeout_ms == 4000);
+  CHECK_FALSE(a.required);
+  CHECK(a.retry_budget.ratio == 0.2);
+  CHECK(a.retry_budget.window_ms == 10000);
+  CHECK(a.retry_budget.min_retries == 10);
+  CHECK(a.breaker.slow_call_rate == 1.0);
+  CHECK_FALSE(a.health_check.has_value());
+  const HealthCheckConfig h =
+      *valid(withUpstream(R"("health_check": {})")).upstreams.at("api").health_check;
+  CHECK(h.path == "/health");
+  CHECK(h.interval_ms == 2000);
+  CHECK(h.timeout_ms == 1000);
+  CHECK(h.expect_status == 0);
+  CHECK(h.healthy_threshold == 2);
+  CHECK(h.unhealthy_threshold == 3);
+}
+
+TEST_CASE("config: reverse-proxy upstream keys take their values") {
+  Config c = valid(doc(R"("upstreams": {"api": {
+      "targets": [{"address": "127.0.0.1:9001"}, {"address": "127.0.0.1:9002", "backup": true},
+                  {"address": "127.0.0.1:9003", "backup": false}],
+      "balance": "least_conn", "connect_timeout_ms": 1, "timeout_ms": 1, "retries": 10,
+      "max_idle_connections": 0, "idle_timeout_ms": 1, "required": true,
+      "retry_budget": {"ratio": 0, "window_ms": 1000, "min_retries": 0},
+      "health_check": {"path": "/ready", "interval_ms": 100, "timeout_ms": 100,
+                       "expect_status": 204, "healthy_threshold": 1, "unhealthy_threshold": 5},
+      "breaker": {"slow_call_ms": 500, "slow_call_rate": 0.25}}})"));
+  const UpstreamConfig& a = c.upstreams.at("api");
+  REQUIRE(a.targets.size() == 3);
+  CHECK_FALSE(a.targets[0].backup);
+  CHECK(a.targets[1].backup);
+  CHECK_FALSE(a.targets[2].backup);
+  CHECK(a.balance == "least_conn");
+  CHECK(a.connect_timeout_ms == 1);
+  CHECK(a.timeout_ms == 1);
+  CHECK(a.retries == 10);
+  CHECK(a.max_idle_connections == 0);
+  CHECK(a.idle_timeout_ms == 1);
+  CHECK(a.required);
+  CHECK(a.retry_budget.ratio == 0);
+  CHECK(a.retry_budget.window_ms == 1000);
+  CHECK(a.retry_budget.min_retries == 0);
+  REQUIRE(a.health_check.has_value());
+  CHECK(a.health_check->path == "/ready");
+  CHECK(a.health_check->interval_ms == 100);
+  CHECK(a.health_check->timeout_ms == 100);
+  CHECK(a.health_check->expect_status == 204);
+  CHECK(a.health_check->healthy_threshold == 1);
+  CHECK(a.health_check->unhealthy_threshold == 5);
+  CHECK(a.breaker.slow_call_ms == 500);
+  CHECK(a.breaker.slow_call_rate == 0.25);
+
+  auto upstream = [](const std::string& extra) {
+    return valid(withUpstream(extra)).upstreams.at("api");
+  };
+  CHECK(upstream(R"("max_idle_connections": 10000)").max_idle_connections == 10000);
+  CHECK(upstream(R"("retry_budget": {"ratio": 1})").retry_budget.ratio == 1);
+  CHECK(upstream(R"("retry_budget": {"ratio": 0.5})").retry_budget.window_ms == 10000);
+  CHECK(upstream(R"("breaker": {"slow_call_rate": 1})").breaker.slow_call_rate == 1);
+  CHECK(upstream(R"("health_check": {"expect_status": 100})").health_check->expect_status == 100);
+  CHECK(upstream(R"("health_check": {"expect_status": 599})").health_check->expect_status == 599);
+  CHECK(upstream(R"("health_check": {"expect_status": 0})").health_check->expect_status == 0);
+}
+
+TEST_CASE("config: balance is round_robin, least_conn or random_two; random is random_two") {
+  auto balance = [](const std::string& name) {
+    return valid(withUpstream(R"("balance": ")" + name + "\"")).upstreams.at("api").balance;
+  };
+  CHECK(balance("round_robin") == "round_robin");
+  CHECK(balance("least_conn") == "least_conn");
+  CHECK(balance("random_two") == "random_two");
+  CHECK(balance("random") == "random_two");
+  CHECK(errorsOf(withUpstream(R"("balance": "random_three")")) ==
+        Errors{"upstreams.api.balance: unknown value \"random_three\" (known: round_robin, "
+               "least_conn, random_two)"});
+  CHECK(errorsOf(withUpstream(R"("balance": 2)")) ==
+        Errors{"upstreams.api.balance: expected a string, got number"});
+}
+
+TEST_CASE("config: upstream bounds name their JSON path") {
+  CHECK(errorsOf(withUpstream(R"("connect_timeout_ms": 0)")) ==
+        Errors{"upstreams.api.connect_timeout_ms: expected a positive integer, got 0"});
+  CHECK(errorsOf(withUpstream(R"("timeout_ms": 0)")) ==
+        Errors{"upstreams.api.timeout_ms: expected a positive integer, got 0"});
+  CHECK(valid(withUpstream(R"("retries": 0)")).upstreams.at("api").retries == 0);
+  CHECK(errorsOf(withUpstream(R"("retries": 11)")) ==
+        Errors{"upstreams.api.retries: must be at most 10"});
+  CHECK(errorsOf(withUpstream(R"("max_idle_connections": 10001)")) ==
+        Errors{"upstreams.api.max_idle_connections: must be at most 10000"});
+  CHECK(errorsOf(withUpstream(R"("max_idle_connections": -1)")) ==
+        Errors{"upstreams.api.max_idle_connections: expected a non-negative integer, got -1"});
+  CHECK(errorsOf(withUpstream(R"("idle_timeout_ms": 0)")) ==
+        Errors{"upstreams.api.idle_timeout_ms: expected a positive integer, got 0"});
+  CHECK(errorsOf(withUpstream(R"("required": "yes")")) ==
+        Errors{"upstreams.api.required: expected true or false, got string"});
+  CHECK(errorsOf(doc(
+            R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:1", "backup": 1}]}})")) ==
+        Errors{"upstreams.api.targets[0].backup: expected true or false, got number"});
+  CHECK(errorsOf(withUpstream(R"("breaker": {"slow_call_rate": 0})")) ==
+        Errors{"upstreams.api.breaker.slow_call_rate: must be greater than 0 and at most 1"});
+  CHECK(errorsOf(withUpstream(R"("breaker": {"slow_call_rate": 1.01})")) ==
+        Errors{"upstreams.api.breaker.slow_call_rate: must be greater than 0 and at most 1"});
+  CHECK(errorsOf(withUpstream(R"("breaker": {"slow_call_rate": "half"})")) ==
+        Errors{"upstreams.api.breaker.slow_call_rate: expected a number, got string"});
+}
+
+TEST_CASE("config: retry_budget: ratio 0 to 1, window_ms at least 1000, min_retries any") {
+  CHECK(errorsOf(withUpstream(R"("retry_budget": {"ratio": -0.1})")) ==
+        Errors{"upstreams.api.retry_budget.ratio: must be at least 0 and at most 1"});
+  CHECK(errorsOf(withUpstream(R"("retry_budget": {"ratio": 1.5})")) ==
+        Errors{"upstreams.api.retry_budget.ratio: must be at least 0 and at most 1"});
+  CHECK(errorsOf(withUpstream(R"("retry_budget": {"window_ms": 999})")) ==
+        Errors{"upstreams.api.retry_budget.window_ms: must be at least 1000"});
+  CHECK(errorsOf(withUpstream(R"("retry_budget": {"window_ms": 0})")) ==
+        Errors{"upstreams.api.retry_budget.window_ms: expected a positive integer, got 0"});
+  CHECK(errorsOf(withUpstream(R"("retry_budget": {"min_retries": -1})")) ==
+        Errors{"upstreams.api.retry_budget.min_retries: expected a non-negative integer, got -1"});
+  CHECK(errorsOf(withUpstream(R"("retry_budget": {"windows_ms": 1000})")) ==
+        Errors{"upstreams.api.retry_budget.windows_ms: unknown key (did you mean \"window_ms\"?)"});
+  CHECK(errorsOf(withUpstream(R"("retry_budget": 0.2)")) ==
+        Errors{"upstreams.api.retry_budget: expected an object, got number"});
+}
+
+TEST_CASE("config: health_check: interval, timeout within it, expected status, thresholds") {
+  auto health = [](const std::string& body) {
+    return errorsOf(withUpstream(R"("health_check": )" + body));
+  };
+  CHECK(health(R"({"interval_ms": 99})") ==
+        Errors{"upstreams.api.health_check.interval_ms: must be at least 100"});
+  CHECK(health(R"({"timeout_ms": 0})") ==
+        Errors{"upstreams.api.health_check.timeout_ms: expected a positive integer, got 0"});
+  // The key the file set is blamed; the message names both.
+  CHECK(health(R"({"timeout_ms": 2001})") ==
+        Errors{"upstreams.api.health_check.timeout_ms: timeout_ms (2001) must be at most "
+               "interval_ms (2000)"});
+  CHECK(health(R"({"interval_ms": 500, "timeout_ms": 600})") ==
+        Errors{"upstreams.api.health_check.timeout_ms: timeout_ms (600) must be at most "
+               "interval_ms (500)"});
+  CHECK(health(R"({"interval_ms": 500})") ==
+        Errors{"upstreams.api.health_check.interval_ms: timeout_ms (1000) must be at most "
+               "interval_ms (500)"});
+  CHECK(valid(withUpstream(R"("health_check": {"interval_ms": 500, "timeout_ms": 500})"))
+            .upstreams.at("api")
+            .health_check->timeout_ms == 500);
+  CHECK(health(R"({"expect_status": 99})") ==
+        Errors{"upstreams.api.health_check.expect_status: must be 0 (any 2xx or 3xx) or 100-599"});
+  CHECK(health(R"({"expect_status": 600})") ==
+        Errors{"upstreams.api.health_check.expect_status: must be 0 (any 2xx or 3xx) or 100-599"});
+  CHECK(health(R"({"expect_status": "200"})") ==
+        Errors{"upstreams.api.health_check.expect_status: expected a non-negative integer, got "
+               "string"});
+  CHECK(health(R"({"healthy_threshold": 0})") ==
+        Errors{"upstreams.api.health_check.healthy_threshold: expected a positive integer, got 0"});
+  CHECK(
+      health(R"({"unhealthy_threshold": 0})") ==
+      Errors{"upstreams.api.health_check.unhealthy_threshold: expected a positive integer, got 0"});
+}
+
+// `count` targets 127.0.0.1:1.. over upstreams of at most 1000 targets each.
+std::string manyTargets(uint32_t count) {
+  std::string upstreams;
+  uint32_t port = 1;
+  for (uint32_t u = 0; port <= count; ++u) {
+    std::string targets;
+    for (uint32_t i = 0; i < 1000 && port <= count; ++i, ++port) {
+      targets += (targets.empty() ? "" : ",") + std::string(R"({"address": "127.0.0.1:)") +
+                 std::to_string(port) + "\"}";
+    }
+    upstreams += (upstreams.empty() ? "" : ",") + std::string("\"u") + std::to_string(u) +
+                 R"(": {"targets": [)" + targets + "]}";
+  }
+  return doc(R"("upstreams": {)" + upstreams + "}");
+}
+
+TEST_CASE("config: at most kMaxUpstreamTargets targets over all upstreams") {
+  Config c = valid(manyTargets(kMaxUpstreamTargets));
+  REQUIRE(c.upstreams.size() == 2);
+  CHECK(c.upstreams.at("u0").targets.size() + c.upstreams.at("u1").targets.size() ==
+        kMaxUpstreamTargets);
+  CHECK(errorsOf(manyTargets(kMaxUpstreamTargets + 1)) ==
+        Errors{"upstreams: 1025 targets over all upstreams, at most 1024"});
+}
+
+TEST_CASE("config: retry_on lists 502, 503, 504 once each, on upstream routes only") {
+  std::string api = R"("upstreams": {"api": {"targets": [{"address": "127.0.0.1:9001"}]}})";
+  auto route = [&](const std::string& retry_on) {
+    return withRoute(R"({"prefix": "/api/", "upstream": "api", "retry_on": )" + retry_on + "}",
+                     api);
+  };
+  CHECK(valid(withRoute(R"({"prefix": "/api/", "upstream": "api"})", api))
+            .routes[0]
+            .retry_on.empty());
+  CHECK(valid(route("[502, 503, 504]")).routes[0].retry_on == std::vector<int>{502, 503, 504});
+  CHECK(valid(route("[504]")).routes[0].retry_on == std::vector<int>{504});
+  CHECK(errorsOf(route("[500]")) ==
+        Errors{"routes[0].retry_on[0]: must be 502, 503 or 504, got 500"});
+  CHECK(errorsOf(route("[502, 502]")) == Errors{"routes[0].retry_on[1]: listed twice"});
+  CHECK(errorsOf(route("[\"502\"]")) ==
+        Errors{"routes[0].retry_on[0]: expected a non-negative integer, got string"});
+  CHECK(errorsOf(route("[]")) == Errors{"routes[0].retry_on: must not be empty"});
+  CHECK(errorsOf(route("502")) == Errors{"routes[0].retry_on: expected an array, got number"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "retry_on": [502]})")) ==
+        Errors{"routes[0].retry_on: only for a route with \"upstream\""});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "builtin": "live", "retry_on": [502]})")) ==
+        Errors{"routes[0].retry_on: only for a route with \"upstream\""});
+}
+
+TEST_CASE("config: a route's listen addresses are top-level listen addresses") {
+  auto config = [](const std::string& routes) {
+    return R"({"listen": ["127.0.0.1:8080", "127.0.0.1:8081"], "routes": [)" + routes + "]}";
+  };
+  Config c = valid(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8081"]},
+                             {"path": "/all", "static": {}})"));
+  REQUIRE(c.routes[0].listen.size() == 1);
+  CHECK(c.routes[0].listen[0] == c.listen[1]);
+  CHECK(c.routes[0].listen[0].text == "127.0.0.1:8081");
+  CHECK(c.routes[1].listen.empty());
+  // Equal as addresses, whatever the spelling.
+  CHECK(valid(config(R"({"path": "/", "static": {}, "listen": ["localhost:8080"]})"))
+            .routes[0]
+            .listen[0] == c.listen[0]);
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:9999"]})")) ==
+        Errors{"routes[0].listen[0]: \"127.0.0.1:9999\" is not one of the top-level \"listen\" "
+               "addresses"});
+  CHECK(errorsOf(config(
+            R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8081", "127.0.0.1:8081"]})")) ==
+        Errors{"routes[0].listen[1]: listed twice"});
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1"]})")).size() == 1);
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}, "listen": []})")) ==
+        Errors{"routes[0].listen: must not be empty"});
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}, "listen": "127.0.0.1:8080"})")) ==
+        Errors{"routes[0].listen: expected an array, got string"});
+  // A bad top-level listener is reported once, not again for each route naming it.
+  CHECK(errorsOf(R"({"listen": ["127.0.0.1:8080", "127.0.0.1:0"],
+                     "routes": [{"path": "/", "static": {}, "listen": ["127.0.0.1:8081"]}]})") ==
+        Errors{"listen[1]: port must be 1-65535"});
+}
+
+TEST_CASE("config: the same path on other listen addresses is still reachable") {
+  auto config = [](const std::string& routes) {
+    return R"({"listen": ["127.0.0.1:8080", "127.0.0.1:8081"], "routes": [)" + routes + "]}";
+  };
+  CHECK(valid(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8080"]},
+                        {"path": "/", "static": {}, "listen": ["127.0.0.1:8081"]})"))
+            .routes.size() == 2);
+  CHECK(valid(config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8080"]},
+                        {"path": "/", "static": {}})"))
+            .routes.size() == 2);
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}},
+                           {"path": "/", "static": {}, "listen": ["127.0.0.1:8081"]})")) ==
+        Errors{"routes[1]: same path as routes[0], which always matches first"});
+  CHECK(errorsOf(
+            config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8080", "127.0.0.1:8081"]},
+                           {"path": "/", "static": {}})")) ==
+        Errors{"routes[1]: same path as routes[0], which always matches first"});
 }
 
 }  // namespace phalanx::shared

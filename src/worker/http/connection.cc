@@ -47,8 +47,15 @@ Connection::Connection(Worker& worker)
                       .max_headers = worker.limits().max_headers,
                       .path = {.merge_slashes = worker.http().merge_slashes}}) {}
 
-void Connection::start(int fd, const sockaddr* peer, std::list<Connection>::iterator self) {
+void Connection::start(int fd, const sockaddr* peer, uint32_t listener,
+                       std::list<Connection>::iterator self) {
   self_ = self;
+  listener_ = listener;
+  if (peer->sa_family == AF_INET) {
+    std::memcpy(&peer_, peer, sizeof(sockaddr_in));
+  } else if (peer->sa_family == AF_INET6) {
+    std::memcpy(&peer_, peer, sizeof(sockaddr_in6));
+  }
   uv_tcp_init(worker_.loop(), &tcp_);
   uv_timer_init(worker_.loop(), &timer_);
   tcp_.data = this;
@@ -68,7 +75,7 @@ void Connection::start(int fd, const sockaddr* peer, std::list<Connection>::iter
 
 bool Connection::idle() const {
   return !parser_.inRequest() && out_.empty() && !writing() && pending_input_.empty() &&
-         delayed_request_ == nullptr;
+         delayed_request_ == nullptr && !exchange_;
 }
 
 void Connection::beginDrain() {
@@ -86,7 +93,7 @@ void Connection::startDrainGrace() {
 }
 
 void Connection::startReading() {
-  if (reading_ || eof_ || phase_ == Phase::Closed) return;
+  if (reading_ || eof_ || phase_ == Phase::Closed || input_paused_) return;
   reading_ = true;
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(&tcp_),
@@ -109,8 +116,7 @@ void Connection::onRead(ssize_t nread, const uv_buf_t* buf) {
     stopReading();
     // A client may half-close after sending its requests: answer what was
     // already read, then close.
-    bool owed =
-        writing() || !out_.empty() || !pending_input_.empty() || delayed_request_ != nullptr;
+    bool owed = writing() || !out_.empty() || !pending_input_.empty() || holding();
     if (phase_ == Phase::Open && nread == UV_EOF && owed) {
       close_after_write_ = true;
       pump();
@@ -126,8 +132,8 @@ void Connection::onRead(ssize_t nread, const uv_buf_t* buf) {
     linger_ = true;
     return;
   }
-  if (delayed_request_ != nullptr) {
-    // Parsing waits for the delayed answer; pump() stops reading past kMaxHeldInput.
+  if (holding()) {
+    // Parsing waits for the answer; pump() stops reading past kMaxHeldInput.
     pending_input_.append(buf->base, static_cast<size_t>(nread));
     pump();
     return;
@@ -167,7 +173,7 @@ void Connection::pump() {
   while (phase_ == Phase::Open && !writing()) {
     if (!out_.empty()) {
       if (!writeOut()) break;
-    } else if (delayed_request_ != nullptr) {
+    } else if (holding()) {
       // Read on while the answer waits, so a reset is noticed; hold a bounded amount.
       if (pending_input_.size() < kMaxHeldInput) {
         startReading();
@@ -180,6 +186,7 @@ void Connection::pump() {
       pending_input_.clear();
       parse(input.data(), input.size());
     } else if (close_after_write_) {
+      if (exchange_ && !exchange_done_) break;  // its response is still coming
       startClosing();
     } else {
       if (worker_.draining() && idle()) startDrainGrace();
@@ -206,11 +213,36 @@ void Connection::onHeadersComplete(Request& request) {
     out_ += Handlers::kContinue;
     if (!writing()) writeOut();
   }
+  route_ = worker_.handlers().match(request, listener_);
+  if (route_ != nullptr && route_->kind == shared::RouteKind::Upstream &&
+      route_->allows(request.method)) {
+    exchange_request_ = &request;
+    exchange_status_ = 0;
+    exchange_out_bytes_ = 0;
+    exchange_body_done_ = exchange_done_ = exchange_began_ = answered_early_ = false;
+    exchange_ = worker_.startExchange(*route_, request, *this);
+  }
+}
+
+void Connection::onBody(Request&, const char* data, size_t length) {
+  if (exchange_ && !exchange_done_) exchange_->onBody(data, length);
 }
 
 void Connection::onRequest(Request& request) {
   ++requests_;
-  const Route* route = worker_.handlers().match(request);
+  if (answered_early_) {
+    // Its exchange answered before the body ended; the rest was read and dropped.
+    answered_early_ = false;
+    return;
+  }
+  if (exchange_) {
+    exchange_body_done_ = true;
+    if (!exchange_done_) exchange_->onBodyEnd();
+    // Later requests wait until its response is complete (completeExchange).
+    parser_.pause();
+    return;
+  }
+  const Route* route = route_;
   if (route != nullptr && route->delay_ms > 0 && route->allows(request.method)) {
     delayed_request_ = &request;
     delayed_route_ = route;
@@ -276,6 +308,17 @@ void Connection::answerDelayed() {
 }
 
 void Connection::failRequest(int status, const char* reason) {
+  bool began = exchange_ && exchange_began_;
+  abortExchange();
+  if (began) {
+    // Part of an upstream's response went out already: no answer fits after
+    // it; the client sees the connection close.
+    parser_.stop();
+    discard(pending_input_);
+    close_after_write_ = true;
+    linger_ = true;
+    return;
+  }
   if (out_.empty()) out_.reserve(kOutputReserve);
   size_t before = out_.size();
   worker_.handlers().respondError(status, reason, out_);
@@ -287,7 +330,8 @@ void Connection::failRequest(int status, const char* reason) {
   linger_ = true;  // the rest of the refused request may still be on its way
 }
 
-void Connection::countResponse(int status, uint64_t bytes, const Request* request) {
+void Connection::countResponse(int status, uint64_t bytes, const Request* request,
+                               const Exchange::Report* report) {
   uint64_t now_ns = uv_hrtime();
   // A refusal before a complete request counts from that request's first byte,
   // or from accept when none came (a 408 on a silent connection).
@@ -308,6 +352,12 @@ void Connection::countResponse(int status, uint64_t bytes, const Request* reques
       entry.method = request->methodName();
       entry.path = request->path();
       entry.duration_ms = static_cast<double>(elapsed_ns) / 1e6;
+    }
+    if (report != nullptr) {
+      entry.request_id = report->request_id;
+      entry.upstream = report->target;
+      entry.upstream_status = report->upstream_status;
+      entry.upstream_ms = report->upstream_ms;
     }
     log->write(entry);
   }
@@ -353,7 +403,13 @@ void Connection::onWriteDone(int status) {
     closeNow();
     return;
   }
+  if (exchange_ && phase_ == Phase::Open && exchange_body_done_) {
+    // A streamed response moves on: the client has idle_timeout for the next part.
+    setDeadline(uv_now(worker_.loop()) + worker_.limits().idle_timeout_ms);
+  }
   pump();
+  // The client took what was queued: an exchange held back by it may go on.
+  if (exchange_ && !exchange_done_ && phase_ == Phase::Open) exchange_->onOutputDrained();
 }
 
 // Called once everything owed is written. See the header for when a close lingers.
@@ -402,8 +458,17 @@ void Connection::setDeadline(uint64_t deadline_ms) {
 void Connection::onTimer() {
   timer_armed_ = false;
   uint64_t now = uv_now(worker_.loop());
+  if (exchange_ && exchange_done_ && phase_ != Phase::Closed) {
+    completeExchange();  // finish() asked for this turn (see the header)
+    return;
+  }
   if (now < deadline_ms_) {
     setDeadline(deadline_ms_);
+    return;
+  }
+  if (exchange_ && phase_ == Phase::Open && !writing() && exchange_body_done_) {
+    // Waiting for the upstream: its own timeout governs.
+    setDeadline(now + worker_.limits().idle_timeout_ms);
     return;
   }
   if (delayed_request_ != nullptr && phase_ == Phase::Open) {
@@ -420,6 +485,107 @@ void Connection::onTimer() {
     linger_ = true;
     startClosing();
   }
+}
+
+// --- ExchangeSink: an exchange's response goes through out_ like any answer.
+
+ConnectionHeader Connection::beginResponse(bool must_close) {
+  exchange_began_ = true;
+  const Request& request = *exchange_request_;
+  bool keep_alive =
+      request.keep_alive && !must_close && !worker_.draining() && !worker_.takeShed();
+  if (!keep_alive) {
+    close_after_write_ = true;
+    // Input may follow: the client meant to keep the connection, or its body
+    // (or pipelined requests) are still coming.
+    if (request.keep_alive || !exchange_body_done_ || !pending_input_.empty()) linger_ = true;
+    discard(pending_input_);
+    return ConnectionHeader::Close;
+  }
+  setNoDelay();
+  return request.http_minor == 0 ? ConnectionHeader::KeepAlive : ConnectionHeader::None;
+}
+
+void Connection::write(std::string_view bytes) {
+  if (phase_ != Phase::Open) return;
+  exchange_out_bytes_ += bytes.size();
+  if (out_.empty()) out_.reserve(kOutputReserve);
+  out_.append(bytes);
+}
+
+void Connection::flush() {
+  if (phase_ == Phase::Open && !writing() && !out_.empty()) writeOut();
+}
+
+void Connection::finish(int status, uint64_t, bool reusable) {
+  if (phase_ == Phase::Closed) return;
+  flush();
+  exchange_done_ = true;
+  exchange_status_ = status;
+  if (!reusable) {
+    close_after_write_ = true;
+    linger_ = linger_ || !exchange_body_done_;
+  }
+  // Completed on the next loop turn, outside the exchange's call stack: the
+  // timer fires at once, and onTimer() sees exchange_done_.
+  timer_armed_ = false;
+  setDeadline(uv_now(worker_.loop()));
+}
+
+size_t Connection::pendingOutput() const {
+  return out_.size() + (queued_write_ ? queued_write_->bytes.size() : 0);
+}
+
+void Connection::pauseInput() {
+  input_paused_ = true;
+  stopReading();
+}
+
+void Connection::resumeInput() {
+  input_paused_ = false;
+  if (phase_ == Phase::Open && !close_after_write_ && !holding()) startReading();
+}
+
+const ClientInfo& Connection::client() const {
+  if (client_ip_.empty()) {
+    char host[INET6_ADDRSTRLEN] = {};
+    if (peer_.sin6_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&peer_)->sin_addr, host, sizeof host);
+    } else if (peer_.sin6_family == AF_INET6) {
+      inet_ntop(AF_INET6, &peer_.sin6_addr, host, sizeof host);
+    }
+    client_ip_ = host;
+    client_info_.address = client_ip_;
+    client_info_.listener = listener_;
+  }
+  return client_info_;
+}
+
+// The exchange's response is complete (finish() was called): count it, drop
+// the exchange, and carry on with the next request, or with the rest of this
+// one's body when the answer came early.
+void Connection::completeExchange() {
+  Exchange::Report report = exchange_->report();
+  countResponse(exchange_status_, exchange_out_bytes_, exchange_request_, &report);
+  exchange_.reset();
+  exchange_request_ = nullptr;
+  input_paused_ = false;
+  if (!exchange_body_done_) {
+    answered_early_ = true;  // onRequest() will know the request was answered
+    setDeadline(uv_now(worker_.loop()) + worker_.limits().header_timeout_ms);
+  } else {
+    setDeadline(uv_now(worker_.loop()) + worker_.limits().idle_timeout_ms);
+  }
+  pump();  // writes what is queued, then parses what was held back
+}
+
+// The connection gives up on the exchange (a parse error in the body, a
+// timeout): destroying it releases its upstream connection unreused.
+void Connection::abortExchange() {
+  if (!exchange_) return;
+  exchange_.reset();
+  exchange_request_ = nullptr;
+  input_paused_ = false;
 }
 
 void Connection::closeNow() {

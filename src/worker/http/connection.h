@@ -54,10 +54,25 @@
 // meanwhile makes it Connection: close. Like any owed answer it is still
 // written after the client half-closes.
 //
+// Exchanges (proxied routes, see exchange.h): the route is matched when the
+// headers are complete; the connection starts the exchange then, hands it the
+// body as it is parsed (reading pauses while the exchange says so), and pauses
+// parsing at the request's end until the exchange has finished its response,
+// so pipelined requests keep their order. Response bytes go through the same
+// output buffer as any answer; while the client is not reading, the exchange
+// stops reading its upstream (onOutputDrained resumes it). The exchange is
+// destroyed on a later loop turn than its finish() (the timer fires at once),
+// never inside one of its own calls; a connection that closes destroys it,
+// which releases its upstream connection. Timeouts while an exchange runs:
+// header_timeout between body reads (→ 408 if no response began), and
+// idle_timeout for a client that stops reading the response; waiting for the
+// upstream is the exchange's own timeout.
+//
 // Every response is counted in the worker's shm cell: status class, bytes, and
 // the latency from the request's first byte to the response being queued.
 #pragma once
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -66,6 +81,7 @@
 #include <memory>
 #include <string>
 
+#include "worker/http/exchange.h"
 #include "worker/http/http_parser.h"
 #include "worker/http/response.h"
 #include "worker/router.h"
@@ -74,7 +90,7 @@ namespace phalanx::worker {
 
 class Worker;
 
-class Connection final : public RequestParser::Listener {
+class Connection final : public RequestParser::Listener, private ExchangeSink {
  public:
   static constexpr size_t kMaxPendingOutput = 1 << 20;
   static constexpr uint64_t kLingerMs = 2000;
@@ -89,13 +105,18 @@ class Connection final : public RequestParser::Listener {
   Connection& operator=(const Connection&) = delete;
 
   // Takes ownership of an accepted, non-blocking socket; `peer` is its address
-  // as accept4() returned it. On failure the socket is closed and the connection
-  // closes itself.
-  void start(int fd, const sockaddr* peer, std::list<Connection>::iterator self);
+  // as accept4() returned it, `listener` the index of the listen address it
+  // came in on. On failure the socket is closed and the connection closes itself.
+  void start(int fd, const sockaddr* peer, uint32_t listener,
+             std::list<Connection>::iterator self);
 
   // Graceful stop: an idle connection closes after kDrainGraceMs; a busy one
   // answers its current request with Connection: close and then closes.
   void beginDrain();
+
+  // The worker is stopping: an exchange still running is dropped now, while
+  // the loop can still run its handles' close callbacks.
+  void dropExchange() { abortExchange(); }
 
  private:
   // Open → Closed directly, or through Lingering when unread input may follow.
@@ -110,7 +131,24 @@ class Connection final : public RequestParser::Listener {
   // RequestParser::Listener
   void onRequestBegin(Request& request) override;
   void onHeadersComplete(Request& request) override;
+  void onBody(Request& request, const char* data, size_t length) override;
   void onRequest(Request& request) override;
+
+  // ExchangeSink
+  ConnectionHeader beginResponse(bool must_close) override;
+  void write(std::string_view bytes) override;
+  void flush() override;
+  void finish(int status, uint64_t body_bytes, bool reusable) override;
+  size_t pendingOutput() const override;
+  void pauseInput() override;
+  void resumeInput() override;
+  const ClientInfo& client() const override;
+
+  void completeExchange();
+  void abortExchange();
+  // The request is read and its answer is still to come (delayed, or an exchange
+  // still running): parsing holds, input is read and held.
+  bool holding() const { return delayed_request_ != nullptr || (exchange_ && exchange_body_done_); }
 
   // Writes the answer to `request` (route from Handlers::match) into out_.
   void answer(const Route* route, const Request& request);
@@ -133,7 +171,8 @@ class Connection final : public RequestParser::Listener {
   void onTimer();
   void setDeadline(uint64_t deadline_ms);
   // `request` is nullptr for a refusal before a request was complete.
-  void countResponse(int status, uint64_t bytes, const Request* request);
+  void countResponse(int status, uint64_t bytes, const Request* request,
+                     const Exchange::Report* report = nullptr);
   bool idle() const;
   bool writing() const { return queued_write_ != nullptr; }
   void startDrainGrace();
@@ -151,6 +190,16 @@ class Connection final : public RequestParser::Listener {
   // paused meanwhile, so the Request it owns stays as it was.
   const Request* delayed_request_ = nullptr;
   const Route* delayed_route_ = nullptr;
+  const Route* route_ = nullptr;  // the current request's, matched once its headers are complete
+  std::unique_ptr<Exchange> exchange_;
+  const Request* exchange_request_ = nullptr;
+  int exchange_status_ = 0;
+  uint64_t exchange_out_bytes_ = 0;  // response bytes written for the exchange
+  bool exchange_body_done_ = false;  // its request was read to the end
+  bool exchange_done_ = false;       // it called finish()
+  bool exchange_began_ = false;      // it called beginResponse()
+  bool answered_early_ = false;      // an exchange answered before its request's body ended
+  bool input_paused_ = false;        // the exchange cannot take more body for now
   Phase phase_ = Phase::Open;
   bool close_after_write_ = false;
   // Unread input may follow the last answer: close through FIN + linger.
@@ -166,6 +215,10 @@ class Connection final : public RequestParser::Listener {
   uint64_t started_ns_ = 0;  // the current request's first byte, or accept (uv_hrtime)
   int handles_open_ = 0;
   std::string client_;  // "ip:port", filled only when the access log is on
+  uint32_t listener_ = 0;
+  sockaddr_in6 peer_{};              // as accept4() gave it (an IPv4 one fits)
+  mutable ClientInfo client_info_;   // filled when an exchange first asks
+  mutable std::string client_ip_;
 };
 
 }  // namespace phalanx::worker

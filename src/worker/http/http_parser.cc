@@ -215,6 +215,9 @@ int RequestParser::onMessageBegin(llhttp_t* p) {
   r.query_at_ = r.query_len_ = 0;
   r.host_ = {};
   r.body_bytes = 0;
+  r.framing = Request::BodyFraming::None;
+  r.content_length = 0;
+  r.has_query_ = false;
   r.expect_continue = false;
   s.listener_.onRequestBegin(r);
   return 0;
@@ -242,6 +245,7 @@ int RequestParser::onUrlComplete(llhttp_t* p) {
     return static_cast<uint32_t>(part.data() - r.target.data());
   };
   if (parts.has_query) {
+    r.has_query_ = true;
     r.query_at_ = offset(parts.query);
     r.query_len_ = static_cast<uint32_t>(parts.query.size());
   }
@@ -381,6 +385,12 @@ int RequestParser::onHeadersComplete(llhttp_t* p) {
     return s.fail(413, "body too large");
   }
   // 100-continue is an HTTP/1.1 mechanism, and only means something before a body.
+  if (p->flags & F_CHUNKED) {
+    r.framing = Request::BodyFraming::Chunked;
+  } else if (p->flags & F_CONTENT_LENGTH) {
+    r.framing = Request::BodyFraming::Length;
+    r.content_length = p->content_length;
+  }
   bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
   r.expect_continue = r.expect_continue && has_body && r.http_minor >= 1;
   s.enterPhase(Phase::Body);
@@ -388,10 +398,11 @@ int RequestParser::onHeadersComplete(llhttp_t* p) {
   return 0;
 }
 
-int RequestParser::onBody(llhttp_t* p, const char*, size_t length) {
+int RequestParser::onBody(llhttp_t* p, const char* at, size_t length) {
   RequestParser& s = self(p);
   s.request_.body_bytes += length;
   if (s.request_.body_bytes > s.limits_.max_body_bytes) return s.fail(413, "body too large");
+  s.listener_.onBody(s.request_, at, length);
   return 0;
 }
 

@@ -5,8 +5,11 @@
 //
 // Contract:
 // - feed() parses bytes as they arrive and calls the Listener as requests
-//   begin, finish their headers and complete. A request is handled entirely in
-//   onRequest(), so pipelined requests are answered in order.
+//   begin, finish their headers, bring body bytes and complete. A listener
+//   answers in onRequest(), or, for a request it streams (a proxied one),
+//   starts in onHeadersComplete(), takes the body from onBody() and pauses in
+//   onRequest() until the answer is done, so pipelined requests are answered
+//   in order.
 // - A listener may call stop() from onRequest() (the connection will close);
 //   feed() then returns Stopped and ignores the rest of the bytes.
 // - Or pause() (its output is backed up, or its answer is delayed): feed()
@@ -40,7 +43,8 @@
 //   HTTP/1.x).
 // - For an absolute-form target the target's authority is the host, and a Host
 //   header that says otherwise is replaced (RFC 9112 3.2.2).
-// - The body is counted, not kept; trailers are read and dropped.
+// - The body is counted and handed to onBody(), never kept here; trailers are
+//   read and dropped.
 #pragma once
 
 #include <llhttp.h>
@@ -65,6 +69,10 @@ struct Request {
   bool expect_continue = false;
   uint64_t body_bytes = 0;
   uint64_t started_ns = 0;  // set by the connection when the first byte arrives
+  // How the body is delimited, known once the headers are complete.
+  enum class BodyFraming : uint8_t { None, Length, Chunked };
+  BodyFraming framing = BodyFraming::None;
+  uint64_t content_length = 0;  // BodyFraming::Length
 
   bool isHead() const { return method == HTTP_HEAD; }
   std::string_view methodName() const {
@@ -75,6 +83,8 @@ struct Request {
   std::string_view path() const { return path_; }
   // The query as sent, without its '?' (empty when there is none).
   std::string_view query() const { return std::string_view(target).substr(query_at_, query_len_); }
+  // The target had a '?' (the query may still be empty).
+  bool hasQuery() const { return has_query_; }
   // The authority the request is for: an absolute-form target's, else the
   // Host header's; empty for an HTTP/1.0 request with neither.
   std::string_view host() const { return slice(host_); }
@@ -106,6 +116,7 @@ struct Request {
   std::string path_;
   uint32_t query_at_ = 0;
   uint32_t query_len_ = 0;
+  bool has_query_ = false;
   Span host_;
 };
 
@@ -117,6 +128,11 @@ class RequestParser {
     virtual void onRequestBegin(Request& request) = 0;
     // Headers done; body (if any) follows. A 100-continue is answered here.
     virtual void onHeadersComplete(Request& request) = 0;
+    // Body bytes (chunked bodies decoded), within max_body_bytes, as they are
+    // parsed: a listener that streams the body forwards them from here.
+    virtual void onBody(Request& request, const char* data, size_t length) {
+      (void)request, (void)data, (void)length;
+    }
     virtual void onRequest(Request& request) = 0;
   };
 

@@ -1,0 +1,188 @@
+#include "worker/gateway/forwarding.h"
+
+#include <array>
+#include <cstdio>
+#include <vector>
+
+#include "worker/http/ascii.h"
+
+namespace phalanx::worker {
+
+namespace {
+
+// RFC 9110 7.6.1 and the fields phalanx writes itself (see the header).
+constexpr std::array<std::string_view, 8> kHopByHop = {
+    "connection", "keep-alive", "proxy-connection", "te",
+    "trailer",    "transfer-encoding", "upgrade", "content-length"};
+constexpr std::array<std::string_view, 4> kReplacedUpstream = {
+    "expect", "x-forwarded-proto", "x-forwarded-host", "x-request-id"};
+
+bool inList(std::string_view name, const auto& list) {
+  for (std::string_view entry : list) {
+    if (equalsLowercase(name, entry)) return true;
+  }
+  return false;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool equalsIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x | 0x20);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y | 0x20);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// The field names the Connection fields list ("close" and "keep-alive" are
+// options, and harmless to look for among names).
+template <typename Fields>
+std::vector<std::string_view> connectionOptions(const Fields& fields) {
+  std::vector<std::string_view> names;
+  for (const auto& [name, value] : fields) {
+    if (!equalsLowercase(name, "connection")) continue;
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      size_t comma = rest.find(',');
+      std::string_view token = trim(rest.substr(0, comma));
+      if (!token.empty()) names.push_back(token);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return names;
+}
+
+bool namedBy(std::string_view name, const std::vector<std::string_view>& options) {
+  for (std::string_view option : options) {
+    if (equalsIgnoringCase(name, option)) return true;
+  }
+  return false;
+}
+
+void appendField(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  out += value;
+  out += "\r\n";
+}
+
+struct RequestFields {
+  const Request& request;
+  struct Iterator {
+    const Request* request;
+    size_t i;
+    std::pair<std::string_view, std::string_view> operator*() const { return request->header(i); }
+    Iterator& operator++() {
+      ++i;
+      return *this;
+    }
+    bool operator!=(const Iterator& other) const { return i != other.i; }
+  };
+  Iterator begin() const { return {&request, 0}; }
+  Iterator end() const { return {&request, request.headerCount()}; }
+};
+
+}  // namespace
+
+void appendUpstreamRequestHead(std::string& out, const Request& request, const ForwardContext& ctx) {
+  out += request.methodName();
+  out += ' ';
+  out += request.path();
+  if (request.hasQuery()) {
+    out += '?';
+    out += request.query();
+  }
+  out += " HTTP/1.1\r\n";
+  RequestFields fields{request};
+  std::vector<std::string_view> options = connectionOptions(fields);
+  std::string forwarded_for;
+  bool has_host = false;
+  for (const auto& [name, value] : fields) {
+    if (inList(name, kHopByHop) || inList(name, kReplacedUpstream) || namedBy(name, options)) {
+      continue;
+    }
+    if (equalsLowercase(name, "x-forwarded-for")) {
+      if (!value.empty()) {
+        if (!forwarded_for.empty()) forwarded_for += ", ";
+        forwarded_for += value;
+      }
+      continue;
+    }
+    if (equalsLowercase(name, "host")) has_host = true;
+    appendField(out, name, value);
+  }
+  // HTTP/1.1 needs a Host; an HTTP/1.0 client may have sent none.
+  if (!has_host) appendField(out, "Host", request.host().empty() ? "localhost" : request.host());
+  if (!forwarded_for.empty()) forwarded_for += ", ";
+  forwarded_for += ctx.client_ip;
+  appendField(out, "X-Forwarded-For", forwarded_for);
+  appendField(out, "X-Forwarded-Proto", ctx.proto);
+  if (!request.host().empty()) appendField(out, "X-Forwarded-Host", request.host());
+  appendField(out, "X-Request-Id", ctx.request_id);
+  switch (request.framing) {
+    case Request::BodyFraming::None: break;
+    case Request::BodyFraming::Length:
+      appendField(out, "Content-Length", std::to_string(request.content_length));
+      break;
+    case Request::BodyFraming::Chunked: appendField(out, "Transfer-Encoding", "chunked"); break;
+  }
+  out += "\r\n";
+}
+
+void appendClientResponseHead(std::string& out, const ResponseHead& head, ClientFraming framing,
+                              uint64_t length, ConnectionHeader connection,
+                              std::string_view request_id, std::string_view date) {
+  out += "HTTP/1.1 ";
+  out += std::to_string(head.status);
+  out += ' ';
+  out += reasonPhrase(head.status);
+  out += "\r\n";
+  std::vector<std::string_view> options = connectionOptions(head.fields);
+  bool has_date = false;
+  for (const auto& [name, value] : head.fields) {
+    if (equalsLowercase(name, "content-length") && framing == ClientFraming::HeadLength) {
+      appendField(out, name, value);
+      continue;
+    }
+    if (inList(name, kHopByHop) || equalsLowercase(name, "x-request-id") ||
+        namedBy(name, options)) {
+      continue;
+    }
+    if (equalsLowercase(name, "date")) has_date = true;
+    appendField(out, name, value);
+  }
+  if (!has_date) appendField(out, "Date", date);
+  if (!request_id.empty()) appendField(out, "X-Request-Id", request_id);
+  switch (framing) {
+    case ClientFraming::None:
+    case ClientFraming::HeadLength:
+    case ClientFraming::UntilClose: break;
+    case ClientFraming::Length: appendField(out, "Content-Length", std::to_string(length)); break;
+    case ClientFraming::Chunked: appendField(out, "Transfer-Encoding", "chunked"); break;
+  }
+  switch (connection) {
+    case ConnectionHeader::None: break;
+    case ConnectionHeader::KeepAlive: out += "Connection: keep-alive\r\n"; break;
+    case ConnectionHeader::Close: out += "Connection: close\r\n"; break;
+  }
+  out += "\r\n";
+}
+
+void appendChunk(std::string& out, const char* data, size_t length) {
+  if (length == 0) return;
+  char size[24];
+  int n = std::snprintf(size, sizeof size, "%zx\r\n", length);
+  out.append(size, static_cast<size_t>(n));
+  out.append(data, length);
+  out += "\r\n";
+}
+
+}  // namespace phalanx::worker

@@ -1,0 +1,91 @@
+#include "worker/gateway/gateway.h"
+
+#include <spdlog/spdlog.h>
+
+#include <deque>
+
+#include "shared/histogram.h"
+#include "worker/gateway/proxy_exchange.h"
+
+namespace phalanx::worker {
+
+namespace policy = shared::policy;
+
+// Zeroed cells, as the region's are: the initial state of every policy.
+struct Gateway::LocalCells {
+  struct Target {
+    std::atomic<uint64_t> in_flight{0}, requests{0}, failures{0}, latency_sum_us{0},
+        changed_wall_ms{0};
+    std::atomic<uint64_t> latency_buckets[shared::kLatencyBuckets] = {};
+    policy::BreakerCell breaker{};
+    policy::HealthCell health{};
+  };
+  std::atomic<uint64_t> requests{0}, retries{0}, exhausted{0}, no_target{0}, refusals{0};
+  policy::RetryBudgetCell budget{};
+  std::deque<Target> targets;  // stable addresses
+};
+
+Gateway::Gateway(uv_loop_t* loop, const shared::Config& config, const shared::SharedRegion& region,
+                 int pid)
+    : loop_(loop), request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)) {
+  (void)region;
+  std::vector<UpstreamPool::Target> pool_targets;
+  for (const auto& [name, upstream] : config.upstreams) {
+    auto local = std::make_unique<LocalCells>();
+    UpstreamCells cells{.requests = &local->requests,
+                        .retries = &local->retries,
+                        .retry_budget_exhausted = &local->exhausted,
+                        .no_target = &local->no_target,
+                        .breaker_refusals = &local->refusals,
+                        .retry_budget = &local->budget};
+    std::vector<UpstreamGroup::Target> targets;
+    for (const shared::UpstreamTarget& t : upstream.targets) {
+      LocalCells::Target& lt = local->targets.emplace_back();
+      UpstreamPool::Target pt;
+      std::memcpy(&pt.address, &t.address.storage, sizeof pt.address);
+      pt.max_idle = upstream.max_idle_connections;
+      pt.idle_timeout_ms = upstream.idle_timeout_ms;
+      targets.push_back({.address = t.address.text,
+                         .pool_index = static_cast<uint32_t>(pool_targets.size()),
+                         .weight = t.weight,
+                         .backup = t.backup,
+                         .cells = {.in_flight = &lt.in_flight,
+                                   .requests = &lt.requests,
+                                   .failures = &lt.failures,
+                                   .latency_buckets = lt.latency_buckets,
+                                   .latency_sum_us = &lt.latency_sum_us,
+                                   .breaker_changed_wall_ms = &lt.changed_wall_ms,
+                                   .breaker = &lt.breaker,
+                                   .health = &lt.health}});
+      pool_targets.push_back(pt);
+    }
+    groups_.push_back(std::make_unique<UpstreamGroup>(name, upstream, std::move(targets), cells,
+                                                      uv_hrtime() + groups_.size()));
+    local_cells_.push_back(std::move(local));
+  }
+  pool_ = std::make_unique<UpstreamPool>(loop, std::move(pool_targets));
+}
+
+Gateway::~Gateway() = default;
+
+std::unique_ptr<Exchange> Gateway::startExchange(const Route& route, const Request& request,
+                                                 ExchangeSink& sink) {
+  auto exchange =
+      std::make_unique<ProxyExchange>(*this, *groups_[route.upstream], route, request, sink);
+  exchange->start();
+  return exchange;
+}
+
+void Gateway::beginDrain() {
+  pool_->closeIdle();
+}
+
+const char* Gateway::notReadyReason() const {
+  uint64_t now_ms = shared::monotonicMs();
+  for (const auto& group : groups_) {
+    if (group->config().required && !group->anyUsable(now_ms)) return "required upstream down";
+  }
+  return nullptr;
+}
+
+}  // namespace phalanx::worker

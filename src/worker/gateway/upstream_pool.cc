@@ -1,0 +1,201 @@
+#include "worker/gateway/upstream_pool.h"
+
+#include <spdlog/spdlog.h>
+
+namespace phalanx::worker {
+
+namespace {
+
+constexpr size_t kReadBufferBytes = 64 * 1024;
+
+UpstreamConnection& owner(uv_handle_t* handle) {
+  return *static_cast<UpstreamConnection*>(handle->data);
+}
+
+}  // namespace
+
+UpstreamConnection::UpstreamConnection(UpstreamPool& pool, uint32_t target)
+    : pool_(pool), target_(target) {}
+
+int UpstreamConnection::write(std::string bytes) {
+  if (state_ == State::Closing) return UV_ECANCELED;
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  size_t offset = 0;
+  if (writes_.empty()) {
+    uv_buf_t buf = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+    int written = uv_try_write(stream, &buf, 1);
+    if (written < 0 && written != UV_EAGAIN) return written;
+    if (written == static_cast<int>(bytes.size())) return 0;
+    if (written > 0) offset = static_cast<size_t>(written);
+  }
+  auto queued = std::make_unique<QueuedWrite>();
+  queued->bytes = std::move(bytes);
+  QueuedWrite* raw = queued.get();
+  raw->req.data = this;
+  uv_buf_t buf =
+      uv_buf_init(raw->bytes.data() + offset, static_cast<unsigned>(raw->bytes.size() - offset));
+  int rc = uv_write(&raw->req, stream, &buf, 1, [](uv_write_t* req, int status) {
+    auto* self = static_cast<UpstreamConnection*>(req->data);
+    self->onWriteDone(reinterpret_cast<QueuedWrite*>(req), status);
+  });
+  if (rc != 0) return rc;
+  pending_write_ += raw->bytes.size() - offset;
+  writes_.push_back(std::move(queued));
+  return 0;
+}
+
+size_t UpstreamConnection::pendingWrite() const {
+  return pending_write_;
+}
+
+// QueuedWrite starts with its uv_write_t, so the request's address is the write's.
+void UpstreamConnection::onWriteDone(QueuedWrite* write, int status) {
+  for (auto it = writes_.begin(); it != writes_.end(); ++it) {
+    if (it->get() != write) continue;
+    size_t left = write->bytes.size();
+    pending_write_ = pending_write_ > left ? pending_write_ - left : 0;
+    writes_.erase(it);
+    break;
+  }
+  if (writes_.empty()) pending_write_ = 0;
+  if (state_ == State::Busy && user_ != nullptr) user_->onUpstreamWritten(status);
+}
+
+void UpstreamConnection::startReading() {
+  if (reading_ || state_ == State::Closing) return;
+  reading_ = true;
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&tcp_),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) { *buf = owner(h).pool_.readBuffer(); },
+      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+        owner(reinterpret_cast<uv_handle_t*>(s)).onRead(nread, buf);
+      });
+}
+
+void UpstreamConnection::stopReading() {
+  if (!reading_) return;
+  reading_ = false;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+}
+
+void UpstreamConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
+  if (nread == 0) return;
+  if (state_ == State::Idle) {
+    // An idle upstream may only close; bytes it sends unasked are garbage.
+    pool_.close(this);
+    return;
+  }
+  if (state_ != State::Busy || user_ == nullptr) return;
+  if (nread < 0) {
+    stopReading();
+    user_->onUpstreamEnd(static_cast<int>(nread));
+    return;
+  }
+  user_->onUpstreamData(buf->base, static_cast<size_t>(nread));
+}
+
+void UpstreamConnection::beginClose() {
+  if (state_ == State::Closing) return;
+  state_ = State::Closing;
+  user_ = nullptr;
+  reading_ = false;
+  auto on_closed = [](uv_handle_t* h) {
+    UpstreamConnection& self = owner(h);
+    if (--self.handles_open_ == 0) self.pool_.forget(&self);
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_timer_), on_closed);
+}
+
+UpstreamPool::UpstreamPool(uv_loop_t* loop, std::vector<Target> targets)
+    : loop_(loop), targets_(std::move(targets)), idle_(targets_.size()) {}
+
+UpstreamPool::~UpstreamPool() = default;
+
+uv_buf_t UpstreamPool::readBuffer() {
+  if (!read_buffer_) read_buffer_ = std::make_unique<char[]>(kReadBufferBytes);
+  return uv_buf_init(read_buffer_.get(), kReadBufferBytes);
+}
+
+UpstreamConnection* UpstreamPool::take(uint32_t target, UpstreamConnection::User* user) {
+  auto& idle = idle_[target];
+  if (idle.empty()) return nullptr;
+  UpstreamConnection* conn = idle.back();
+  idle.pop_back();
+  uv_timer_stop(&conn->idle_timer_);
+  conn->stopReading();
+  conn->state_ = UpstreamConnection::State::Busy;
+  conn->user_ = user;
+  return conn;
+}
+
+UpstreamConnection* UpstreamPool::open(uint32_t target, UpstreamConnection::User* user,
+                                       int* error) {
+  all_.push_back(std::unique_ptr<UpstreamConnection>(new UpstreamConnection(*this, target)));
+  UpstreamConnection* conn = all_.back().get();
+  conn->self_ = std::prev(all_.end());
+  uv_tcp_init(loop_, &conn->tcp_);
+  uv_timer_init(loop_, &conn->idle_timer_);
+  conn->tcp_.data = conn;
+  conn->idle_timer_.data = conn;
+  conn->handles_open_ = 2;
+  conn->user_ = user;
+  conn->connect_req_.data = conn;
+  int rc = uv_tcp_connect(&conn->connect_req_, &conn->tcp_,
+                          reinterpret_cast<const sockaddr*>(&targets_[target].address),
+                          [](uv_connect_t* req, int status) {
+                            auto* self = static_cast<UpstreamConnection*>(req->data);
+                            if (self->state_ != UpstreamConnection::State::Connecting) return;
+                            self->state_ = UpstreamConnection::State::Busy;
+                            if (status == 0) uv_tcp_nodelay(&self->tcp_, 1);
+                            if (self->user_ != nullptr) self->user_->onConnected(status);
+                          });
+  if (rc != 0) {
+    *error = rc;
+    conn->beginClose();
+    return nullptr;
+  }
+  ++opened_;
+  return conn;
+}
+
+void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
+  const Target& target = targets_[conn->target_];
+  auto& idle = idle_[conn->target_];
+  if (!reusable || conn->state_ != UpstreamConnection::State::Busy || conn->pending_write_ > 0 ||
+      target.max_idle == 0) {
+    close(conn);
+    return;
+  }
+  if (idle.size() >= target.max_idle) close(idle.front());  // the oldest goes
+  ++conn->requests_;
+  conn->state_ = UpstreamConnection::State::Idle;
+  conn->user_ = nullptr;
+  idle.push_back(conn);
+  conn->idle_at_ = std::prev(idle.end());
+  conn->startReading();  // notices the upstream closing it
+  uv_timer_start(
+      &conn->idle_timer_,
+      [](uv_timer_t* t) {
+        UpstreamConnection& self = owner(reinterpret_cast<uv_handle_t*>(t));
+        self.pool_.close(&self);
+      },
+      target.idle_timeout_ms, 0);
+}
+
+void UpstreamPool::close(UpstreamConnection* conn) {
+  if (conn->state_ == UpstreamConnection::State::Idle) idle_[conn->target_].erase(conn->idle_at_);
+  conn->beginClose();
+}
+
+void UpstreamPool::closeIdle() {
+  for (auto& idle : idle_) {
+    while (!idle.empty()) close(idle.front());
+  }
+}
+
+void UpstreamPool::forget(UpstreamConnection* conn) {
+  all_.erase(conn->self_);
+}
+
+}  // namespace phalanx::worker
