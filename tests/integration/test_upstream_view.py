@@ -5,8 +5,8 @@ to the records: a kept target keeps its breaker, a removed one leaves the others
 alone, a config past the region's capacity is refused and the old generation
 keeps serving.
 
-No route proxies yet: an upstreams section without routes is a valid config,
-and its records are provisioned all the same."""
+A route proxies /api/ to the upstream, but no request goes through it here:
+what is under test is the records the master provisions and the views of them."""
 
 import json
 import re
@@ -18,6 +18,7 @@ ROUTES = [
     {"path": "/health/live", "builtin": "live"},
     {"path": "/health/status", "builtin": "status"},
     {"path": "/metrics", "builtin": "metrics"},
+    {"prefix": "/api/", "upstream": "api"},
     {"path": "/", "static": {"status": 200, "body": "ok\n"}},
 ]
 
