@@ -11,6 +11,8 @@ PACKAGES=(
   redis-server curl wrk apache2-utils python3 python3-pytest socat iproute2 procps
   # systemd-analyze verify for the unit (tests/integration/test_install.py)
   systemd
+  # promtool check metrics on /metrics (tests/integration/test_upstream_view.py)
+  prometheus
   # make fuzz: clang 14 with libFuzzer and the sanitizer runtimes (libclang-rt), and
   # llvm-symbolizer for readable stacks (gcc's SANITIZE=1 build needs nothing more)
   clang-14 libclang-rt-14-dev llvm-14

@@ -1,6 +1,7 @@
 #include "ctl/answer.h"
 
 #include "ctl/status_table.h"
+#include "ctl/upstream_table.h"
 
 namespace phalanx::ctl {
 
@@ -104,6 +105,25 @@ std::optional<std::string> renderAnswer(Command command, const Answer& answer, u
       return "scale ok: " + std::to_string(*workers) + (*workers == 1 ? " worker\n" : " workers\n");
     }
     case Command::Stop: return std::string("stop ok: phalanx is stopping\n");
+    case Command::Upstreams: {
+      std::optional<std::vector<UpstreamRow>> upstreams = readUpstreams(root, error);
+      if (!upstreams) return std::nullopt;
+      return renderUpstreams(*upstreams, now_ms);
+    }
+    case Command::BreakerOpen:
+    case Command::BreakerClose: {
+      std::string_view upstream, target, state;
+      bool changed = false;
+      if (root.at_key("upstream").get_string().get(upstream) != simdjson::SUCCESS ||
+          root.at_key("target").get_string().get(target) != simdjson::SUCCESS ||
+          root.at_key("breaker").get_string().get(state) != simdjson::SUCCESS ||
+          root.at_key("changed").get_bool().get(changed) != simdjson::SUCCESS) {
+        *error = "a breaker answer needs \"upstream\", \"target\", \"breaker\" and \"changed\"";
+        return std::nullopt;
+      }
+      return "breaker " + std::string(upstream) + " " + std::string(target) + ": " +
+             std::string(state) + (changed ? "\n" : " (it already was)\n");
+    }
     case Command::ShowInfo:
     case Command::ShowStat:
     case Command::Help: return textOf(answer, error);

@@ -15,7 +15,9 @@ namespace {
 // Longer waits are a typo, not a plan: a day.
 constexpr double kMaxTimeoutSeconds = 86400;
 
-constexpr const char* kCommandList = "status, reload, scale N, stop, show info, show stat, help";
+constexpr const char* kCommandList =
+    "status, reload, scale N, stop, show info, show stat, upstreams, breaker open|close UPSTREAM "
+    "TARGET, help";
 
 struct Parser {
   Invocation invocation;
@@ -126,6 +128,16 @@ bool parseCommand(Parser& p) {
     inv.line = "scale " + std::to_string(*n) + "\n";
     return true;
   }
+  if (first == "upstreams") return noArguments(Command::Upstreams);
+  if (first == "breaker") {
+    if (w.size() != 4 || (w[1] != "open" && w[1] != "close")) {
+      return p.fail("usage: breaker open|close UPSTREAM TARGET (TARGET as in the config)");
+    }
+    inv.command = w[1] == "open" ? Command::BreakerOpen : Command::BreakerClose;
+    inv.line = "breaker " + std::string(w[1]) + " " + std::string(w[2]) + " " +
+               std::string(w[3]) + "\n";
+    return true;
+  }
   if (first == "show") {
     if (w.size() == 2 && (w[1] == "info" || w[1] == "stat")) {
       inv.command = w[1] == "info" ? Command::ShowInfo : Command::ShowStat;
@@ -194,6 +206,11 @@ std::string usage() {
          "  stop        stop phalanx gracefully\n"
          "  show info   HAProxy-style \"Name: value\" lines\n"
          "  show stat   HAProxy-style CSV, one row per worker\n"
+         "  upstreams   every upstream target: health, breaker, in-flight, traffic, latency\n"
+         "  breaker open UPSTREAM TARGET\n"
+         "              force a target's circuit breaker open (it half-opens after open_ms)\n"
+         "  breaker close UPSTREAM TARGET\n"
+         "              force it closed, its failure counts cleared\n"
          "  help        the commands the master knows\n"
          "\n"
          "options:\n"

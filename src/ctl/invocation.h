@@ -6,7 +6,9 @@
 //   (`phalanxctl status --json`); "--" ends the options. Every mistake is one
 //   message naming the argument; nothing is sent for a command line with one.
 // - Only the commands below are accepted, with their arguments checked here
-//   (`scale N`: 1..kMaxWorkers), so the master only ever sees a valid line.
+//   (`scale N`: 1..kMaxWorkers; `breaker open|close UPSTREAM TARGET`: two
+//   words), so the master only ever sees a well-formed line. Whether the
+//   upstream and target exist is the master's to say.
 // - Socket resolution: -s wins; else -c FILE's control_socket; else
 //   $PHALANX_SOCKET; else kDefaultSocket. A relative path is used as is, that
 //   is relative to phalanxctl's current directory (phalanx resolves it against
@@ -34,7 +36,18 @@ inline constexpr std::chrono::milliseconds kDefaultTimeout{5'000};
 // as long as they need to start.
 inline constexpr std::chrono::milliseconds kReloadTimeout{120'000};
 
-enum class Command { Status, Reload, Scale, Stop, ShowInfo, ShowStat, Help };
+enum class Command {
+  Status,
+  Reload,
+  Scale,
+  Stop,
+  ShowInfo,
+  ShowStat,
+  Help,
+  Upstreams,
+  BreakerOpen,
+  BreakerClose,
+};
 
 struct Invocation {
   enum class Action { Run, PrintHelp, PrintVersion };

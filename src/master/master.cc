@@ -17,11 +17,13 @@
 #include "master/listeners.h"
 #include "master/sd_notify.h"
 #include "master/supervisor.h"
+#include "master/upstream_commands.h"
 #include "shared/config.h"
 #include "shared/logging.h"
 #include "shared/shm.h"
 #include "shared/shm_snapshot.h"
 #include "shared/status_report.h"
+#include "shared/upstream_records.h"
 
 namespace phalanx::master {
 
@@ -212,10 +214,17 @@ class Master {
     if (error.empty()) accessLogWritable(loaded.config->log.access, &error);
     int fd = error.empty() ? configMemfd(text) : -1;
     if (error.empty() && fd < 0) error = std::string("memfd_create: ") + std::strerror(errno);
+    // Last, as it writes shm: the new generation's records exist before its
+    // workers look for them. A reload that fails later provisions back.
+    if (error.empty() &&
+        !shared::provisionUpstreams(region_, *loaded.config, last_generation_ + 1, &error)) {
+      close(fd);
+    }
     if (!error.empty()) {
       finishReload(error);
       return;
     }
+    upstreams_provisioned_ = true;
     if (loaded.config->control_socket != control_path_) {
       spdlog::warn("reload: control_socket stays {} until a restart", control_path_);
     }
@@ -233,6 +242,8 @@ class Master {
 
   void finishReload(const std::string& error) {
     reload_running_ = false;
+    if (!error.empty() && upstreams_provisioned_) restoreUpstreams();
+    upstreams_provisioned_ = false;
     // A stop cuts a reload short: nothing to record then, and systemd has been
     // told STOPPING=1 already.
     if (!stopping_) recordReload(error);
@@ -242,6 +253,18 @@ class Master {
       if (done) done(error);
     }
     maybeStartReload();
+  }
+
+  // The old generation keeps serving: its records become Active again (they
+  // were only retired, so they are all still there and this cannot run out of
+  // room), and those only the failed config had are retired.
+  void restoreUpstreams() {
+    std::string error;
+    const Generation& current = supervisor_.current();
+    if (!shared::provisionUpstreams(region_, current.config, current.number, &error)) {
+      spdlog::error("reload: restoring the upstream records of generation {}: {}",
+                    current.number, error);
+    }
   }
 
   void recordReload(const std::string& error) {
@@ -307,6 +330,10 @@ class Master {
                        std::string text = shared::showStat(shared::takeSnapshot(region_));
                        reply->ok([&](shared::JsonWriter& w) { w.field("text", text); });
                      }});
+    auto served = [this]() -> const shared::Config& { return supervisor_.current().config; };
+    for (ControlCommand& command : upstreamCommands(region_, served)) {
+      table.push_back(std::move(command));
+    }
     return table;
   }
 
@@ -363,6 +390,7 @@ class Master {
   std::string last_reload_error_;
   uint32_t last_generation_ = 1;
   bool reload_running_ = false;
+  bool upstreams_provisioned_ = false;  // the running reload wrote the upstream records
   bool reload_deferred_ = false;
   bool stopping_ = false;
   bool announced_ready_ = false;
@@ -395,7 +423,14 @@ int runMaster(const std::string& config_path) {
     return 1;
   }
   spdlog::info("listen: {}", enableRequestMigration());
-  auto region = shared::SharedRegion::create(shared::kMaxWorkers, shared::kMaxWorkers * 4);
+  // Upstream record capacity is fixed here, with headroom for reloads to grow
+  // into; a reload past it is refused (provisionUpstreams says so).
+  auto region = shared::SharedRegion::create(shared::kMaxWorkers, shared::kMaxWorkers * 4,
+                                             shared::upstreamCapacityFor(config));
+  if (!shared::provisionUpstreams(region, config, 1, &error)) {
+    spdlog::critical("{}", error);
+    return 1;
+  }
   int config_fd = configMemfd(text);
   std::string exe = selfExe();
   if (config_fd < 0 || exe.empty()) {

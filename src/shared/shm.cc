@@ -1,5 +1,7 @@
 #include "shared/shm.h"
 
+#include "shared/upstream_records.h"
+
 #include <spdlog/spdlog.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -22,16 +24,38 @@ constexpr size_t alignUp(size_t n) {
 }
 
 struct Layout {
-  size_t master_offset, slots_offset, cells_offset, total;
+  size_t master_offset, slots_offset, cells_offset, gateway_offset, upstreams_offset,
+      targets_offset, total;
+
+  bool operator==(const Layout&) const = default;
 };
 
-Layout layoutFor(uint32_t slot_capacity, uint32_t cell_capacity) {
+Layout layoutFor(uint32_t slot_capacity, uint32_t cell_capacity, UpstreamCapacity upstreams) {
   Layout l{};
   l.master_offset = alignUp(sizeof(ShmHeader));
   l.slots_offset = alignUp(l.master_offset + sizeof(MasterInfo));
   l.cells_offset = alignUp(l.slots_offset + size_t{slot_capacity} * sizeof(SlotRecord));
-  l.total = l.cells_offset + size_t{cell_capacity} * sizeof(WorkerCell);
+  l.gateway_offset = alignUp(l.cells_offset + size_t{cell_capacity} * sizeof(WorkerCell));
+  l.upstreams_offset = alignUp(l.gateway_offset + sizeof(GatewayInfo));
+  l.targets_offset =
+      alignUp(l.upstreams_offset + size_t{upstreams.upstreams} * sizeof(UpstreamRecord));
+  l.total = l.targets_offset + size_t{upstreams.targets} * sizeof(TargetRecord);
   return l;
+}
+
+Layout layoutOf(const ShmHeader& h) {
+  return Layout{.master_offset = h.master_offset,
+                .slots_offset = h.slots_offset,
+                .cells_offset = h.cells_offset,
+                .gateway_offset = h.gateway_offset,
+                .upstreams_offset = h.upstreams_offset,
+                .targets_offset = h.targets_offset,
+                .total = h.total_bytes};
+}
+
+[[noreturn]] void pastCapacity(const char* what, uint32_t index, uint32_t capacity) {
+  spdlog::critical("shm: {} {} is past the region's capacity of {}", what, index, capacity);
+  std::abort();
 }
 
 // Calls f(to.x, from.x) for every counter x: the one list of the traffic
@@ -98,9 +122,10 @@ void TrafficTotals::add(const TrafficCounters& c) {
   });
 }
 
-SharedRegion SharedRegion::create(uint32_t slot_capacity, uint32_t cell_capacity) {
+SharedRegion SharedRegion::create(uint32_t slot_capacity, uint32_t cell_capacity,
+                                  UpstreamCapacity upstreams) {
   SharedRegion region;
-  Layout layout = layoutFor(slot_capacity, cell_capacity);
+  Layout layout = layoutFor(slot_capacity, cell_capacity, upstreams);
   size_t size = layout.total;
   region.fd_ = memfd_create("phalanx-shm", MFD_CLOEXEC);
   if (region.fd_ < 0) fatalSyscall("memfd_create(\"phalanx-shm\", MFD_CLOEXEC)");
@@ -117,10 +142,15 @@ SharedRegion SharedRegion::create(uint32_t slot_capacity, uint32_t cell_capacity
   header->layout_version = kShmLayoutVersion;
   header->slot_capacity = slot_capacity;
   header->cell_capacity = cell_capacity;
+  header->upstream_capacity = upstreams.upstreams;
+  header->target_capacity = upstreams.targets;
   header->total_bytes = size;
   header->master_offset = layout.master_offset;
   header->slots_offset = layout.slots_offset;
   header->cells_offset = layout.cells_offset;
+  header->gateway_offset = layout.gateway_offset;
+  header->upstreams_offset = layout.upstreams_offset;
+  header->targets_offset = layout.targets_offset;
   return region;
 }
 
@@ -141,9 +171,13 @@ SharedRegion SharedRegion::attach(int fd, std::string* error) {
   region.size_ = size;
   region.fd_ = fd;
   const ShmHeader& h = region.header();
-  if (h.magic != kShmMagic || h.layout_version != kShmLayoutVersion || h.total_bytes != size ||
-      layoutFor(h.slot_capacity, h.cell_capacity).total != size ||
-      layoutFor(h.slot_capacity, h.cell_capacity).cells_offset != h.cells_offset) {
+  // The version first: another version's header may not even have the fields
+  // the layout is computed from.
+  bool same_layout =
+      h.magic == kShmMagic && h.layout_version == kShmLayoutVersion && h.total_bytes == size &&
+      layoutFor(h.slot_capacity, h.cell_capacity,
+                {.upstreams = h.upstream_capacity, .targets = h.target_capacity}) == layoutOf(h);
+  if (!same_layout) {
     *error = "shm region phalanx-shm: layout version " + std::to_string(h.layout_version) +
              " (magic " + (h.magic == kShmMagic ? "ok" : "wrong") + ", " + std::to_string(size) +
              " bytes), this build expects version " + std::to_string(kShmLayoutVersion) +
@@ -185,21 +219,31 @@ MasterInfo& SharedRegion::master() const {
 }
 
 SlotRecord& SharedRegion::slot(uint32_t index) const {
-  if (index >= slotCapacity()) {
-    spdlog::critical("shm: slot {} is past the region's {} slots", index, slotCapacity());
-    std::abort();
-  }
+  if (index >= slotCapacity()) pastCapacity("slot", index, slotCapacity());
   auto* bytes = static_cast<char*>(base_) + header().slots_offset;
   return reinterpret_cast<SlotRecord*>(bytes)[index];
 }
 
 WorkerCell& SharedRegion::cell(uint32_t index) const {
-  if (index >= cellCapacity()) {
-    spdlog::critical("shm: cell {} is past the region's {} cells", index, cellCapacity());
-    std::abort();
-  }
+  if (index >= cellCapacity()) pastCapacity("cell", index, cellCapacity());
   auto* bytes = static_cast<char*>(base_) + header().cells_offset;
   return reinterpret_cast<WorkerCell*>(bytes)[index];
+}
+
+GatewayInfo& SharedRegion::gateway() const {
+  return *reinterpret_cast<GatewayInfo*>(static_cast<char*>(base_) + header().gateway_offset);
+}
+
+UpstreamRecord& SharedRegion::upstream(uint32_t index) const {
+  if (index >= upstreamCapacity()) pastCapacity("upstream record", index, upstreamCapacity());
+  auto* bytes = static_cast<char*>(base_) + header().upstreams_offset;
+  return reinterpret_cast<UpstreamRecord*>(bytes)[index];
+}
+
+TargetRecord& SharedRegion::target(uint32_t index) const {
+  if (index >= targetCapacity()) pastCapacity("target record", index, targetCapacity());
+  auto* bytes = static_cast<char*>(base_) + header().targets_offset;
+  return reinterpret_cast<TargetRecord*>(bytes)[index];
 }
 
 void retireCell(const SharedRegion& region, uint32_t index) {

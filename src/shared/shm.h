@@ -6,7 +6,7 @@
 // - the header's magic and layout version are checked on attach, and a worker
 //   whose build disagrees refuses to start with a message naming the region.
 //
-// Three kinds of record, each field with one writer:
+// Per-process records, each field with one writer:
 // - MasterInfo (one): written by the master. Totals of exited processes
 //   ("retired"), restarts by reason, reload results.
 // - SlotRecord (one per worker slot, i.e. per set of listening sockets): written
@@ -15,6 +15,9 @@
 // - WorkerCell (one per live process): counters written by the worker that owns
 //   it; pid, slot, generation and the samples (RSS, CPU) by the master. During a
 //   reload a slot has two processes, old and new, hence cells apart from slots.
+// And the gateway's records, shared by every worker (upstream_records.h):
+// GatewayInfo (one: per-host leases), UpstreamRecord (one per upstream) and
+// TargetRecord (one per upstream target), found by key hash.
 #pragma once
 
 #include <atomic>
@@ -28,7 +31,7 @@
 namespace phalanx::shared {
 
 inline constexpr uint64_t kShmMagic = 0x31584c4148504850ull;  // "PHPHALX1"
-inline constexpr uint32_t kShmLayoutVersion = 2;
+inline constexpr uint32_t kShmLayoutVersion = 3;
 
 // What a worker process says about itself, in its cell.
 enum class WorkerState : uint32_t { Empty = 0, Starting, Ready, Draining, Stopped };
@@ -135,11 +138,29 @@ struct ShmHeader {
   uint32_t layout_version;
   uint32_t slot_capacity;
   uint32_t cell_capacity;
-  uint32_t reserved;
+  uint32_t upstream_capacity;  // UpstreamRecords
   uint64_t total_bytes;
   uint64_t master_offset;  // offsets from the start of the region
   uint64_t slots_offset;
   uint64_t cells_offset;
+  uint32_t target_capacity;  // TargetRecords
+  uint32_t reserved;
+  uint64_t gateway_offset;
+  uint64_t upstreams_offset;
+  uint64_t targets_offset;
+};
+
+// Defined in upstream_records.h (which includes this header).
+struct GatewayInfo;
+struct UpstreamRecord;
+struct TargetRecord;
+
+// How many upstream and target records a region holds: fixed when the master
+// creates it (upstreamCapacityFor(config) in upstream_records.h adds the
+// headroom that reloads grow into). The defaults are the minimums.
+struct UpstreamCapacity {
+  uint32_t upstreams = 16;
+  uint32_t targets = 64;
 };
 
 // The layout is an ABI between builds: a change to any struct must bump
@@ -152,7 +173,8 @@ static_assert(sizeof(SlotRecord) == 64 && offsetof(SlotRecord, restart_at_ms) ==
               "SlotRecord layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(offsetof(MasterInfo, retired) == 128,
               "MasterInfo layout changed: bump kShmLayoutVersion and update this assert");
-static_assert(sizeof(ShmHeader) == 56, "ShmHeader layout changed: bump kShmLayoutVersion");
+static_assert(sizeof(ShmHeader) == 88 && offsetof(ShmHeader, targets_offset) == 80,
+              "ShmHeader layout changed: bump kShmLayoutVersion");
 static_assert(std::is_standard_layout_v<WorkerCell> && std::is_standard_layout_v<SlotRecord> &&
               std::is_standard_layout_v<MasterInfo> && std::is_standard_layout_v<ShmHeader>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
@@ -165,7 +187,8 @@ class SharedRegion {
  public:
   // Creates and maps a fresh, zeroed region. Aborts on failure: without it
   // nothing can start.
-  static SharedRegion create(uint32_t slot_capacity, uint32_t cell_capacity);
+  static SharedRegion create(uint32_t slot_capacity, uint32_t cell_capacity,
+                             UpstreamCapacity upstreams = {});
 
   // Maps an inherited fd and checks magic, version and size. On mismatch returns
   // an empty region and sets `error` to a message naming what differs.
@@ -183,11 +206,18 @@ class SharedRegion {
   const ShmHeader& header() const { return *static_cast<const ShmHeader*>(base_); }
   uint32_t slotCapacity() const { return header().slot_capacity; }
   uint32_t cellCapacity() const { return header().cell_capacity; }
+  uint32_t upstreamCapacity() const { return header().upstream_capacity; }
+  uint32_t targetCapacity() const { return header().target_capacity; }
 
   MasterInfo& master() const;
   // Both abort on an index past the capacity: callers check it first.
   SlotRecord& slot(uint32_t index) const;
   WorkerCell& cell(uint32_t index) const;
+  // The gateway's records (upstream_records.h). The record accessors abort on
+  // an index past the capacity, like slot() and cell().
+  GatewayInfo& gateway() const;
+  UpstreamRecord& upstream(uint32_t index) const;
+  TargetRecord& target(uint32_t index) const;
 
  private:
   void reset();

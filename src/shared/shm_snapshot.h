@@ -4,9 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "shared/policy/circuit_breaker.h"
 #include "shared/shm.h"
+#include "shared/upstream_records.h"
 
 namespace phalanx::shared {
 
@@ -38,6 +41,37 @@ struct SlotView {
   int pid = 0;                 // the serving process, 0 = none
 };
 
+// One upstream target record: Active, or Retired with requests in flight.
+struct TargetView {
+  std::string upstream;
+  std::string address;
+  uint32_t position = 0;  // in its upstream's targets
+  RecordState state = RecordState::Free;
+  bool healthy = true;
+  uint32_t health_passes = 0;  // current streaks
+  uint32_t health_fails = 0;
+  uint64_t health_checks = 0;
+  policy::BreakerView breaker{};
+  uint64_t breaker_changed_wall_ms = 0;  // 0 = never
+  uint64_t in_flight = 0;
+  uint64_t requests = 0;
+  uint64_t failures = 0;
+  uint32_t last_status = 0;
+  uint64_t latency_buckets[kLatencyBuckets] = {};
+  uint64_t latency_sum_us = 0;
+};
+
+// One upstream record: Active, or Retired while one of its targets is listed.
+struct UpstreamView {
+  std::string name;
+  RecordState state = RecordState::Free;
+  uint64_t requests = 0;
+  uint64_t retries = 0;
+  uint64_t retry_budget_exhausted = 0;
+  uint64_t no_target = 0;
+  uint64_t breaker_refusals = 0;
+};
+
 struct Snapshot {
   uint64_t taken_at_ms = 0;  // wall clock
   int master_pid = 0;
@@ -52,6 +86,8 @@ struct Snapshot {
   std::vector<SlotView> slots;      // by index
   std::vector<WorkerView> workers_live;  // by slot, then generation
   TrafficTotals totals;             // every process that ever ran
+  std::vector<UpstreamView> upstreams;  // by name
+  std::vector<TargetView> targets;      // by upstream, then position, then address
 };
 
 Snapshot takeSnapshot(const SharedRegion& region);

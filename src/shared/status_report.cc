@@ -1,5 +1,8 @@
 #include "shared/status_report.h"
 
+#include "shared/prometheus_text.h"
+#include "shared/upstream_report.h"
+
 #include <signal.h>
 
 #include <cstdio>
@@ -209,77 +212,6 @@ void appendCsv(std::string& out, std::string_view field) {
   out += '"';
 }
 
-// `value` / 10^decimals in plain decimal, trailing zeros trimmed: 250 µs with 6
-// decimals is "0.00025", 10'000'000 µs is "10". Exact, unlike a double.
-void appendScaled(std::string& out, uint64_t value, int decimals) {
-  uint64_t scale = 1;
-  for (int i = 0; i < decimals; ++i) scale *= 10;
-  out += std::to_string(value / scale);
-  uint64_t fraction = value % scale;
-  if (fraction == 0) return;
-  char digits[24];
-  std::snprintf(digits, sizeof digits, "%0*llu", decimals,
-                static_cast<unsigned long long>(fraction));
-  std::string_view text(digits);
-  while (text.back() == '0') text.remove_suffix(1);
-  out += '.';
-  out += text;
-}
-
-// Prometheus exposition, one family at a time.
-class Exposition {
- public:
-  void family(std::string_view name, std::string_view type, std::string_view help) {
-    out_ += "# HELP ";
-    out_ += name;
-    out_ += ' ';
-    out_ += help;
-    out_ += "\n# TYPE ";
-    out_ += name;
-    out_ += ' ';
-    out_ += type;
-    out_ += '\n';
-  }
-
-  // `labels` is already rendered: `code="2xx"`, or empty.
-  void sample(std::string_view name, std::string_view labels, uint64_t value) {
-    begin(name, labels);
-    out_ += std::to_string(value);
-    out_ += '\n';
-  }
-
-  // A value in units of 10^-decimals (milliseconds: 3, microseconds: 6).
-  void sampleScaled(std::string_view name, std::string_view labels, uint64_t value, int decimals) {
-    begin(name, labels);
-    appendScaled(out_, value, decimals);
-    out_ += '\n';
-  }
-
-  std::string take() { return std::move(out_); }
-
- private:
-  void begin(std::string_view name, std::string_view labels) {
-    out_ += name;
-    if (!labels.empty()) {
-      out_ += '{';
-      out_ += labels;
-      out_ += '}';
-    }
-    out_ += ' ';
-  }
-
-  std::string out_;
-};
-
-// `name="value"`, the value escaped.
-std::string label(std::string_view name, std::string_view value) {
-  std::string text(name);
-  text += "=\"";
-  text += escapeLabelValue(value);
-  text += '"';
-  return text;
-}
-
 std::string workerLabels(const WorkerView& worker) {
   return label("slot", std::to_string(worker.slot)) + "," +
          label("pid", std::to_string(worker.pid)) + "," +
@@ -299,17 +231,7 @@ void traffic(Exposition& e, const TrafficTotals& t) {
 
   e.family("phalanx_request_duration_seconds", "histogram",
            "Time from a request's first byte to its response being queued.");
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i + 1 < kLatencyBuckets; ++i) {
-    cumulative += t.latency_buckets[i];
-    std::string le;
-    appendScaled(le, kLatencyBoundsUs[i], 6);
-    e.sample("phalanx_request_duration_seconds_bucket", label("le", le), cumulative);
-  }
-  cumulative += t.latency_buckets[kLatencyBuckets - 1];
-  e.sample("phalanx_request_duration_seconds_bucket", label("le", "+Inf"), cumulative);
-  e.sampleScaled("phalanx_request_duration_seconds_sum", "", t.latency_sum_us, 6);
-  e.sample("phalanx_request_duration_seconds_count", "", cumulative);
+  e.latencyHistogram("phalanx_request_duration_seconds", "", t.latency_buckets, t.latency_sum_us);
 
   e.family("phalanx_connections_accepted_total", "counter", "Client connections accepted.");
   e.sample("phalanx_connections_accepted_total", "", t.accepted_connections);
@@ -374,7 +296,7 @@ void writeStatus(JsonWriter& w, const Snapshot& snapshot, std::string_view last_
   w.key("workers");
   w.beginArray();
   for (const Row& row : statusRows(snapshot)) writeRow(w, snapshot, row);
-  w.endArray();
+  w.endArray();  writeUpstreams(w, snapshot);
 }
 
 const char* rowState(const WorkerView& worker, const SlotView* slot) {
@@ -469,25 +391,12 @@ std::string showStat(const Snapshot& s) {
   return out;
 }
 
-std::string escapeLabelValue(std::string_view value) {
-  std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 std::string prometheusMetrics(const Snapshot& snapshot) {
   Exposition e;
   traffic(e, snapshot.totals);
   workers(e, snapshot);
   master(e, snapshot);
+  upstreamMetrics(e, snapshot);
   return e.take();
 }
 

@@ -14,6 +14,7 @@
 //      "responses": {"1xx", "2xx", "3xx", "4xx", "5xx"},
 //      "latency_us": {"bounds": [...], "counts": [...], "sum"},
 //      "restart_in_ms" (only while waiting-restart or errored without a process)} ]
+//   "upstreams": [ per upstream and target, see upstream_report.h ]
 // state is one of starting, ready, draining, waiting-restart, errored, fatal.
 // last_exit is "none", "exit N", "signal N (Name)", "memory", "heartbeat",
 // "max_requests", "reload", "scale" or "stop".
@@ -31,11 +32,12 @@
 #include <string_view>
 
 #include "shared/json_writer.h"
+#include "shared/prometheus_text.h"  // escapeLabelValue
 #include "shared/shm_snapshot.h"
 
 namespace phalanx::shared {
 
-// Writes the members "master", "totals" and "workers" into the object `w` has
+// Writes the members "master", "totals", "workers" and "upstreams" into the object `w` has
 // open. `last_reload_error` is what the master knows of a failed reload ("" if
 // none or unknown to the caller).
 void writeStatus(JsonWriter& w, const Snapshot& snapshot, std::string_view last_reload_error);
@@ -65,11 +67,9 @@ std::string showStat(const Snapshot& snapshot);
 //   phalanx_worker_cpu_seconds_total{slot,pid,generation} per live process,
 //   phalanx_workers{state} (status rows by state, zeros included),
 //   phalanx_workers_target, phalanx_reloads_total{result="ok"|"failed"},
-//   phalanx_generation, phalanx_master_uptime_seconds.
+//   phalanx_generation, phalanx_master_uptime_seconds;
+//   then the upstream families (upstream_report.h).
 // Counters over all workers count exited processes too, so they never go back.
 std::string prometheusMetrics(const Snapshot& snapshot);
-
-// A Prometheus label value with backslash, double quote and newline escaped.
-std::string escapeLabelValue(std::string_view value);
 
 }  // namespace phalanx::shared

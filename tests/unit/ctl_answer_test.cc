@@ -104,3 +104,21 @@ TEST_CASE("status goes through the status table") {
   CHECK(renderError(Command::Status, R"({"version":1,"ok":true})") ==
         "status without a \"master\" object");
 }
+
+TEST_CASE("breaker answers say the state now, and whether it was already so") {
+  CHECK(rendered(Command::BreakerOpen, R"({"version":1,"ok":true,"upstream":"api",
+        "target":"127.0.0.1:9001","breaker":"open","changed":true})") ==
+        "breaker api 127.0.0.1:9001: open\n");
+  CHECK(rendered(Command::BreakerClose, R"({"version":1,"ok":true,"upstream":"api",
+        "target":"127.0.0.1:9001","breaker":"closed","changed":false})") ==
+        "breaker api 127.0.0.1:9001: closed (it already was)\n");
+  CHECK(renderError(Command::BreakerOpen, R"({"version":1,"ok":true})") ==
+        "a breaker answer needs \"upstream\", \"target\", \"breaker\" and \"changed\"");
+}
+
+TEST_CASE("upstreams goes through the upstream table") {
+  std::string text = rendered(Command::Upstreams, R"({"version":1,"ok":true,"upstreams":[]})");
+  CHECK(text == "no upstreams configured\n");
+  CHECK(renderError(Command::Upstreams, R"({"version":1,"ok":true})") ==
+        "no \"upstreams\" array in the answer");
+}

@@ -46,6 +46,22 @@ TEST_CASE("each command becomes its one line") {
   CHECK(scale.command == Command::Scale);
   CHECK(scale.line == "scale 4\n");
   CHECK(parsed({"scale", "256"}).line == "scale 256\n");
+  CHECK(parsed({"upstreams"}).command == Command::Upstreams);
+  CHECK(parsed({"upstreams", "--json"}).line == "upstreams\n");
+  Invocation open = parsed({"breaker", "open", "api", "127.0.0.1:9001"});
+  CHECK(open.command == Command::BreakerOpen);
+  CHECK(open.line == "breaker open api 127.0.0.1:9001\n");
+  CHECK(parsed({"breaker", "close", "api", "[::1]:80"}).line == "breaker close api [::1]:80\n");
+  CHECK(parsed({"breaker", "close", "api", "[::1]:80"}).command == Command::BreakerClose);
+}
+
+TEST_CASE("breaker needs open or close, an upstream and a target") {
+  std::string usage_error = "usage: breaker open|close UPSTREAM TARGET (TARGET as in the config)";
+  CHECK(failure({"breaker"}) == usage_error);
+  CHECK(failure({"breaker", "open", "api"}) == usage_error);
+  CHECK(failure({"breaker", "reset", "api", "127.0.0.1:1"}) == usage_error);
+  CHECK(failure({"breaker", "open", "api", "127.0.0.1:1", "x"}) == usage_error);
+  CHECK(failure({"upstreams", "api"}) == "'upstreams' takes no arguments");
 }
 
 TEST_CASE("options go before or after the command; -s and -c both count, -s wins later") {
@@ -71,10 +87,11 @@ TEST_CASE("help and version answer whatever else the line holds") {
 
 TEST_CASE("usage errors name what is wrong") {
   CHECK(failure({}) ==
-        "no command given (commands: status, reload, scale N, stop, show info, show stat, help)");
+        "no command given (commands: status, reload, scale N, stop, show info, show stat, "
+        "upstreams, breaker open|close UPSTREAM TARGET, help)");
   CHECK(failure({"restart"}) ==
         "unknown command 'restart' (commands: status, reload, scale N, "
-        "stop, show info, show stat, help)");
+        "stop, show info, show stat, upstreams, breaker open|close UPSTREAM TARGET, help)");
   CHECK(failure({"status", "now"}) == "'status' takes no arguments");
   CHECK(failure({"show"}) == "usage: show info | show stat");
   CHECK(failure({"show", "errors"}) == "usage: show info | show stat");
