@@ -5,6 +5,7 @@
 #include <deque>
 
 #include "shared/histogram.h"
+#include "shared/upstream_records.h"
 #include "worker/gateway/proxy_exchange.h"
 
 namespace phalanx::worker {
@@ -25,39 +26,79 @@ struct Gateway::LocalCells {
   std::deque<Target> targets;  // stable addresses
 };
 
+namespace {
+
+TargetCells cellsOf(shared::TargetRecord& r) {
+  return {.in_flight = &r.in_flight,
+          .requests = &r.requests,
+          .failures = &r.failures,
+          .latency_buckets = r.latency_buckets,
+          .latency_sum_us = &r.latency_sum_us,
+          .breaker_changed_wall_ms = &r.breaker_changed_wall_ms,
+          .breaker = &r.breaker,
+          .health = &r.health};
+}
+
+UpstreamCells cellsOf(shared::UpstreamRecord& r) {
+  return {.requests = &r.requests,
+          .retries = &r.retries,
+          .retry_budget_exhausted = &r.retry_budget_exhausted,
+          .no_target = &r.no_target,
+          .breaker_refusals = &r.breaker_refusals,
+          .retry_budget = &r.retry_budget};
+}
+
+}  // namespace
+
+// The master provisioned a record for every upstream and target of this
+// config before it started us; a region without them (unit tests) gets cells
+// local to this worker.
 Gateway::Gateway(uv_loop_t* loop, const shared::Config& config, const shared::SharedRegion& region,
                  int pid)
     : loop_(loop), request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)) {
-  (void)region;
   std::vector<UpstreamPool::Target> pool_targets;
   for (const auto& [name, upstream] : config.upstreams) {
     auto local = std::make_unique<LocalCells>();
-    UpstreamCells cells{.requests = &local->requests,
-                        .retries = &local->retries,
-                        .retry_budget_exhausted = &local->exhausted,
-                        .no_target = &local->no_target,
-                        .breaker_refusals = &local->refusals,
-                        .retry_budget = &local->budget};
+    shared::UpstreamRecord* record = region ? shared::findUpstream(region, name) : nullptr;
+    UpstreamCells cells = record != nullptr
+                              ? cellsOf(*record)
+                              : UpstreamCells{.requests = &local->requests,
+                                              .retries = &local->retries,
+                                              .retry_budget_exhausted = &local->exhausted,
+                                              .no_target = &local->no_target,
+                                              .breaker_refusals = &local->refusals,
+                                              .retry_budget = &local->budget};
     std::vector<UpstreamGroup::Target> targets;
     for (const shared::UpstreamTarget& t : upstream.targets) {
-      LocalCells::Target& lt = local->targets.emplace_back();
       UpstreamPool::Target pt;
       std::memcpy(&pt.address, &t.address.storage, sizeof pt.address);
       pt.max_idle = upstream.max_idle_connections;
       pt.idle_timeout_ms = upstream.idle_timeout_ms;
+      shared::TargetRecord* target =
+          region ? shared::findTarget(region, name, t.address.text) : nullptr;
+      TargetCells target_cells;
+      if (target != nullptr) {
+        target_cells = cellsOf(*target);
+      } else {
+        LocalCells::Target& lt = local->targets.emplace_back();
+        target_cells = {.in_flight = &lt.in_flight,
+                        .requests = &lt.requests,
+                        .failures = &lt.failures,
+                        .latency_buckets = lt.latency_buckets,
+                        .latency_sum_us = &lt.latency_sum_us,
+                        .breaker_changed_wall_ms = &lt.changed_wall_ms,
+                        .breaker = &lt.breaker,
+                        .health = &lt.health};
+      }
       targets.push_back({.address = t.address.text,
                          .pool_index = static_cast<uint32_t>(pool_targets.size()),
                          .weight = t.weight,
                          .backup = t.backup,
-                         .cells = {.in_flight = &lt.in_flight,
-                                   .requests = &lt.requests,
-                                   .failures = &lt.failures,
-                                   .latency_buckets = lt.latency_buckets,
-                                   .latency_sum_us = &lt.latency_sum_us,
-                                   .breaker_changed_wall_ms = &lt.changed_wall_ms,
-                                   .breaker = &lt.breaker,
-                                   .health = &lt.health}});
+                         .cells = target_cells});
       pool_targets.push_back(pt);
+    }
+    if (record == nullptr && region) {
+      spdlog::warn("upstream {}: no shared-memory record; its state is this worker's alone", name);
     }
     groups_.push_back(std::make_unique<UpstreamGroup>(name, upstream, std::move(targets), cells,
                                                       uv_hrtime() + groups_.size()));

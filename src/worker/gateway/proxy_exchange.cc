@@ -376,8 +376,9 @@ void ProxyExchange::abortResponse() {
 
 void ProxyExchange::endAttempt(AttemptResult result) {
   if (!attempt_) return;
-  upstream_ms_ = static_cast<double>(uv_hrtime() - attempt_started_ns_) / 1e6;
-  auto event = group_.finish(*attempt_, result, shared::monotonicMs());
+  uint64_t elapsed_ns = uv_hrtime() - attempt_started_ns_;
+  upstream_ms_ = static_cast<double>(elapsed_ns) / 1e6;
+  auto event = group_.finish(*attempt_, result, shared::monotonicMs(), elapsed_ns / 1000);
   if (event) {
     spdlog::warn("upstream {}: {}: breaker {} → {}", group_.name(),
                  group_.targets()[event->target].address,

@@ -112,13 +112,14 @@ std::optional<UpstreamGroup::Attempt> UpstreamGroup::pick(std::span<const uint32
 
 std::optional<UpstreamGroup::BreakerEvent> UpstreamGroup::finish(const Attempt& attempt,
                                                                  AttemptResult result,
-                                                                 uint64_t now_ms) {
+                                                                 uint64_t now_ms,
+                                                                 uint64_t duration_us) {
   Target& t = targets_[attempt.target];
   t.cells.in_flight->fetch_sub(1, std::memory_order_relaxed);
   uint64_t duration_ms = now_ms >= attempt.started_ms ? now_ms - attempt.started_ms : 0;
   if (t.cells.latency_buckets != nullptr && result != AttemptResult::Neutral) {
-    add(&t.cells.latency_buckets[shared::latencyBucket(duration_ms * 1000)]);
-    add(t.cells.latency_sum_us, duration_ms * 1000);
+    add(&t.cells.latency_buckets[shared::latencyBucket(duration_us)]);
+    add(t.cells.latency_sum_us, duration_us);
   }
   if (result == AttemptResult::Neutral) {
     if (attempt.probe) policy::releaseProbe(*t.cells.breaker, attempt.sequence);

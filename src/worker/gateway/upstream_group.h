@@ -92,7 +92,9 @@ class UpstreamGroup {
                               uint64_t* retry_after_ms);
   // The attempt is over. A change of its breaker is returned to the one
   // worker whose result made it.
-  std::optional<BreakerEvent> finish(const Attempt& attempt, AttemptResult result, uint64_t now_ms);
+  // `duration_us`: from the attempt's start to its end, for the latency histogram.
+  std::optional<BreakerEvent> finish(const Attempt& attempt, AttemptResult result, uint64_t now_ms,
+                                     uint64_t duration_us);
 
   // Every request's first attempt counts toward the retry budget's base.
   void countRequest(uint64_t now_ms);
