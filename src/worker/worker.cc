@@ -55,7 +55,7 @@ Worker::Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion regi
                  .pid = getpid(),
                  .started_at_ms = shared::wallMs()},
                 region_),
-      gateway_(std::make_unique<Gateway>(loop, config_, region_, getpid())),
+      gateway_(std::make_unique<Gateway>(loop, config_, region_, getpid(), options.master_pid)),
       read_buffer_(new char[kReadBufferBytes]) {
   handlers_.setGateway(gateway_.get());
 }
@@ -82,6 +82,7 @@ bool Worker::start(std::string* error) {
     }
     listeners_.push_back(std::move(listener));
   }
+  gateway_->start();
   resumeAccepting();
 
   uv_signal_init(loop_, &sigterm_);

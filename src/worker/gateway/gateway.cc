@@ -54,7 +54,7 @@ UpstreamCells cellsOf(shared::UpstreamRecord& r) {
 // config before it started us; a region without them (unit tests) gets cells
 // local to this worker.
 Gateway::Gateway(uv_loop_t* loop, const shared::Config& config, const shared::SharedRegion& region,
-                 int pid)
+                 int pid, int master_pid)
     : loop_(loop), request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)) {
   std::vector<UpstreamPool::Target> pool_targets;
   for (const auto& [name, upstream] : config.upstreams) {
@@ -105,6 +105,32 @@ Gateway::Gateway(uv_loop_t* loop, const shared::Config& config, const shared::Sh
     local_cells_.push_back(std::move(local));
   }
   pool_ = std::make_unique<UpstreamPool>(loop, std::move(pool_targets));
+  std::vector<UpstreamGroup*> groups;
+  bool cluster = false;
+  for (auto& group : groups_) {
+    groups.push_back(group.get());
+    cluster = cluster || group->config().breaker.share == "cluster";
+  }
+  if (cluster && config.redis) {
+    breaker_sync_ = std::make_unique<BreakerSync>(loop, *config.redis, hostOrigin(master_pid),
+                                                  std::move(groups));
+  }
+}
+
+void Gateway::start() {
+  if (breaker_sync_) breaker_sync_->start();
+}
+
+void Gateway::closeAll() {
+  pool_->closeIdle();
+  if (breaker_sync_) breaker_sync_->close();
+}
+
+void Gateway::breakerChanged(const UpstreamGroup& group, const UpstreamGroup::BreakerEvent& event) {
+  spdlog::warn("upstream {}: {}: breaker {} → {}", group.name(),
+               group.targets()[event.target].address,
+               policy::breakerStateName(event.change.from), policy::breakerStateName(event.change.to));
+  if (breaker_sync_) breaker_sync_->published(group, event.target, event.change);
 }
 
 Gateway::~Gateway() = default;

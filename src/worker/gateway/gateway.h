@@ -11,6 +11,7 @@
 
 #include "shared/config.h"
 #include "shared/shm.h"
+#include "worker/gateway/breaker_sync.h"
 #include "worker/gateway/request_id.h"
 #include "worker/gateway/upstream_group.h"
 #include "worker/gateway/upstream_pool.h"
@@ -23,8 +24,9 @@ namespace phalanx::worker {
 
 class Gateway {
  public:
+  // `master_pid` names this host to the others (breakers shared over Redis).
   Gateway(uv_loop_t* loop, const shared::Config& config, const shared::SharedRegion& region,
-          int pid);
+          int pid, int master_pid);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
@@ -34,10 +36,16 @@ class Gateway {
   std::unique_ptr<Exchange> startExchange(const Route& route, const Request& request,
                                           ExchangeSink& sink);
 
+  // Connects to Redis when a breaker is shared with other hosts.
+  void start();
   // Draining: idle upstream connections are closed; busy ones finish.
   void beginDrain();
-  // Stopping: every upstream connection left is closed.
-  void closeAll() { pool_->closeIdle(); }
+  // Stopping: every upstream connection left is closed, and Redis's.
+  void closeAll();
+
+  // A breaker transition this worker made: logged, and published to other
+  // hosts when the upstream's breaker is shared.
+  void breakerChanged(const UpstreamGroup& group, const UpstreamGroup::BreakerEvent& event);
 
   // Why the worker is not ready, or nullptr: a `required` upstream with no usable target.
   const char* notReadyReason() const;
@@ -58,6 +66,7 @@ class Gateway {
   std::unique_ptr<UpstreamPool> pool_;
   std::vector<std::unique_ptr<UpstreamGroup>> groups_;
   std::vector<std::unique_ptr<LocalCells>> local_cells_;
+  std::unique_ptr<BreakerSync> breaker_sync_;  // only with a "cluster" breaker
   RequestIds request_ids_;
   HttpDate date_;
 };

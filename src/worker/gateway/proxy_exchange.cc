@@ -379,12 +379,7 @@ void ProxyExchange::endAttempt(AttemptResult result) {
   uint64_t elapsed_ns = uv_hrtime() - attempt_started_ns_;
   upstream_ms_ = static_cast<double>(elapsed_ns) / 1e6;
   auto event = group_.finish(*attempt_, result, shared::monotonicMs(), elapsed_ns / 1000);
-  if (event) {
-    spdlog::warn("upstream {}: {}: breaker {} → {}", group_.name(),
-                 group_.targets()[event->target].address,
-                 shared::policy::breakerStateName(event->change.from),
-                 shared::policy::breakerStateName(event->change.to));
-  }
+  if (event) gateway_.breakerChanged(group_, *event);
   attempt_.reset();
 }
 

@@ -84,6 +84,7 @@ class UpstreamGroup {
   const std::string& name() const { return name_; }
   const shared::UpstreamConfig& config() const { return config_; }
   const std::vector<Target>& targets() const { return targets_; }
+  const shared::policy::BreakerOptions& breakerOptions() const { return breaker_options_; }
 
   // A target for the next attempt, not one of `tried`. nullopt when none is
   // usable; *retry_after_ms then says when an open breaker may admit again
