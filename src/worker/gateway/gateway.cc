@@ -57,6 +57,7 @@ Gateway::Gateway(uv_loop_t* loop, const shared::Config& config, const shared::Sh
                  int pid, int master_pid)
     : loop_(loop), request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)) {
   std::vector<UpstreamPool::Target> pool_targets;
+  std::vector<HealthTarget> health_targets;
   for (const auto& [name, upstream] : config.upstreams) {
     auto local = std::make_unique<LocalCells>();
     shared::UpstreamRecord* record = region ? shared::findUpstream(region, name) : nullptr;
@@ -90,6 +91,13 @@ Gateway::Gateway(uv_loop_t* loop, const shared::Config& config, const shared::Sh
                         .breaker = &lt.breaker,
                         .health = &lt.health};
       }
+      if (upstream.health_check) {
+        health_targets.push_back({.upstream = name,
+                                  .address = t.address.text,
+                                  .sockaddr = pt.address,
+                                  .check = *upstream.health_check,
+                                  .cell = target_cells.health});
+      }
       targets.push_back({.address = t.address.text,
                          .pool_index = static_cast<uint32_t>(pool_targets.size()),
                          .weight = t.weight,
@@ -115,15 +123,21 @@ Gateway::Gateway(uv_loop_t* loop, const shared::Config& config, const shared::Sh
     breaker_sync_ = std::make_unique<BreakerSync>(loop, *config.redis, hostOrigin(master_pid),
                                                   std::move(groups));
   }
+  if (!health_targets.empty()) {
+    shared::policy::LeaseCell& lease = region ? region.gateway().health_lease : local_lease_;
+    health_ = std::make_unique<HealthChecker>(loop, std::move(health_targets), lease, pid);
+  }
 }
 
 void Gateway::start() {
   if (breaker_sync_) breaker_sync_->start();
+  if (health_) health_->start();
 }
 
 void Gateway::closeAll() {
   pool_->closeIdle();
   if (breaker_sync_) breaker_sync_->close();
+  health_.reset();  // its handles close through the loop's last run
 }
 
 void Gateway::breakerChanged(const UpstreamGroup& group, const UpstreamGroup::BreakerEvent& event) {
@@ -145,6 +159,7 @@ std::unique_ptr<Exchange> Gateway::startExchange(const Route& route, const Reque
 
 void Gateway::beginDrain() {
   pool_->closeIdle();
+  if (health_) health_->stop();
 }
 
 const char* Gateway::notReadyReason() const {

@@ -12,6 +12,7 @@
 #include "shared/config.h"
 #include "shared/shm.h"
 #include "worker/gateway/breaker_sync.h"
+#include "worker/gateway/health_checker.h"
 #include "worker/gateway/request_id.h"
 #include "worker/gateway/upstream_group.h"
 #include "worker/gateway/upstream_pool.h"
@@ -36,9 +37,11 @@ class Gateway {
   std::unique_ptr<Exchange> startExchange(const Route& route, const Request& request,
                                           ExchangeSink& sink);
 
-  // Connects to Redis when a breaker is shared with other hosts.
+  // Connects to Redis when a breaker is shared with other hosts; starts the
+  // active health checks (run by whichever worker holds the host's lease).
   void start();
-  // Draining: idle upstream connections are closed; busy ones finish.
+  // Draining: idle upstream connections are closed, busy ones finish, and the
+  // health-check lease goes to a worker that stays.
   void beginDrain();
   // Stopping: every upstream connection left is closed, and Redis's.
   void closeAll();
@@ -67,6 +70,8 @@ class Gateway {
   std::vector<std::unique_ptr<UpstreamGroup>> groups_;
   std::vector<std::unique_ptr<LocalCells>> local_cells_;
   std::unique_ptr<BreakerSync> breaker_sync_;  // only with a "cluster" breaker
+  std::unique_ptr<HealthChecker> health_;      // only with a health_check
+  shared::policy::LeaseCell local_lease_{};    // when the region has none (unit tests)
   RequestIds request_ids_;
   HttpDate date_;
 };

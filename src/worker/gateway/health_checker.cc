@@ -37,7 +37,9 @@ uint64_t leaseTtl(const std::vector<HealthTarget>& targets) {
   for (const HealthTarget& target : targets) {
     smallest = std::min<uint64_t>(smallest, target.check.interval_ms);
   }
-  return std::max(smallest, HealthChecker::kMinLeaseTtlMs);
+  // Three quarters: a holder that dies or hangs is replaced within ttl + ttl / 3,
+  // that is within one interval.
+  return std::max(smallest * 3 / 4, HealthChecker::kMinLeaseTtlMs);
 }
 
 }  // namespace

@@ -7,7 +7,8 @@
 // HealthCell (policy/health_state.h, shared memory), read by every worker.
 //
 // Contract:
-// - Lease ttl = the smallest interval_ms of the targets, at least kMinLeaseTtlMs.
+// - Lease ttl = 3/4 of the smallest interval_ms of the targets, at least
+//   kMinLeaseTtlMs, so ttl + ttl / 3 is within one interval.
 //   Every process renews or tries to take it every ttl / 3 from the loop. A
 //   holder that stops or is destroyed releases it, so another takes over
 //   within ttl / 3; one that dies or hangs is replaced within ttl + ttl / 3 of
