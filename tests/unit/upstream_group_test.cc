@@ -92,14 +92,14 @@ TEST_CASE("round_robin follows the weights (smooth: 5:1:1 gives a a b a c a a)")
     auto a = f.pick(kT0);
     REQUIRE(a);
     sequence += static_cast<char>('a' + a->target);
-    g.finish(*a, AttemptResult::Success, kT0);
+    g.finish(*a, AttemptResult::Success, kT0, 1000);
   }
   CHECK(sequence == "aabacaa");
   int counts[3] = {};
   for (int i = 0; i < 700; ++i) {
     auto a = f.pick(kT0);
     ++counts[a->target];
-    g.finish(*a, AttemptResult::Success, kT0);
+    g.finish(*a, AttemptResult::Success, kT0, 1000);
   }
   CHECK(counts[0] == 500);
   CHECK(counts[1] == 100);
@@ -117,9 +117,9 @@ TEST_CASE("in_flight goes up on pick and down on finish, whatever the result") {
   REQUIRE(b);
   CHECK(f.inFlight(0) == 2);
   CHECK(a->started_ms == kT0);
-  g.finish(*a, AttemptResult::Neutral, kT0 + 5);
+  g.finish(*a, AttemptResult::Neutral, kT0 + 5, 1000);
   CHECK(f.inFlight(0) == 1);
-  g.finish(*b, AttemptResult::Failure, kT0 + 5);
+  g.finish(*b, AttemptResult::Failure, kT0 + 5, 5000);
   CHECK(f.inFlight(0) == 0);
   CHECK(f.storage[0]->failures.load() == 1);
   CHECK(f.storage[0]->requests.load() == 2);
@@ -141,7 +141,7 @@ TEST_CASE("least_conn follows the in-flight counts, by weight") {
     auto a = f.pick(kT0);
     REQUIRE(a);
     CHECK(a->target == 1);
-    g.finish(*a, AttemptResult::Success, kT0);
+    g.finish(*a, AttemptResult::Success, kT0, 1000);
   }
   // Picks raise the count: without finish, the least loaded changes.
   f.storage[1]->in_flight = 4;
@@ -170,7 +170,7 @@ TEST_CASE("random_two prefers the less loaded and spreads over equals") {
     auto a = f.pick(kT0);
     REQUIRE(a);
     CHECK(a->target == 1);
-    g.finish(*a, AttemptResult::Success, kT0);
+    g.finish(*a, AttemptResult::Success, kT0, 1000);
   }
   Fixture e;
   e.config.balance = "random_two";
@@ -179,7 +179,7 @@ TEST_CASE("random_two prefers the less loaded and spreads over equals") {
   for (int i = 0; i < 4000; ++i) {
     auto a = e.pick(kT0);
     ++counts[a->target];
-    ge.finish(*a, AttemptResult::Success, kT0);
+    ge.finish(*a, AttemptResult::Success, kT0, 1000);
   }
   for (int c : counts) CHECK(c > 600);
   // The one idle target among loaded ones wins whenever drawn: more than half of the picks.
@@ -191,7 +191,7 @@ TEST_CASE("random_two prefers the less loaded and spreads over equals") {
   for (int i = 0; i < 1000; ++i) {
     auto a = l.pick(kT0);
     idle += a->target == 3 ? 1 : 0;
-    gl.finish(*a, AttemptResult::Success, kT0);
+    gl.finish(*a, AttemptResult::Success, kT0, 1000);
   }
   CHECK(idle > 400);
 }
@@ -206,7 +206,7 @@ TEST_CASE("tried targets are skipped; nothing left gives nullopt without retry_a
       auto a = f.pick(kT0, {0, 2});
       REQUIRE(a);
       CHECK(a->target == 1);
-      g.finish(*a, AttemptResult::Success, kT0);
+      g.finish(*a, AttemptResult::Success, kT0, 1000);
     }
     uint64_t retry_after = 77;
     CHECK_FALSE(f.pick(kT0, {0, 1, 2}, &retry_after));
@@ -226,7 +226,7 @@ TEST_CASE("a target marked down by health checks is skipped") {
       auto a = f.pick(kT0);
       REQUIRE(a);
       CHECK(a->target == 1);
-      g.finish(*a, AttemptResult::Success, kT0);
+      g.finish(*a, AttemptResult::Success, kT0, 1000);
     }
     CHECK(g.anyUsable(kT0));
     f.storage[1]->health.down = 1;
@@ -252,19 +252,19 @@ TEST_CASE("a backup is used only when the others are unusable") {
       auto a = f.pick(kT0);
       REQUIRE(a);
       CHECK(a->target != 2);
-      g.finish(*a, AttemptResult::Success, kT0);
+      g.finish(*a, AttemptResult::Success, kT0, 1000);
     }
     f.storage[0]->health.down = 1;
     auto tried = f.pick(kT0, {1});
     REQUIRE(tried);
     CHECK(tried->target == 2);  // 0 down, 1 tried
-    g.finish(*tried, AttemptResult::Success, kT0);
+    g.finish(*tried, AttemptResult::Success, kT0, 1000);
     f.storage[1]->health.down = 1;
     for (int i = 0; i < 5; ++i) {
       auto a = f.pick(kT0);
       REQUIRE(a);
       CHECK(a->target == 2);
-      g.finish(*a, AttemptResult::Success, kT0);
+      g.finish(*a, AttemptResult::Success, kT0, 1000);
     }
     f.storage[0]->health.down = 0;
     CHECK(f.pick(kT0)->target == 0);
@@ -281,7 +281,7 @@ TEST_CASE("breaker: consecutive failures open it; pick skips the target; retry_a
     auto a = f.pick(now, {1});
     REQUIRE(a);
     REQUIRE(a->target == 0);
-    event = g.finish(*a, AttemptResult::Failure, now);
+    event = g.finish(*a, AttemptResult::Failure, now, 1000);
     ++failures;
     if (failures < 3) CHECK_FALSE(event);
   }
@@ -294,7 +294,7 @@ TEST_CASE("breaker: consecutive failures open it; pick skips the target; retry_a
     auto a = f.pick(now + 10);
     REQUIRE(a);
     CHECK(a->target == 1);
-    g.finish(*a, AttemptResult::Success, now + 10);
+    g.finish(*a, AttemptResult::Success, now + 10, 1000);
   }
   // With only that target: nullopt and when to come back.
   uint64_t retry_after = 0;
@@ -305,7 +305,7 @@ TEST_CASE("breaker: consecutive failures open it; pick skips the target; retry_a
   // A group of that target alone.
   Fixture one;
   UpstreamGroup& go = one.build({1});
-  for (int i = 0; i < 3; ++i) go.finish(*one.pick(now), AttemptResult::Failure, now);
+  for (int i = 0; i < 3; ++i) go.finish(*one.pick(now), AttemptResult::Failure, now, 1000);
   retry_after = 0;
   CHECK_FALSE(one.pick(now, {}, &retry_after));
   CHECK(retry_after == 30000);
@@ -318,9 +318,9 @@ TEST_CASE("breaker: a success resets the consecutive count") {
   Fixture f;
   UpstreamGroup& g = f.build({1});
   for (int round = 0; round < 5; ++round) {
-    g.finish(*f.pick(kT0), AttemptResult::Failure, kT0);
-    g.finish(*f.pick(kT0), AttemptResult::Failure, kT0);
-    g.finish(*f.pick(kT0), AttemptResult::Success, kT0);
+    g.finish(*f.pick(kT0), AttemptResult::Failure, kT0, 1000);
+    g.finish(*f.pick(kT0), AttemptResult::Failure, kT0, 1000);
+    g.finish(*f.pick(kT0), AttemptResult::Success, kT0, 1000);
   }
   CHECK(f.pick(kT0));
 }
@@ -329,7 +329,7 @@ TEST_CASE("breaker: after open_ms half-open probes are admitted, at most half_op
   Fixture f;
   UpstreamGroup& g = f.build({1});
   uint64_t now = kT0;
-  for (int i = 0; i < 3; ++i) g.finish(*f.pick(now), AttemptResult::Failure, now);
+  for (int i = 0; i < 3; ++i) g.finish(*f.pick(now), AttemptResult::Failure, now, 1000);
   uint64_t retry_after = 0;
   CHECK_FALSE(f.pick(now + 29999, {}, &retry_after));
   CHECK(retry_after == 1);
@@ -346,21 +346,21 @@ TEST_CASE("breaker: after open_ms half-open probes are admitted, at most half_op
   CHECK(f.refusals.load() >= 1);
   CHECK(f.inFlight(0) == 2);
   // Neutral gives a probe back.
-  CHECK_FALSE(g.finish(*p1, AttemptResult::Neutral, now));
+  CHECK_FALSE(g.finish(*p1, AttemptResult::Neutral, now, 1000));
   CHECK(f.inFlight(0) == 1);
   auto p3 = f.pick(now);
   REQUIRE(p3);
   CHECK(p3->probe);
   CHECK_FALSE(f.pick(now));
   // Two passing probes close it.
-  CHECK_FALSE(g.finish(*p2, AttemptResult::Success, now + 1));
-  auto closed = g.finish(*p3, AttemptResult::Success, now + 2);
+  CHECK_FALSE(g.finish(*p2, AttemptResult::Success, now + 1, 1000));
+  auto closed = g.finish(*p3, AttemptResult::Success, now + 2, 1000);
   REQUIRE(closed);
   CHECK(closed->change.to == policy::BreakerState::Closed);
   auto normal = f.pick(now + 3);
   REQUIRE(normal);
   CHECK_FALSE(normal->probe);
-  g.finish(*normal, AttemptResult::Success, now + 3);
+  g.finish(*normal, AttemptResult::Success, now + 3, 1000);
   CHECK(f.inFlight(0) == 0);
 }
 
@@ -368,12 +368,12 @@ TEST_CASE("breaker: a failing probe opens it again for open_ms") {
   Fixture f;
   UpstreamGroup& g = f.build({1});
   uint64_t now = kT0;
-  for (int i = 0; i < 3; ++i) g.finish(*f.pick(now), AttemptResult::Failure, now);
+  for (int i = 0; i < 3; ++i) g.finish(*f.pick(now), AttemptResult::Failure, now, 1000);
   now += 30000;
   auto probe = f.pick(now);
   REQUIRE(probe);
   CHECK(probe->probe);
-  auto event = g.finish(*probe, AttemptResult::Failure, now + 100);
+  auto event = g.finish(*probe, AttemptResult::Failure, now + 100, 1000);
   REQUIRE(event);
   CHECK(event->change.to == policy::BreakerState::Open);
   uint64_t retry_after = 0;

@@ -97,15 +97,14 @@ std::optional<UpstreamGroup::Attempt> UpstreamGroup::pick(std::span<const uint32
                    .sequence = admission.sequence,
                    .started_ms = now_ms};
   }
-  // Nothing usable: when open breakers are the reason, say when one reopens.
-  if (*retry_after_ms == 0) {
-    for (const Target& t : targets_) {
-      policy::BreakerView v = policy::view(*t.cells.breaker, breaker_options_, now_ms);
-      if (v.state != policy::BreakerState::Open) continue;
-      uint64_t due = v.opened_at_ms + breaker_options_.open_ms;
-      uint64_t wait = due > now_ms ? due - now_ms : 1;
-      if (*retry_after_ms == 0 || wait < *retry_after_ms) *retry_after_ms = wait;
-    }
+  // Nothing usable: say when the soonest open breaker half-opens, or a
+  // refused half-open one may take a probe again.
+  for (const Target& t : targets_) {
+    policy::BreakerView v = policy::view(*t.cells.breaker, breaker_options_, now_ms);
+    if (v.state != policy::BreakerState::Open) continue;
+    uint64_t due = v.opened_at_ms + breaker_options_.open_ms;
+    uint64_t wait = due > now_ms ? due - now_ms : 1;
+    if (*retry_after_ms == 0 || wait < *retry_after_ms) *retry_after_ms = wait;
   }
   return std::nullopt;
 }

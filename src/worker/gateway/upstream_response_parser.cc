@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "worker/http/ascii.h"
+
 namespace phalanx::worker {
 
 namespace {
@@ -70,6 +72,13 @@ UpstreamResponseParser::Outcome UpstreamResponseParser::feed(const char* data, s
     at += used;
     if (err == HPE_PAUSED) {
       llhttp_resume(&parser_);
+      if (!complete_) {
+        // An interim response ended: the final head's count starts here, at
+        // an exact byte, however the input was split.
+        in_head_ = true;
+        head_bytes_ = 0;
+        continue;
+      }
       consumed_ = static_cast<size_t>(at - data);
       return Outcome::Complete;
     }
@@ -99,7 +108,7 @@ int UpstreamResponseParser::onMessageBegin(llhttp_t* p) {
   UpstreamResponseParser& s = self(p);
   s.in_head_ = true;
   s.in_value_ = false;
-  s.head_bytes_ = 0;
+  s.transfer_encodings_ = 0;
   s.storage_.clear();
   s.spans_.clear();
   return 0;
@@ -131,8 +140,17 @@ int UpstreamResponseParser::onHeaderValueComplete(llhttp_t* p) {
   UpstreamResponseParser& s = self(p);
   if (!s.in_head_ || s.spans_.empty()) return 0;
   s.in_value_ = true;  // an empty value gets no onHeaderValue call
-  Span& value = s.spans_.back().second;
+  auto& [name, value] = s.spans_.back();
   while (value.length > 0 && isBlank(s.storage_[value.at + value.length - 1])) --value.length;
+  // Only a single, plain "chunked": any other coding would reach the client
+  // decoded of its chunks but still in that coding, with nothing to say so.
+  std::string_view name_text = std::string_view(s.storage_).substr(name.at, name.length);
+  if (equalsLowercase(name_text, "transfer-encoding")) {
+    std::string_view value_text = std::string_view(s.storage_).substr(value.at, value.length);
+    if (++s.transfer_encodings_ > 1 || !equalsLowercase(value_text, "chunked")) {
+      return s.fail("upstream used a transfer coding other than chunked");
+    }
+  }
   return 0;
 }
 
@@ -144,6 +162,7 @@ int UpstreamResponseParser::onHeadersComplete(llhttp_t* p) {
   h.status = p->status_code;
   h.http_minor = p->http_minor;
   if (p->http_major != 1) return s.fail("upstream answered with a version other than HTTP/1.x");
+  if (h.status < 100 || h.status > 599) return s.fail("upstream status out of range");
   if (h.status == 101) return s.fail("upstream switched protocols");
   bool no_body = s.head_request_ || h.interim() || h.status == 204 || h.status == 304;
   h.content_length = 0;
@@ -168,7 +187,9 @@ int UpstreamResponseParser::onHeadersComplete(llhttp_t* p) {
                           std::string_view(s.storage_).substr(value.at, value.length));
   }
   s.listener_.onResponseHead(h);
-  return s.head_request_ && !h.interim() ? 1 : 0;
+  // 1: no body, whatever Content-Length or Transfer-Encoding say (HEAD, 1xx,
+  // 204, 304 carry none); llhttp then goes on to the next response.
+  return no_body ? 1 : 0;
 }
 
 int UpstreamResponseParser::onBody(llhttp_t* p, const char* at, size_t length) {
@@ -180,12 +201,7 @@ int UpstreamResponseParser::onBody(llhttp_t* p, const char* at, size_t length) {
 // one pauses, so feed() can tell its last byte.
 int UpstreamResponseParser::onMessageComplete(llhttp_t* p) {
   UpstreamResponseParser& s = self(p);
-  if (s.head_.interim()) {
-    s.in_head_ = true;
-    s.head_bytes_ = 0;
-    return 0;
-  }
-  s.complete_ = true;
+  if (!s.head_.interim()) s.complete_ = true;
   return HPE_PAUSED;
 }
 

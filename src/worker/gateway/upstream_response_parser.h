@@ -13,8 +13,11 @@
 // - The upstream closing the connection: finishEof() completes a
 //   close-delimited body (Complete) and is an Error anywhere else.
 // - Errors (Error, with reason()): llhttp's refusals, a head over
-//   kMaxHeadBytes, a Transfer-Encoding other than chunked, 101 Switching
+//   kMaxHeadBytes (counted per head, interim ones apart), a Transfer-Encoding
+//   other than one plain "chunked", a status outside 100..599, 101 Switching
 //   Protocols (phalanx never forwards an Upgrade), a non-1.x version.
+// - HEAD, 1xx, 204 and 304 responses have no body whatever their
+//   Content-Length or Transfer-Encoding say.
 // - The ResponseHead passed to onResponseHead() is valid until it returns.
 #pragma once
 
@@ -94,6 +97,7 @@ class UpstreamResponseParser {
   bool in_head_ = false;
   bool complete_ = false;
   bool in_value_ = false;
+  uint32_t transfer_encodings_ = 0;  // Transfer-Encoding fields in this head
   size_t head_bytes_ = 0;
   size_t consumed_ = 0;
   const char* reason_ = "";
