@@ -405,6 +405,14 @@ void parseUpstreams(Parse& p, element value) {
             [&p](auto&&... args) { parseUpstream(p, args...); });
   size_t targets = 0;
   for (const auto& [name, upstream] : p.config.upstreams) targets += upstream.targets.size();
+  // Shared memory keeps names for the operator's views in fixed-size fields
+  // (addresses are IP literals: the longest IPv6 one with a port fits).
+  for (const auto& [name, upstream] : p.config.upstreams) {
+    if (name.size() > kMaxUpstreamNameBytes) {
+      p.errors.add("upstreams." + name, "names are at most " +
+                                            std::to_string(kMaxUpstreamNameBytes) + " bytes");
+    }
+  }
   if (targets > kMaxUpstreamTargets) {
     p.errors.add("upstreams", std::to_string(targets) + " targets over all upstreams, at most " +
                                   std::to_string(kMaxUpstreamTargets));

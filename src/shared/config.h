@@ -37,6 +37,9 @@ inline constexpr uint32_t kMaxHeaderFields = 10000;
 // Targets over all upstreams: per-target state (shared-memory records,
 // connection pools) is sized by this at start, so a config may not exceed it.
 inline constexpr uint32_t kMaxUpstreamTargets = 1024;
+// Upstream names are at most this long (the shared-memory records keep them,
+// and target addresses, in fixed fields).
+inline constexpr size_t kMaxUpstreamNameBytes = 63;
 
 struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off

@@ -883,6 +883,16 @@ TEST_CASE("config: upstream bounds name their JSON path") {
         Errors{"upstreams.api.breaker.slow_call_rate: expected a number, got string"});
 }
 
+TEST_CASE("config: upstream names fit the shared-memory records") {
+  std::string long_name(64, 'u');
+  CHECK(errorsOf(doc(R"("upstreams": {")" + long_name +
+                     R"(": {"targets": [{"address": "127.0.0.1:1"}]}})")) ==
+        Errors{"upstreams." + long_name + ": names are at most 63 bytes"});
+  CHECK(valid(doc(R"("upstreams": {")" + std::string(63, 'u') +
+                  R"(": {"targets": [{"address": "127.0.0.1:1"}]}})"))
+            .upstreams.size() == 1);
+}
+
 TEST_CASE("config: retry_budget: ratio 0 to 1, window_ms at least 1000, min_retries any") {
   CHECK(errorsOf(withUpstream(R"("retry_budget": {"ratio": -0.1})")) ==
         Errors{"upstreams.api.retry_budget.ratio: must be at least 0 and at most 1"});
