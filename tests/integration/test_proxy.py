@@ -388,3 +388,23 @@ def test_the_default_config_demonstrates_the_gateway(phalanx_factory):
     assert get(gateway, "/api/users", method="POST")[0] == 405
     assert get(demo, "/api/users")[0] == 200  # the demo API itself, on its own port
     assert ph.running()
+
+
+def test_the_access_log_names_the_request_id_and_the_upstream(phalanx_factory, upstream, tmp_path):
+    log = tmp_path / "access.log"
+    ph = phalanx_factory(proxy_config([upstream.address],
+                                      log={"level": "info", "access": str(log)}))
+    status, headers, _ = get(ph.port, "/status/201", headers={"X-Request-Id": "trace-42"})
+    assert status == 201
+
+    def line():
+        for text in log.read_text().splitlines():
+            entry = json.loads(text)
+            if entry["path"] == "/status/201":
+                return entry
+        return None
+    wait_until(lambda: line() is not None, 5.0, message="the access log line")
+    entry = line()
+    assert entry["request_id"] == "trace-42" and entry["status"] == 201
+    assert entry["upstream"] == upstream.address and entry["upstream_status"] == 201
+    assert 0 < entry["upstream_ms"] < 5000
