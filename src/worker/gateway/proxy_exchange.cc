@@ -48,8 +48,7 @@ ProxyExchange::ProxyExchange(Gateway& gateway, UpstreamGroup& group, const Route
       group_(group),
       route_(route),
       sink_(sink),
-      parser_(*this),
-      timer_(gateway.loop(), [this] { onTimeout(); }) {
+      parser_(*this) {
   method_ = request.method;
   head_request_ = request.isHead();
   idempotent_ = isIdempotent(request.method);
@@ -104,11 +103,11 @@ void ProxyExchange::attempt() {
     return;
   }
   stage_ = Stage::Connecting;
-  timer_.start(group_.config().connect_timeout_ms);
+  conn_->setTimeout(group_.config().connect_timeout_ms);
 }
 
 void ProxyExchange::onConnected(int status) {
-  timer_.stop();
+  conn_->clearTimeout();
   if (status != 0) {
     spdlog::debug("upstream {}: {}: connect: {}", group_.name(),
                   group_.targets()[attempt_->target].address, uv_strerror(status));
@@ -135,7 +134,7 @@ void ProxyExchange::send() {
     return;
   }
   conn_->startReading();
-  timer_.start(group_.config().timeout_ms);
+  conn_->setTimeout(group_.config().timeout_ms);
   updateInputPause();
 }
 
@@ -196,7 +195,7 @@ void ProxyExchange::onUpstreamWritten(int status) {
 }
 
 void ProxyExchange::onUpstreamData(const char* data, size_t length) {
-  timer_.start(group_.config().timeout_ms);  // between reads
+  conn_->setTimeout(group_.config().timeout_ms);  // between reads
   UpstreamResponseParser::Outcome outcome = parser_.feed(data, length);
   if (retry_this_response_) {
     retry_this_response_ = false;
@@ -264,7 +263,7 @@ void ProxyExchange::onUpstreamEnd(int status) {
               nothing_back && idempotent_);
 }
 
-void ProxyExchange::onTimeout() {
+void ProxyExchange::onUpstreamTimeout() {
   if (stage_ == Stage::Connecting) {
     dropConnection();
     failAttempt(504, "connect timed out", true);
@@ -350,7 +349,6 @@ void ProxyExchange::failAttempt(int status, const char* what, bool retry_allowed
 }
 
 void ProxyExchange::completeResponse(bool upstream_reusable) {
-  timer_.stop();
   stage_ = Stage::Done;
   if (framing_ == ClientFraming::Chunked) sink_.write(kLastChunk);
   bool request_sent = body_done_ && !body_abandoned_ && unsent_.empty();
@@ -366,7 +364,6 @@ void ProxyExchange::completeResponse(bool upstream_reusable) {
 // The upstream failed after its head was relayed: the client must see the
 // body end early (the connection closes), never a wrong one.
 void ProxyExchange::abortResponse() {
-  timer_.stop();
   stage_ = Stage::Done;
   dropConnection();
   endAttempt(AttemptResult::Failure);
@@ -384,7 +381,6 @@ void ProxyExchange::endAttempt(AttemptResult result) {
 }
 
 void ProxyExchange::dropConnection() {
-  timer_.stop();
   if (conn_ != nullptr) gateway_.pool().close(conn_);
   conn_ = nullptr;
   reading_paused_ = false;
@@ -392,7 +388,6 @@ void ProxyExchange::dropConnection() {
 }
 
 void ProxyExchange::answerError(int status, const char* what, uint64_t retry_after_ms) {
-  timer_.stop();
   stage_ = Stage::Done;
   status_ = status;
   HeaderList extra = {{"X-Request-Id", request_id_}};

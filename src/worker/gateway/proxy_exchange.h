@@ -33,7 +33,6 @@
 #include <vector>
 
 #include "worker/gateway/forwarding.h"
-#include "worker/gateway/loop_timer.h"
 #include "worker/gateway/upstream_group.h"
 #include "worker/gateway/upstream_pool.h"
 #include "worker/gateway/upstream_response_parser.h"
@@ -74,6 +73,7 @@ class ProxyExchange final : public Exchange,
   void onUpstreamData(const char* data, size_t length) override;
   void onUpstreamEnd(int status) override;
   void onUpstreamWritten(int status) override;
+  void onUpstreamTimeout() override;
   // UpstreamResponseParser::Listener
   void onResponseHead(const ResponseHead& head) override;
   void onResponseBody(const char* data, size_t length) override;
@@ -81,7 +81,6 @@ class ProxyExchange final : public Exchange,
   void attempt();
   void send();
   void forwardBody(std::string framed);
-  void onTimeout();
   // The attempt failed before a response was relayed: retry when allowed, else answer.
   void failAttempt(int status, const char* what, bool retry_allowed);
   bool retryAllowed();
@@ -97,7 +96,6 @@ class ProxyExchange final : public Exchange,
   const Route& route_;
   ExchangeSink& sink_;
   UpstreamResponseParser parser_;
-  LoopTimer timer_;
   Stage stage_ = Stage::Idle;
   std::optional<UpstreamGroup::Attempt> attempt_;
   UpstreamConnection* conn_ = nullptr;

@@ -94,6 +94,36 @@ void UpstreamConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
   user_->onUpstreamData(buf->base, static_cast<size_t>(nread));
 }
 
+void UpstreamConnection::setTimeout(uint64_t timeout_ms) {
+  setDeadline(uv_now(pool_.loop_) + timeout_ms);
+}
+
+void UpstreamConnection::setDeadline(uint64_t deadline_ms) {
+  deadline_ms_ = deadline_ms;
+  if (timer_armed_ && timer_due_ms_ <= deadline_ms) return;  // fires early, re-arms then
+  uint64_t now = uv_now(pool_.loop_);
+  timer_due_ms_ = deadline_ms;
+  timer_armed_ = true;
+  uv_timer_start(
+      &timer_, [](uv_timer_t* t) { owner(reinterpret_cast<uv_handle_t*>(t)).onTimer(); },
+      deadline_ms > now ? deadline_ms - now : 0, 0);
+}
+
+void UpstreamConnection::onTimer() {
+  timer_armed_ = false;
+  if (deadline_ms_ == 0 || state_ == State::Closing) return;
+  if (uv_now(pool_.loop_) < deadline_ms_) {
+    setDeadline(deadline_ms_);
+    return;
+  }
+  deadline_ms_ = 0;
+  if (state_ == State::Idle) {
+    pool_.close(this);
+  } else if (user_ != nullptr) {
+    user_->onUpstreamTimeout();
+  }
+}
+
 void UpstreamConnection::beginClose() {
   if (state_ == State::Closing) return;
   state_ = State::Closing;
@@ -104,7 +134,7 @@ void UpstreamConnection::beginClose() {
     if (--self.handles_open_ == 0) self.pool_.forget(&self);
   };
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&idle_timer_), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_closed);
 }
 
 UpstreamPool::UpstreamPool(uv_loop_t* loop, std::vector<Target> targets)
@@ -122,7 +152,7 @@ UpstreamConnection* UpstreamPool::take(uint32_t target, UpstreamConnection::User
   if (idle.empty()) return nullptr;
   UpstreamConnection* conn = idle.back();
   idle.pop_back();
-  uv_timer_stop(&conn->idle_timer_);
+  conn->clearTimeout();
   // It keeps reading: the new user reads its response through the same
   // callback, and a stop + start would cost two epoll_ctl calls a request.
   conn->state_ = UpstreamConnection::State::Busy;
@@ -136,9 +166,9 @@ UpstreamConnection* UpstreamPool::open(uint32_t target, UpstreamConnection::User
   UpstreamConnection* conn = all_.back().get();
   conn->self_ = std::prev(all_.end());
   uv_tcp_init(loop_, &conn->tcp_);
-  uv_timer_init(loop_, &conn->idle_timer_);
+  uv_timer_init(loop_, &conn->timer_);
   conn->tcp_.data = conn;
-  conn->idle_timer_.data = conn;
+  conn->timer_.data = conn;
   conn->handles_open_ = 2;
   conn->user_ = user;
   conn->connect_req_.data = conn;
@@ -175,13 +205,7 @@ void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
   idle.push_back(conn);
   conn->idle_at_ = std::prev(idle.end());
   conn->startReading();  // notices the upstream closing it
-  uv_timer_start(
-      &conn->idle_timer_,
-      [](uv_timer_t* t) {
-        UpstreamConnection& self = owner(reinterpret_cast<uv_handle_t*>(t));
-        self.pool_.close(&self);
-      },
-      target.idle_timeout_ms, 0);
+  conn->setTimeout(target.idle_timeout_ms);
 }
 
 void UpstreamPool::close(UpstreamConnection* conn) {

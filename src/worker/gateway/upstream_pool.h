@@ -42,6 +42,7 @@ class UpstreamConnection {
     virtual void onUpstreamData(const char* data, size_t length) = 0;
     virtual void onUpstreamEnd(int status) = 0;      // UV_EOF, or a libuv error
     virtual void onUpstreamWritten(int status) = 0;  // a queued write completed (or failed)
+    virtual void onUpstreamTimeout() = 0;            // the deadline set with setTimeout() passed
   };
 
   // Sends `bytes` (as much as the socket takes now, the rest queued). Returns
@@ -51,6 +52,12 @@ class UpstreamConnection {
   size_t pendingWrite() const;
   void startReading();
   void stopReading();
+  // The user hears onUpstreamTimeout() once `timeout_ms` have passed without
+  // another setTimeout() or clearTimeout(). One timer per connection serves
+  // this and the idle timeout, re-armed lazily: pushing a deadline back costs
+  // no timer operation, so a request on a pooled connection costs none.
+  void setTimeout(uint64_t timeout_ms);
+  void clearTimeout() { deadline_ms_ = 0; }
 
   uint32_t target() const { return target_; }
   // It served a request before this one (the reuse race is possible).
@@ -67,6 +74,8 @@ class UpstreamConnection {
 
   UpstreamConnection(UpstreamPool& pool, uint32_t target);
   void onRead(ssize_t nread, const uv_buf_t* buf);
+  void setDeadline(uint64_t deadline_ms);
+  void onTimer();
   void onWriteDone(QueuedWrite* write, int status);
   void beginClose();
 
@@ -75,7 +84,10 @@ class UpstreamConnection {
   State state_ = State::Connecting;
   User* user_ = nullptr;
   uv_tcp_t tcp_{};
-  uv_timer_t idle_timer_{};
+  uv_timer_t timer_{};        // the idle timeout or the user's deadline
+  uint64_t deadline_ms_ = 0;  // loop time; 0 = none
+  uint64_t timer_due_ms_ = 0;
+  bool timer_armed_ = false;
   uv_connect_t connect_req_{};
   std::list<std::unique_ptr<QueuedWrite>> writes_;
   size_t pending_write_ = 0;
