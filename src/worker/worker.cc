@@ -83,6 +83,9 @@ bool Worker::start(std::string* error) {
     listeners_.push_back(std::move(listener));
   }
   gateway_->start();
+  uv_check_init(loop_, &deferred_check_);
+  deferred_check_.data = this;
+  uv_check_start(&deferred_check_, [](uv_check_t* h) { owner(h).runDeferred(); });
   resumeAccepting();
 
   uv_signal_init(loop_, &sigterm_);
@@ -229,7 +232,16 @@ void Worker::onAcceptable(Listener& listener) {
   }
 }
 
+void Worker::runDeferred() {
+  if (deferred_.empty()) return;
+  std::vector<Connection*> now;
+  now.swap(deferred_);
+  for (Connection* connection : now) connection->onDeferred();
+}
+
 void Worker::onConnectionClosed(std::list<Connection>::iterator connection) {
+  // Closed before its deferred call ran (rare): it must not run on freed memory.
+  std::erase(deferred_, &*connection);
   connections_.erase(connection);
   --open_connections_;
   cell_.open_connections.store(open_connections_, std::memory_order_relaxed);

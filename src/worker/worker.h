@@ -74,6 +74,9 @@ class Worker {
   // Makes an initialized uv_tcp_t own an accepted socket (socket_adopter.h).
   int adoptSocket(uv_tcp_t* tcp, int fd) { return adopter_.adopt(tcp, fd); }
   void onConnectionClosed(std::list<Connection>::iterator connection);
+  // Calls connection.onDeferred() later in this loop iteration (the check
+  // phase, right after the I/O callbacks), outside whatever is running now.
+  void defer(Connection& connection) { deferred_.push_back(&connection); }
   // Before the loop's last run: exchanges and upstream connections close
   // through their own callbacks, which free them.
   void releaseUpstreams();
@@ -104,6 +107,7 @@ class Worker {
   void closeListeners();
   void stopLoop();
   void heartbeat();
+  void runDeferred();
   void balanceConnections();
   void reopenAccessLog();
 
@@ -122,6 +126,8 @@ class Worker {
   bool draining_ = false;
   uint64_t shed_budget_ = 0;
   bool accepting_paused_ = false;
+  std::vector<Connection*> deferred_;  // see defer()
+  uv_check_t deferred_check_{};
   uv_signal_t sigterm_{}, sigquit_{}, sigusr1_{};
   uv_timer_t heartbeat_timer_{}, drain_timer_{}, accept_retry_timer_{};
   std::unique_ptr<char[]> read_buffer_;

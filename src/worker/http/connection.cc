@@ -460,10 +460,6 @@ void Connection::setDeadline(uint64_t deadline_ms) {
 void Connection::onTimer() {
   timer_armed_ = false;
   uint64_t now = uv_now(worker_.loop());
-  if (exchange_ && exchange_done_ && phase_ != Phase::Closed) {
-    completeExchange();  // finish() asked for this turn (see the header)
-    return;
-  }
   if (now < deadline_ms_) {
     setDeadline(deadline_ms_);
     return;
@@ -487,6 +483,10 @@ void Connection::onTimer() {
     linger_ = true;
     startClosing();
   }
+}
+
+void Connection::onDeferred() {
+  if (exchange_ && exchange_done_ && phase_ != Phase::Closed) completeExchange();
 }
 
 // --- ExchangeSink: an exchange's response goes through out_ like any answer.
@@ -528,10 +528,8 @@ void Connection::finish(int status, uint64_t, bool reusable) {
     close_after_write_ = true;
     linger_ = linger_ || !exchange_body_done_;
   }
-  // Completed on the next loop turn, outside the exchange's call stack: the
-  // timer fires at once, and onTimer() sees exchange_done_.
-  timer_armed_ = false;
-  setDeadline(uv_now(worker_.loop()));
+  // Completed later in this loop iteration, outside the exchange's call stack.
+  worker_.defer(*this);
 }
 
 size_t Connection::pendingOutput() const {

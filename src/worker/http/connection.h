@@ -61,8 +61,9 @@
 // so pipelined requests keep their order. Response bytes go through the same
 // output buffer as any answer; while the client is not reading, the exchange
 // stops reading its upstream (onOutputDrained resumes it). The exchange is
-// destroyed on a later loop turn than its finish() (the timer fires at once),
-// never inside one of its own calls; a connection that closes destroys it,
+// destroyed after its finish() has returned, never inside one of its own
+// calls: Worker::defer() brings the connection back later in the same loop
+// iteration to complete it. A connection that closes destroys it,
 // which releases its upstream connection. Timeouts while an exchange runs:
 // header_timeout between body reads (→ 408 if no response began), and
 // idle_timeout for a client that stops reading the response; waiting for the
@@ -117,6 +118,9 @@ class Connection final : public RequestParser::Listener, private ExchangeSink {
   // The worker is stopping: an exchange still running is dropped now, while
   // the loop can still run its handles' close callbacks.
   void dropExchange() { abortExchange(); }
+
+  // From Worker::defer(): an exchange that finished is completed here.
+  void onDeferred();
 
  private:
   // Open → Closed directly, or through Lingering when unread input may follow.
