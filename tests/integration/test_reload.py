@@ -434,6 +434,11 @@ def test_at_most_three_old_generations_drain_at_once(phalanx_factory, phalanxctl
             wait_until(lambda: ph.status()["totals"]["connections"] >= gen, 3.0,
                        message="the slow request in flight")
             assert ctl(phalanxctl_bin, ph, "reload").returncode == 0
+            # The old worker shares the slot's socket until it has begun to
+            # drain: the next slow request must not land on it.
+            wait_until(lambda: all(w["state"] == "draining" for w in ph.status()["workers"]
+                                   if w["generation"] <= gen), 3.0,
+                       message="the old generations draining")
         draining = {w["generation"] for w in ph.status()["workers"] if w["state"] == "draining"}
         assert draining == {1, 2, 3}, ph.status()["workers"]
         t0 = time.monotonic()
