@@ -408,3 +408,31 @@ def test_the_access_log_names_the_request_id_and_the_upstream(phalanx_factory, u
     assert entry["request_id"] == "trace-42" and entry["status"] == 201
     assert entry["upstream"] == upstream.address and entry["upstream_status"] == 201
     assert 0 < entry["upstream_ms"] < 5000
+
+
+def test_connect_timeout_is_a_504(phalanx_factory):
+    """A listener whose accept queue is full drops new SYNs: connect() hangs
+    until connect_timeout_ms."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue (and the SYN backlog behind it)
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        time.sleep(0.2)
+        ph = phalanx_factory(proxy_config([f"127.0.0.1:{port}"],
+                                          upstream={"connect_timeout_ms": 300, "retries": 0}))
+        t0 = time.monotonic()
+        status, _, body = get(ph.port, "/x")
+        elapsed = time.monotonic() - t0
+        assert status == 504 and b"connect timed out" in body, (status, body)
+        assert 0.3 <= elapsed <= 0.3 + 0.2, elapsed
+    finally:
+        for s in fillers:
+            s.close()
+        server.close()
