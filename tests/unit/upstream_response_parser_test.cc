@@ -507,3 +507,32 @@ TEST_CASE("errors: a status code outside 100..599") {
     CHECK(whole(bytes, false, true).outcome == Outcome::Error);
   }
 }
+
+// An interim response never ends the connection: the final one after it is
+// parsed, whatever the interim head says about the connection. (A bug: llhttp
+// took a 1xx with "Connection: close", or an HTTP/1.0 1xx without keep-alive, as
+// the last message and dropped every later byte: feed() said Consumed for the
+// whole final response, no head came, and EOF was "closed mid-response". Found
+// by probing after a fuzz run; the split-independent harness cannot see it.)
+TEST_CASE("a 1xx with Connection: close or HTTP/1.0 does not hide the final response") {
+  std::string final_response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  for (std::string interim : {"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n",
+                              "HTTP/1.0 100 Continue\r\n\r\n",
+                              "HTTP/1.1 103 Early Hints\r\nConnection: close\r\nLink: <a>\r\n\r\n"}) {
+    CAPTURE(interim);
+    std::string bytes = interim + final_response;
+    Result r = whole(bytes + "next");
+    CHECK(r.outcome == Outcome::Complete);
+    CHECK(r.end == bytes.size());
+    REQUIRE(r.seen.heads.size() == 2);
+    CHECK(r.seen.heads[1].status == 200);
+    CHECK(r.seen.heads[1].keep_alive);
+    CHECK(r.seen.body == "ok");
+    checkSplitIndependent(bytes, false, true);
+  }
+  // The final response's own Connection: close still counts.
+  Result r = whole("HTTP/1.0 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  CHECK(r.outcome == Outcome::Complete);
+  REQUIRE(r.seen.heads.size() == 2);
+  CHECK_FALSE(r.seen.heads[1].keep_alive);
+}

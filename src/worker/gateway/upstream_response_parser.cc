@@ -201,7 +201,16 @@ int UpstreamResponseParser::onBody(llhttp_t* p, const char* at, size_t length) {
 // one pauses, so feed() can tell its last byte.
 int UpstreamResponseParser::onMessageComplete(llhttp_t* p) {
   UpstreamResponseParser& s = self(p);
-  if (!s.head_.interim()) s.complete_ = true;
+  if (s.head_.interim()) {
+    // An interim response never ends the connection: the final one decides.
+    // llhttp asks llhttp_should_keep_alive() once this returns; left alone, a
+    // 1xx with "Connection: close" (or an HTTP/1.0 one without keep-alive)
+    // would put it in its closed state, where it drops every later byte, the
+    // final response included. (It clears the flags right after.)
+    p->flags = static_cast<uint16_t>((p->flags & ~F_CONNECTION_CLOSE) | F_CONNECTION_KEEP_ALIVE);
+  } else {
+    s.complete_ = true;
+  }
   return HPE_PAUSED;
 }
 
