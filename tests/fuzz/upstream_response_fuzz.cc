@@ -132,7 +132,7 @@ Run parse(std::string_view data, bool head_request, PieceSize pieceSize) {
   run.end = offset;
   if (outcome == Outcome::Complete) {
     if (run.heads.empty()) fail("Complete without a head");
-    if (run.status < 200 || run.status > 999 || run.status == 101) fail("Complete on a non-final status");
+    if (run.status < 200 || run.status > 599 || run.status == 101) fail("Complete on a non-final status");
     bool no_body = head_request || run.status == 204 || run.status == 304;
     if (no_body && run.framing != ResponseHead::Framing::None) fail("a bodiless response with framing");
     if (run.framing == ResponseHead::Framing::None && run.body_after_last_head != 0)
