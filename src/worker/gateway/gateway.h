@@ -54,6 +54,11 @@ class Gateway {
   const char* notReadyReason() const;
 
   uv_loop_t* loop() const { return loop_; }
+  // The loop's time, in the monotonic milliseconds the shm cells use
+  // (CLOCK_MONOTONIC, cached once per loop iteration: no system call; the
+  // few milliseconds it may lag do not matter to breakers and budgets
+  // measured in hundreds of them).
+  uint64_t nowMs() const { return uv_now(loop_); }
   UpstreamPool& pool() { return *pool_; }
   RequestIds& requestIds() { return request_ids_; }
   std::string_view date() { return date_.now(); }

@@ -73,12 +73,12 @@ ProxyExchange::~ProxyExchange() {
 }
 
 void ProxyExchange::start() {
-  group_.countRequest(shared::monotonicMs());
+  group_.countRequest(gateway_.nowMs());
   attempt();
 }
 
 void ProxyExchange::attempt() {
-  uint64_t now_ms = shared::monotonicMs();
+  uint64_t now_ms = gateway_.nowMs();
   uint64_t retry_after_ms = 0;
   attempt_ = group_.pick(tried_, now_ms, &retry_after_ms);
   if (!attempt_) {
@@ -335,7 +335,7 @@ void ProxyExchange::onResponseBody(const char* data, size_t length) {
 }
 
 bool ProxyExchange::retryAllowed() {
-  return retries_left_ > 0 && replayable_ && group_.tryRetry(shared::monotonicMs());
+  return retries_left_ > 0 && replayable_ && group_.tryRetry(gateway_.nowMs());
 }
 
 void ProxyExchange::failAttempt(int status, const char* what, bool retry_allowed) {
@@ -375,7 +375,7 @@ void ProxyExchange::endAttempt(AttemptResult result) {
   if (!attempt_) return;
   uint64_t elapsed_ns = uv_hrtime() - attempt_started_ns_;
   upstream_ms_ = static_cast<double>(elapsed_ns) / 1e6;
-  auto event = group_.finish(*attempt_, result, shared::monotonicMs(), elapsed_ns / 1000);
+  auto event = group_.finish(*attempt_, result, gateway_.nowMs(), elapsed_ns / 1000);
   if (event) gateway_.breakerChanged(group_, *event);
   attempt_.reset();
 }
