@@ -201,10 +201,10 @@ HealthChecker::HealthChecker(uv_loop_t* loop, std::vector<HealthTarget> targets,
     TargetState state;
     state.request = buildRequest(targets[i]);
     state.target = std::move(targets[i]);
-    state.timer = std::make_unique<LoopTimer>(loop_, [this, i] { runRound(i); });
+    state.timer = std::make_unique<UvTimer>(loop_);
     targets_.push_back(std::move(state));
   }
-  lease_timer_ = std::make_unique<LoopTimer>(loop_, [this] { renewLease(); });
+  lease_timer_ = std::make_unique<UvTimer>(loop_);
 }
 
 HealthChecker::~HealthChecker() {
@@ -239,7 +239,7 @@ void HealthChecker::renewLease() {
                  policy::holder(lease_, now));
     endChecking();
   }
-  lease_timer_->start(std::max<uint64_t>(1, ttl_ms_ / 3));
+  lease_timer_->start(std::max<uint64_t>(1, ttl_ms_ / 3), [this] { renewLease(); });
 }
 
 void HealthChecker::beginChecking() {
@@ -249,7 +249,7 @@ void HealthChecker::beginChecking() {
   // Spread over each target's own interval, so N targets do not fire together.
   for (size_t i = 0; i < targets_.size(); ++i) {
     uint64_t interval = targets_[i].target.check.interval_ms;
-    targets_[i].timer->start(interval * i / targets_.size());
+    targets_[i].timer->start(interval * i / targets_.size(), [this, i] { runRound(i); });
   }
 }
 
@@ -267,7 +267,8 @@ void HealthChecker::endChecking() {
 
 void HealthChecker::runRound(size_t index) {
   TargetState& state = targets_[index];
-  state.timer->start(std::max<uint32_t>(1, state.target.check.interval_ms));
+  state.timer->start(std::max<uint32_t>(1, state.target.check.interval_ms),
+                    [this, index] { runRound(index); });
   if (state.probe != nullptr) return;  // the previous check still runs: never overlap
   startProbe(index);
 }

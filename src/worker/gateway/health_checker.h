@@ -48,7 +48,7 @@
 #include "shared/config.h"
 #include "shared/policy/health_state.h"
 #include "shared/policy/lease.h"
-#include "worker/gateway/loop_timer.h"
+#include "worker/uv_timer.h"
 
 namespace phalanx::worker {
 
@@ -90,7 +90,7 @@ class HealthChecker {
   struct Probe;
   struct TargetState {
     HealthTarget target;
-    std::unique_ptr<LoopTimer> timer;  // next round
+    std::unique_ptr<UvTimer> timer;  // next round
     Probe* probe = nullptr;            // in flight; freed by its close callbacks
     std::string request;               // the check's request bytes, built once
   };
@@ -109,7 +109,7 @@ class HealthChecker {
   int32_t pid_;
   uint64_t ttl_ms_;
   std::vector<TargetState> targets_;
-  std::unique_ptr<LoopTimer> lease_timer_;
+  std::unique_ptr<UvTimer> lease_timer_;
   bool started_ = false;
   bool holding_ = false;
   uint64_t checks_run_ = 0;

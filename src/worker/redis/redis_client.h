@@ -42,7 +42,7 @@
 #include "shared/address.h"
 #include "worker/redis/redis_connection.h"
 #include "worker/redis/redis_reply.h"
-#include "worker/redis/uv_timer.h"
+#include "worker/uv_timer.h"
 
 struct redisAsyncContext;
 

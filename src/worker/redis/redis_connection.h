@@ -30,7 +30,7 @@
 #include <string>
 
 #include "shared/address.h"
-#include "worker/redis/uv_timer.h"
+#include "worker/uv_timer.h"
 
 struct redisAsyncContext;
 
