@@ -551,6 +551,11 @@ void Supervisor::check() {
   bool max_requests_busy = std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
     return s->recycling == ExitReason::MaxRequests;
   });
+  // One max_requests replacement at a time, and the slot furthest past its
+  // limit goes first: in slot order, a slot whose fresh workers reach the
+  // limit quickly (a busy keep-alive client) would starve the others.
+  Slot* most_over = nullptr;
+  double most_over_ratio = 0;
   for (auto& s : slots_) {
     Slot& slot = *s;
     if (slot.pending && !slot.pending->in_reload && cellReady(*slot.pending)) takeOver(slot);
@@ -566,12 +571,16 @@ void Supervisor::check() {
     uint64_t max_memory = current_->config.supervisor.max_memory_bytes;
     if (max_memory > 0 && cell.rss_bytes.load(std::memory_order_relaxed) > max_memory) {
       recycle(slot, ExitReason::Memory);
-    } else if (p.max_requests > 0 && !max_requests_busy &&
-               cell.traffic.requests.load(std::memory_order_relaxed) >= p.max_requests) {
-      max_requests_busy = true;  // one at a time: never all at once
-      recycle(slot, ExitReason::MaxRequests);
+    } else if (p.max_requests > 0 && !max_requests_busy) {
+      uint64_t requests = cell.traffic.requests.load(std::memory_order_relaxed);
+      double ratio = static_cast<double>(requests) / static_cast<double>(p.max_requests);
+      if (requests >= p.max_requests && ratio > most_over_ratio) {
+        most_over = &slot;
+        most_over_ratio = ratio;
+      }
     }
   }
+  if (most_over != nullptr) recycle(*most_over, ExitReason::MaxRequests);
 }
 
 void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
