@@ -98,7 +98,7 @@ Run parse(std::string_view data, bool head_request, PieceSize pieceSize) {
   using Outcome = UpstreamResponseParser::Outcome;
   Run run;
   Recorder recorder(run);
-  UpstreamResponseParser parser(recorder);
+  UpstreamResponseParser parser(&recorder);
   parser.reset(head_request);
   Outcome outcome = Outcome::Consumed;
   size_t offset = 0;

@@ -59,7 +59,7 @@ struct Result {
 template <typename PieceSize>
 Result parse(std::string_view bytes, bool head_request, bool eof, PieceSize pieceSize) {
   Result r;
-  UpstreamResponseParser parser(r.seen);
+  UpstreamResponseParser parser(&r.seen);
   parser.reset(head_request);
   size_t offset = 0;
   while (offset < bytes.size()) {
@@ -150,7 +150,7 @@ TEST_CASE("bytes after a complete response are left: consumed() < length") {
   std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nab";
   std::string bytes = response + "HTTP/1.1 200 OK\r\n";
   Recorder seen;
-  UpstreamResponseParser parser(seen);
+  UpstreamResponseParser parser(&seen);
   parser.reset(false);
   CHECK(parser.feed(bytes.data(), bytes.size()) == Outcome::Complete);
   CHECK(parser.consumed() == response.size());
@@ -187,7 +187,7 @@ TEST_CASE("chunked: decoded body, extensions and trailers dropped") {
 TEST_CASE("close-delimited: finishEof completes the body") {
   std::string bytes = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end";
   Recorder seen;
-  UpstreamResponseParser parser(seen);
+  UpstreamResponseParser parser(&seen);
   parser.reset(false);
   CHECK(parser.feed(bytes.data(), bytes.size()) == Outcome::Consumed);
   REQUIRE(seen.heads.size() == 1);
@@ -343,7 +343,7 @@ TEST_CASE("errors: garbage, 101, HTTP/2.0, a transfer coding other than chunked"
   }
   // After an error the parser stays failed.
   Recorder seen;
-  UpstreamResponseParser parser(seen);
+  UpstreamResponseParser parser(&seen);
   parser.reset(false);
   CHECK(parser.feed("garbage", 7) == Outcome::Error);
   CHECK(parser.feed("HTTP/1.1 200 OK\r\n\r\n", 19) == Outcome::Error);
@@ -424,7 +424,7 @@ TEST_CASE("EOF: mid-body, mid-head, mid-chunk and before any byte") {
     checkSplitIndependent(bytes, false, true);
   }
   Recorder seen;
-  UpstreamResponseParser parser(seen);
+  UpstreamResponseParser parser(&seen);
   parser.reset(false);
   CHECK_FALSE(parser.started());
   CHECK(parser.feed("", 0) == Outcome::Consumed);
@@ -437,7 +437,7 @@ TEST_CASE("EOF: mid-body, mid-head, mid-chunk and before any byte") {
 
 TEST_CASE("reset() makes a parser ready for the next response on the connection") {
   Recorder seen;
-  UpstreamResponseParser parser(seen);
+  UpstreamResponseParser parser(&seen);
   std::string a = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-A: 1\r\n\r\na";
   std::string b = "HTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nb";
   parser.reset(false);

@@ -62,6 +62,12 @@ class Gateway {
   UpstreamPool& pool() { return *pool_; }
   RequestIds& requestIds() { return request_ids_; }
   std::string_view date() { return date_.now(); }
+  // An empty string whose capacity is reused by every exchange of the worker,
+  // for bytes that are copied out before the next use (a response head).
+  std::string& scratch() {
+    scratch_.clear();
+    return scratch_;
+  }
   size_t groupCount() const { return groups_.size(); }
   UpstreamGroup& group(size_t i) { return *groups_[i]; }
 
@@ -79,6 +85,7 @@ class Gateway {
   shared::policy::LeaseCell local_lease_{};    // when the region has none (unit tests)
   RequestIds request_ids_;
   HttpDate date_;
+  std::string scratch_;
 };
 
 }  // namespace phalanx::worker

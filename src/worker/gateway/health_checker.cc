@@ -57,7 +57,7 @@ struct HealthChecker::Probe final : UpstreamResponseParser::Listener {
   uv_timer_t timer{};
   uv_connect_t connect_req{};
   uv_write_t write_req{};
-  UpstreamResponseParser parser{*this};
+  UpstreamResponseParser parser{this};
   int final_status = 0;
   int handles_open = 0;
   bool done = false;  // the verdict is given (or abandoned): later events are noise

@@ -47,8 +47,7 @@ ProxyExchange::ProxyExchange(Gateway& gateway, UpstreamGroup& group, const Route
     : gateway_(gateway),
       group_(group),
       route_(route),
-      sink_(sink),
-      parser_(*this) {
+      sink_(sink) {
   method_ = request.method;
   head_request_ = request.isHead();
   idempotent_ = isIdempotent(request.method);
@@ -80,13 +79,14 @@ void ProxyExchange::start() {
 void ProxyExchange::attempt() {
   uint64_t now_ms = gateway_.nowMs();
   uint64_t retry_after_ms = 0;
-  attempt_ = group_.pick(tried_, now_ms, &retry_after_ms);
+  attempt_ = group_.pick(std::span<const uint32_t>(tried_.data(), tried_count_), now_ms,
+                         &retry_after_ms);
   if (!attempt_) {
     group_.countNoTarget();
     answerError(503, "no usable target", retry_after_ms > 0 ? retry_after_ms : 1000);
     return;
   }
-  tried_.push_back(attempt_->target);
+  tried_[tried_count_++] = attempt_->target;
   attempt_started_ns_ = uv_hrtime();
   uint32_t pool_index = group_.targets()[attempt_->target].pool_index;
   conn_ = gateway_.pool().take(pool_index, this);
@@ -122,11 +122,10 @@ void ProxyExchange::onConnected(int status) {
 // body again from the replay copy.
 void ProxyExchange::send() {
   stage_ = Stage::Waiting;
-  parser_.reset(head_request_);
-  std::string bytes = head_;
-  bytes += tried_.size() > 1 || reuse_retry_used_ ? replay_ : unsent_;
+  conn_->parser().setListener(this);
+  conn_->parser().reset(head_request_);
+  int rc = conn_->write(head_, tried_count_ > 1 || reuse_retry_used_ ? replay_ : unsent_);
   unsent_.clear();
-  int rc = conn_->write(std::move(bytes));
   if (rc != 0) {
     // Nothing reached the upstream: any method may go again.
     dropConnection();
@@ -196,7 +195,8 @@ void ProxyExchange::onUpstreamWritten(int status) {
 
 void ProxyExchange::onUpstreamData(const char* data, size_t length) {
   conn_->setTimeout(group_.config().timeout_ms);  // between reads
-  UpstreamResponseParser::Outcome outcome = parser_.feed(data, length);
+  UpstreamResponseParser& parser = conn_->parser();
+  UpstreamResponseParser::Outcome outcome = parser.feed(data, length);
   if (retry_this_response_) {
     retry_this_response_ = false;
     dropConnection();
@@ -208,7 +208,7 @@ void ProxyExchange::onUpstreamData(const char* data, size_t length) {
   switch (outcome) {
     case UpstreamResponseParser::Outcome::Error:
       spdlog::warn("upstream {}: {}: bad response: {}", group_.name(),
-                   group_.targets()[attempt_->target].address, parser_.reason());
+                   group_.targets()[attempt_->target].address, parser.reason());
       if (response_started_) {
         abortResponse();
       } else {
@@ -218,7 +218,7 @@ void ProxyExchange::onUpstreamData(const char* data, size_t length) {
       return;
     case UpstreamResponseParser::Outcome::Complete:
       // Bytes after the response: the upstream is confused; never reuse it.
-      completeResponse(parser_.consumed() == length);
+      completeResponse(parser.consumed() == length);
       return;
     case UpstreamResponseParser::Outcome::Consumed: break;
   }
@@ -238,7 +238,7 @@ void ProxyExchange::onOutputDrained() {
 
 void ProxyExchange::onUpstreamEnd(int status) {
   UpstreamResponseParser::Outcome outcome =
-      status == UV_EOF ? parser_.finishEof() : UpstreamResponseParser::Outcome::Error;
+      status == UV_EOF ? conn_->parser().finishEof() : UpstreamResponseParser::Outcome::Error;
   if (outcome == UpstreamResponseParser::Outcome::Complete) {
     completeResponse(false);
     return;
@@ -247,7 +247,7 @@ void ProxyExchange::onUpstreamEnd(int status) {
     abortResponse();
     return;
   }
-  bool nothing_back = !parser_.started();
+  bool nothing_back = !conn_->parser().started();
   bool reused = conn_->reused();
   dropConnection();
   if (nothing_back && reused && !reuse_retry_used_ && idempotent_ && replayable_) {
@@ -255,7 +255,7 @@ void ProxyExchange::onUpstreamEnd(int status) {
     // it. Once, on a fresh connection, and it is no verdict on the target.
     reuse_retry_used_ = true;
     endAttempt(AttemptResult::Neutral);
-    tried_.pop_back();
+    --tried_count_;
     attempt();
     return;
   }
@@ -315,8 +315,7 @@ void ProxyExchange::onResponseHead(const ResponseHead& head) {
     must_close = true;
   }
   ConnectionHeader connection = sink_.beginResponse(must_close);
-  std::string out;
-  out.reserve(512);
+  std::string& out = gateway_.scratch();
   appendClientResponseHead(out, head, framing_, length, connection, request_id_, gateway_.date());
   response_started_ = true;
   sink_.write(out);
@@ -406,7 +405,7 @@ void ProxyExchange::answerError(int status, const char* what, uint64_t retry_aft
 Exchange::Report ProxyExchange::report() const {
   Report r;
   r.request_id = request_id_;
-  if (!tried_.empty()) r.target = group_.targets()[tried_.back()].address;
+  if (tried_count_ > 0) r.target = group_.targets()[tried_[tried_count_ - 1]].address;
   r.upstream_status = response_started_ ? status_ : 0;
   r.upstream_ms = upstream_ms_;
   return r;

@@ -26,6 +26,7 @@
 // Every retry needs a retry left (`retries`) and room in the upstream's retry budget.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -95,11 +96,13 @@ class ProxyExchange final : public Exchange,
   UpstreamGroup& group_;
   const Route& route_;
   ExchangeSink& sink_;
-  UpstreamResponseParser parser_;
   Stage stage_ = Stage::Idle;
   std::optional<UpstreamGroup::Attempt> attempt_;
   UpstreamConnection* conn_ = nullptr;
-  std::vector<uint32_t> tried_;
+  // Targets this request tried, in order: the first attempt, `retries`
+  // others, and the reuse race's fresh connection.
+  std::array<uint32_t, 12> tried_{};
+  size_t tried_count_ = 0;
   uint32_t retries_left_ = 0;
   bool reuse_retry_used_ = false;
 

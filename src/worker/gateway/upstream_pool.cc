@@ -17,6 +17,25 @@ UpstreamConnection& owner(uv_handle_t* handle) {
 UpstreamConnection::UpstreamConnection(UpstreamPool& pool, uint32_t target)
     : pool_(pool), target_(target) {}
 
+int UpstreamConnection::write(std::string_view first, std::string_view second) {
+  if (state_ == State::Closing) return UV_ECANCELED;
+  size_t total = first.size() + second.size();
+  size_t written = 0;
+  if (writes_.empty()) {
+    uv_buf_t bufs[2] = {uv_buf_init(const_cast<char*>(first.data()), static_cast<unsigned>(first.size())),
+                        uv_buf_init(const_cast<char*>(second.data()), static_cast<unsigned>(second.size()))};
+    int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, second.empty() ? 1 : 2);
+    if (rc < 0 && rc != UV_EAGAIN) return rc;
+    if (rc > 0) written = static_cast<size_t>(rc);
+    if (written == total) return 0;
+  }
+  std::string rest;
+  rest.reserve(total - written);
+  if (written < first.size()) rest.append(first.substr(written));
+  rest.append(second.substr(written > first.size() ? written - first.size() : 0));
+  return write(std::move(rest));
+}
+
 int UpstreamConnection::write(std::string bytes) {
   if (state_ == State::Closing) return UV_ECANCELED;
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);

@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "worker/gateway/upstream_response_parser.h"
+
 namespace phalanx::worker {
 
 class UpstreamPool;
@@ -48,6 +50,11 @@ class UpstreamConnection {
   // Sends `bytes` (as much as the socket takes now, the rest queued). Returns
   // a libuv error when the connection is already broken.
   int write(std::string bytes);
+  // Sends `first` then `second` in one system call when the socket takes
+  // them; copies only what it does not take.
+  int write(std::string_view first, std::string_view second);
+  // The parser of this connection's responses, kept across requests.
+  UpstreamResponseParser& parser() { return parser_; }
   // Bytes queued and not yet taken by the socket.
   size_t pendingWrite() const;
   void startReading();
@@ -94,6 +101,7 @@ class UpstreamConnection {
   bool reading_ = false;
   uint64_t requests_ = 0;
   int handles_open_ = 0;
+  UpstreamResponseParser parser_;
   std::list<UpstreamConnection*>::iterator idle_at_;
   std::list<std::unique_ptr<UpstreamConnection>>::iterator self_;
 };

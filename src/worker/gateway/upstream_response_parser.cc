@@ -18,7 +18,7 @@ bool isBlank(char c) {
 
 }  // namespace
 
-UpstreamResponseParser::UpstreamResponseParser(Listener& listener) : listener_(listener) {
+UpstreamResponseParser::UpstreamResponseParser(Listener* listener) : listener_(listener) {
   static const llhttp_settings_t settings = [] {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
@@ -186,14 +186,14 @@ int UpstreamResponseParser::onHeadersComplete(llhttp_t* p) {
     h.fields.emplace_back(std::string_view(s.storage_).substr(name.at, name.length),
                           std::string_view(s.storage_).substr(value.at, value.length));
   }
-  s.listener_.onResponseHead(h);
+  s.listener_->onResponseHead(h);
   // 1: no body, whatever Content-Length or Transfer-Encoding say (HEAD, 1xx,
   // 204, 304 carry none); llhttp then goes on to the next response.
   return no_body ? 1 : 0;
 }
 
 int UpstreamResponseParser::onBody(llhttp_t* p, const char* at, size_t length) {
-  self(p).listener_.onResponseBody(at, length);
+  self(p).listener_->onResponseBody(at, length);
   return 0;
 }
 

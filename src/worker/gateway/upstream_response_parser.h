@@ -64,7 +64,11 @@ class UpstreamResponseParser {
 
   enum class Outcome { Consumed, Complete, Error };
 
-  explicit UpstreamResponseParser(Listener& listener);
+  // A parser lives as long as its upstream connection and serves each
+  // exchange in turn: setListener() before reset() (keeping its storage across
+  // responses spares their allocations).
+  explicit UpstreamResponseParser(Listener* listener = nullptr);
+  void setListener(Listener* listener) { listener_ = listener; }
   UpstreamResponseParser(const UpstreamResponseParser&) = delete;
   UpstreamResponseParser& operator=(const UpstreamResponseParser&) = delete;
 
@@ -91,7 +95,7 @@ class UpstreamResponseParser {
     uint32_t length = 0;
   };
   llhttp_t parser_{};
-  Listener& listener_;
+  Listener* listener_;
   bool head_request_ = false;
   bool started_ = false;
   bool in_head_ = false;
