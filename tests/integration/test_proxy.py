@@ -326,7 +326,7 @@ def test_timeout_is_a_504_within_timeout_ms(phalanx_factory, upstream):
     status, _, body = get(ph.port, "/hang")
     elapsed = time.monotonic() - t0
     assert status == 504, body
-    assert 0.5 <= elapsed <= 0.6 + 0.1, elapsed
+    assert 0.5 <= elapsed <= 0.5 + 0.1, elapsed  # timeout_ms + 100 ms
 
 
 def test_a_reset_before_the_response_is_retried_on_another_target(phalanx_factory, upstream_factory):
