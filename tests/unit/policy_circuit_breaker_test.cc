@@ -83,6 +83,19 @@ TEST_CASE("breaker: opens on consecutive failures; a success resets the count") 
   CHECK(view(cell, o, 105).transitions == 1);
 }
 
+TEST_CASE("breaker: openRemainingMs is the open time left, 0 when closed, due or half-open") {
+  BreakerCell cell{};
+  auto o = consecutiveOnly();
+  CHECK(openRemainingMs(cell, o, 100) == 0);
+  openAt(cell, o, 1000);
+  CHECK(openRemainingMs(cell, o, 1000) == 30000);
+  CHECK(openRemainingMs(cell, o, 30999) == 1);
+  CHECK(openRemainingMs(cell, o, 31000) == 0);  // due: admit() half-opens it
+  REQUIRE(admit(cell, o, 31000).allowed);
+  CHECK(view(cell, o, 31000).state == BreakerState::HalfOpen);
+  CHECK(openRemainingMs(cell, o, 31000) == 0);
+}
+
 TEST_CASE("breaker: the failure rate counts only once the window holds minimum_calls") {
   BreakerCell cell{};
   auto o = rateOnly();

@@ -264,6 +264,13 @@ std::optional<BreakerChange> force(BreakerCell& cell, BreakerState to, uint64_t 
   }
 }
 
+uint64_t openRemainingMs(const BreakerCell& cell, const BreakerOptions& options, uint64_t now_ms) {
+  Status s = decode(cell.status.load(std::memory_order_acquire));
+  if (s.state != BreakerState::Open) return 0;
+  uint64_t until = s.since_ms + options.open_ms;
+  return until > now_ms ? until - now_ms : 0;
+}
+
 BreakerView view(const BreakerCell& cell, const BreakerOptions& options, uint64_t now_ms) {
   Status s = decode(cell.status.load(std::memory_order_acquire));
   Window w = sumWindow(cell, options, now_ms);

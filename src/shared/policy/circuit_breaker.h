@@ -163,4 +163,9 @@ struct BreakerView {
 // For status and metrics: a snapshot, each field read atomically.
 BreakerView view(const BreakerCell& cell, const BreakerOptions& options, uint64_t now_ms);
 
+// How long an open breaker still refuses every call (until opened_at +
+// open_ms); 0 when it is not open, or is due to half-open (admit() decides
+// then). One load, for the request path, where view() would sum the window.
+uint64_t openRemainingMs(const BreakerCell& cell, const BreakerOptions& options, uint64_t now_ms);
+
 }  // namespace phalanx::shared::policy

@@ -45,8 +45,7 @@ bool UpstreamGroup::usable(const Target& target, uint64_t now_ms) const {
       target.cells.health->down.load(std::memory_order_relaxed) != 0) {
     return false;
   }
-  policy::BreakerView v = policy::view(*target.cells.breaker, breaker_options_, now_ms);
-  return v.state != policy::BreakerState::Open || now_ms >= v.opened_at_ms + breaker_options_.open_ms;
+  return policy::openRemainingMs(*target.cells.breaker, breaker_options_, now_ms) == 0;
 }
 
 size_t UpstreamGroup::choose(std::span<const policy::Candidate> candidates) {
