@@ -22,8 +22,9 @@ int UpstreamConnection::write(std::string_view first, std::string_view second) {
   size_t total = first.size() + second.size();
   size_t written = 0;
   if (writes_.empty()) {
-    uv_buf_t bufs[2] = {uv_buf_init(const_cast<char*>(first.data()), static_cast<unsigned>(first.size())),
-                        uv_buf_init(const_cast<char*>(second.data()), static_cast<unsigned>(second.size()))};
+    uv_buf_t bufs[2] = {
+        uv_buf_init(const_cast<char*>(first.data()), static_cast<unsigned>(first.size())),
+        uv_buf_init(const_cast<char*>(second.data()), static_cast<unsigned>(second.size()))};
     int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, second.empty() ? 1 : 2);
     if (rc < 0 && rc != UV_EAGAIN) return rc;
     if (rc > 0) written = static_cast<size_t>(rc);
@@ -33,32 +34,38 @@ int UpstreamConnection::write(std::string_view first, std::string_view second) {
   rest.reserve(total - written);
   if (written < first.size()) rest.append(first.substr(written));
   rest.append(second.substr(written > first.size() ? written - first.size() : 0));
-  return write(std::move(rest));
+  return queue(std::move(rest), 0);
 }
 
 int UpstreamConnection::write(std::string bytes) {
   if (state_ == State::Closing) return UV_ECANCELED;
-  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
   size_t offset = 0;
   if (writes_.empty()) {
     uv_buf_t buf = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
-    int written = uv_try_write(stream, &buf, 1);
+    int written = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
     if (written < 0 && written != UV_EAGAIN) return written;
     if (written == static_cast<int>(bytes.size())) return 0;
     if (written > 0) offset = static_cast<size_t>(written);
   }
+  return queue(std::move(bytes), offset);
+}
+
+// What the socket did not take now: a uv_write of `bytes` from `offset` on,
+// behind any queued before it.
+int UpstreamConnection::queue(std::string bytes, size_t offset) {
   auto queued = std::make_unique<QueuedWrite>();
   queued->bytes = std::move(bytes);
+  queued->length = queued->bytes.size() - offset;
   QueuedWrite* raw = queued.get();
   raw->req.data = this;
-  uv_buf_t buf =
-      uv_buf_init(raw->bytes.data() + offset, static_cast<unsigned>(raw->bytes.size() - offset));
-  int rc = uv_write(&raw->req, stream, &buf, 1, [](uv_write_t* req, int status) {
-    auto* self = static_cast<UpstreamConnection*>(req->data);
-    self->onWriteDone(reinterpret_cast<QueuedWrite*>(req), status);
-  });
+  uv_buf_t buf = uv_buf_init(raw->bytes.data() + offset, static_cast<unsigned>(raw->length));
+  int rc = uv_write(&raw->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
+                    [](uv_write_t* req, int status) {
+                      auto* self = static_cast<UpstreamConnection*>(req->data);
+                      self->onWriteDone(reinterpret_cast<QueuedWrite*>(req), status);
+                    });
   if (rc != 0) return rc;
-  pending_write_ += raw->bytes.size() - offset;
+  pending_write_ += raw->length;
   writes_.push_back(std::move(queued));
   return 0;
 }
@@ -71,12 +78,10 @@ size_t UpstreamConnection::pendingWrite() const {
 void UpstreamConnection::onWriteDone(QueuedWrite* write, int status) {
   for (auto it = writes_.begin(); it != writes_.end(); ++it) {
     if (it->get() != write) continue;
-    size_t left = write->bytes.size();
-    pending_write_ = pending_write_ > left ? pending_write_ - left : 0;
+    pending_write_ -= write->length;
     writes_.erase(it);
     break;
   }
-  if (writes_.empty()) pending_write_ = 0;
   if (state_ == State::Busy && user_ != nullptr) user_->onUpstreamWritten(status);
 }
 

@@ -77,12 +77,14 @@ class UpstreamConnection {
   struct QueuedWrite {
     uv_write_t req{};
     std::string bytes;
+    size_t length = 0;  // what was queued: bytes past those the socket took at once
   };
 
   UpstreamConnection(UpstreamPool& pool, uint32_t target);
   void onRead(ssize_t nread, const uv_buf_t* buf);
   void setDeadline(uint64_t deadline_ms);
   void onTimer();
+  int queue(std::string bytes, size_t offset);
   void onWriteDone(QueuedWrite* write, int status);
   void beginClose();
 
