@@ -323,7 +323,6 @@ void ProxyExchange::onResponseHead(const ResponseHead& head) {
 
 void ProxyExchange::onResponseBody(const char* data, size_t length) {
   if (retry_this_response_ || !response_started_) return;
-  body_bytes_ += length;
   if (framing_ == ClientFraming::Chunked) {
     chunk_.clear();
     appendChunk(chunk_, data, length);
@@ -357,7 +356,7 @@ void ProxyExchange::completeResponse(bool upstream_reusable) {
   conn_ = nullptr;
   endAttempt(status_ >= 500 ? AttemptResult::Failure : AttemptResult::Success);
   finished_ = true;
-  sink_.finish(status_, body_bytes_, framing_ != ClientFraming::UntilClose);
+  sink_.finish(status_, framing_ != ClientFraming::UntilClose);
 }
 
 // The upstream failed after its head was relayed: the client must see the
@@ -367,7 +366,7 @@ void ProxyExchange::abortResponse() {
   dropConnection();
   endAttempt(AttemptResult::Failure);
   finished_ = true;
-  sink_.finish(status_, body_bytes_, false);
+  sink_.finish(status_, false);
 }
 
 void ProxyExchange::endAttempt(AttemptResult result) {
@@ -399,7 +398,7 @@ void ProxyExchange::answerError(int status, const char* what, uint64_t retry_aft
   appendResponse(out, r, gateway_.date(), connection, head_request_);
   finished_ = true;
   sink_.write(out);
-  sink_.finish(status, r.body.size(), true);
+  sink_.finish(status, true);
 }
 
 Exchange::Report ProxyExchange::report() const {

@@ -129,7 +129,6 @@ class ProxyExchange final : public Exchange,
   bool finished_ = false;
   ClientFraming framing_ = ClientFraming::None;
   int status_ = 0;
-  uint64_t body_bytes_ = 0;
   uint64_t attempt_started_ns_ = 0;
   double upstream_ms_ = 0;
   std::string chunk_;  // reused to frame chunks toward the client

@@ -12,10 +12,6 @@ UpstreamResponseParser& self(llhttp_t* p) {
   return *static_cast<UpstreamResponseParser*>(p->data);
 }
 
-bool isBlank(char c) {
-  return c == ' ' || c == '\t';
-}
-
 }  // namespace
 
 UpstreamResponseParser::UpstreamResponseParser(Listener* listener) : listener_(listener) {

@@ -17,6 +17,11 @@ inline bool equalsLowercase(std::string_view text, std::string_view lower) {
   return true;
 }
 
+// Optional whitespace in HTTP (RFC 9110 5.6.3): SP or HTAB.
+inline bool isBlank(char c) {
+  return c == ' ' || c == '\t';
+}
+
 // The value of a hex digit, or -1.
 inline int hexValue(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';

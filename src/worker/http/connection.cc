@@ -18,19 +18,27 @@ Connection& owner(uv_handle_t* handle) {
   return *static_cast<Connection*>(handle->data);
 }
 
-std::string peerName(const sockaddr* peer) {
+// The peer's IP as text, and its port; empty and 0 for another family.
+std::string peerIp(const sockaddr* peer) {
   char host[INET6_ADDRSTRLEN] = {};
-  uint16_t port = 0;
   if (peer->sa_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(peer);
-    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-    port = ntohs(in->sin_port);
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr, host, sizeof host);
   } else if (peer->sa_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(peer);
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-    port = ntohs(in6->sin6_port);
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer)->sin6_addr, host, sizeof host);
   }
-  return std::string(host) + ":" + std::to_string(port);
+  return host;
+}
+
+uint16_t peerPort(const sockaddr* peer) {
+  if (peer->sa_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(peer)->sin_port);
+  if (peer->sa_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(peer)->sin6_port);
+  }
+  return 0;
+}
+
+std::string peerName(const sockaddr* peer) {
+  return peerIp(peer) + ":" + std::to_string(peerPort(peer));
 }
 
 // Empties `buffer` and gives its memory back: an idle connection keeps none.
@@ -519,7 +527,7 @@ void Connection::flush() {
   if (phase_ == Phase::Open && !writing() && !out_.empty()) writeOut();
 }
 
-void Connection::finish(int status, uint64_t, bool reusable) {
+void Connection::finish(int status, bool reusable) {
   if (phase_ == Phase::Closed) return;
   flush();
   exchange_done_ = true;
@@ -548,13 +556,7 @@ void Connection::resumeInput() {
 
 const ClientInfo& Connection::client() const {
   if (client_ip_.empty()) {
-    char host[INET6_ADDRSTRLEN] = {};
-    if (peer_.sin6_family == AF_INET) {
-      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&peer_)->sin_addr, host, sizeof host);
-    } else if (peer_.sin6_family == AF_INET6) {
-      inet_ntop(AF_INET6, &peer_.sin6_addr, host, sizeof host);
-    }
-    client_ip_ = host;
+    client_ip_ = peerIp(reinterpret_cast<const sockaddr*>(&peer_));
     client_info_.address = client_ip_;
     client_info_.listener = listener_;
   }

@@ -142,7 +142,7 @@ class Connection final : public RequestParser::Listener, private ExchangeSink {
   ConnectionHeader beginResponse(bool must_close) override;
   void write(std::string_view bytes) override;
   void flush() override;
-  void finish(int status, uint64_t body_bytes, bool reusable) override;
+  void finish(int status, bool reusable) override;
   size_t pendingOutput() const override;
   void pauseInput() override;
   void resumeInput() override;

@@ -53,8 +53,9 @@ class ExchangeSink {
   // Hands what write() appended to the socket.
   virtual void flush() = 0;
   // The response is complete. `reusable` false: the connection must close after it
-  // (the body was cut short, or framing could not be kept).
-  virtual void finish(int status, uint64_t body_bytes, bool reusable) = 0;
+  // (the body was cut short, or framing could not be kept). The connection
+  // counts the bytes written itself.
+  virtual void finish(int status, bool reusable) = 0;
   // Bytes written by write() that the client has not taken yet.
   virtual size_t pendingOutput() const = 0;
   virtual void pauseInput() = 0;

@@ -44,10 +44,6 @@ bool isToken(std::string_view name) {
   return true;
 }
 
-bool isBlank(char c) {
-  return c == ' ' || c == '\t';
-}
-
 template <typename T>
 void giveBackIfLarge(T& storage, size_t keep) {
   if (storage.capacity() > keep) T().swap(storage);
