@@ -55,10 +55,7 @@ Worker::Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion regi
                  .pid = getpid(),
                  .started_at_ms = shared::wallMs()},
                 region_),
-      gateway_(std::make_unique<Gateway>(loop, config_, region_, getpid(), options.master_pid)),
-      read_buffer_(new char[kReadBufferBytes]) {
-  handlers_.setGateway(gateway_.get());
-}
+      read_buffer_(new char[kReadBufferBytes]) {}
 
 uv_buf_t Worker::readBuffer() {
   return uv_buf_init(read_buffer_.get(), kReadBufferBytes);
@@ -66,6 +63,9 @@ uv_buf_t Worker::readBuffer() {
 
 bool Worker::start(std::string* error) {
   if (!adopter_.start(loop_, error)) return false;
+  gateway_ = Gateway::create(loop_, config_, region_, getpid(), options_.master_pid, error);
+  if (!gateway_) return false;
+  handlers_.setGateway(gateway_.get());
   if (config_.log.access != "off") {
     access_log_ = AccessLog::open(config_.log.access, options_.slot, error);
     if (!access_log_) return false;
@@ -260,7 +260,7 @@ void Worker::beginDrain() {
   closeListeners();
   draining_ = true;
   handlers_.setDraining();
-  gateway_->beginDrain();
+  if (gateway_) gateway_->beginDrain();
   cell_.state.store(static_cast<uint32_t>(shared::WorkerState::Draining),
                     std::memory_order_release);
   uv_timer_start(
@@ -276,7 +276,7 @@ void Worker::beginDrain() {
 
 void Worker::releaseUpstreams() {
   for (auto& connection : connections_) connection.dropExchange();
-  gateway_->closeAll();
+  if (gateway_) gateway_->closeAll();
 }
 
 void Worker::stopLoop() {

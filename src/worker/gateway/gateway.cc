@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <deque>
-
 #include "shared/histogram.h"
 #include "shared/upstream_records.h"
 #include "worker/gateway/proxy_exchange.h"
@@ -11,20 +9,6 @@
 namespace phalanx::worker {
 
 namespace policy = shared::policy;
-
-// Zeroed cells, as the region's are: the initial state of every policy.
-struct Gateway::LocalCells {
-  struct Target {
-    std::atomic<uint64_t> in_flight{0}, requests{0}, failures{0}, latency_sum_us{0},
-        changed_wall_ms{0};
-    std::atomic<uint64_t> latency_buckets[shared::kLatencyBuckets] = {};
-    policy::BreakerCell breaker{};
-    policy::HealthCell health{};
-  };
-  std::atomic<uint64_t> requests{0}, retries{0}, exhausted{0}, no_target{0}, refusals{0};
-  policy::RetryBudgetCell budget{};
-  std::deque<Target> targets;  // stable addresses
-};
 
 namespace {
 
@@ -50,69 +34,61 @@ UpstreamCells cellsOf(shared::UpstreamRecord& r) {
 
 }  // namespace
 
+std::unique_ptr<Gateway> Gateway::create(uv_loop_t* loop, const shared::Config& config,
+                                         const shared::SharedRegion& region, int pid,
+                                         int master_pid, std::string* error) {
+  std::unique_ptr<Gateway> gateway(new Gateway(loop, pid));
+  if (!gateway->build(config, region, master_pid, error)) return nullptr;
+  return gateway;
+}
+
+Gateway::Gateway(uv_loop_t* loop, int pid)
+    : loop_(loop), request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)), pid_(pid) {}
+
 // The master provisioned a record for every upstream and target of this
-// config before it started us; a region without them (unit tests) gets cells
-// local to this worker.
-Gateway::Gateway(uv_loop_t* loop, const shared::Config& config, const shared::SharedRegion& region,
-                 int pid, int master_pid)
-    : loop_(loop), request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)) {
+// config before it started us: one missing means master and worker disagree
+// on the region, and a worker with state of its own would break the promise
+// that every worker shares one breaker and one in-flight count.
+bool Gateway::build(const shared::Config& config, const shared::SharedRegion& region,
+                    int master_pid, std::string* error) {
   std::vector<UpstreamPool::Target> pool_targets;
   std::vector<HealthTarget> health_targets;
   for (const auto& [name, upstream] : config.upstreams) {
-    auto local = std::make_unique<LocalCells>();
-    shared::UpstreamRecord* record = region ? shared::findUpstream(region, name) : nullptr;
-    UpstreamCells cells = record != nullptr
-                              ? cellsOf(*record)
-                              : UpstreamCells{.requests = &local->requests,
-                                              .retries = &local->retries,
-                                              .retry_budget_exhausted = &local->exhausted,
-                                              .no_target = &local->no_target,
-                                              .breaker_refusals = &local->refusals,
-                                              .retry_budget = &local->budget};
+    shared::UpstreamRecord* record = shared::findUpstream(region, name);
+    if (record == nullptr) {
+      *error = "shm: no record for upstream \"" + name + "\"";
+      return false;
+    }
     std::vector<UpstreamGroup::Target> targets;
     for (const shared::UpstreamTarget& t : upstream.targets) {
+      shared::TargetRecord* target = shared::findTarget(region, name, t.address.text);
+      if (target == nullptr) {
+        *error = "shm: no record for upstream \"" + name + "\" target " + t.address.text;
+        return false;
+      }
       UpstreamPool::Target pt;
       std::memcpy(&pt.address, &t.address.storage, sizeof pt.address);
       pt.max_idle = upstream.max_idle_connections;
       pt.idle_timeout_ms = upstream.idle_timeout_ms;
-      shared::TargetRecord* target =
-          region ? shared::findTarget(region, name, t.address.text) : nullptr;
-      TargetCells target_cells;
-      if (target != nullptr) {
-        target_cells = cellsOf(*target);
-      } else {
-        LocalCells::Target& lt = local->targets.emplace_back();
-        target_cells = {.in_flight = &lt.in_flight,
-                        .requests = &lt.requests,
-                        .failures = &lt.failures,
-                        .latency_buckets = lt.latency_buckets,
-                        .latency_sum_us = &lt.latency_sum_us,
-                        .breaker_changed_wall_ms = &lt.changed_wall_ms,
-                        .breaker = &lt.breaker,
-                        .health = &lt.health};
-      }
       if (upstream.health_check) {
         health_targets.push_back({.upstream = name,
                                   .address = t.address.text,
                                   .sockaddr = pt.address,
                                   .check = *upstream.health_check,
-                                  .cell = target_cells.health});
+                                  .cell = &target->health});
       }
       targets.push_back({.address = t.address.text,
                          .pool_index = static_cast<uint32_t>(pool_targets.size()),
                          .weight = t.weight,
                          .backup = t.backup,
-                         .cells = target_cells});
+                         .cells = cellsOf(*target)});
       pool_targets.push_back(pt);
     }
-    if (record == nullptr && region) {
-      spdlog::warn("upstream {}: no shared-memory record; its state is this worker's alone", name);
-    }
-    groups_.push_back(std::make_unique<UpstreamGroup>(name, upstream, std::move(targets), cells,
+    groups_.push_back(std::make_unique<UpstreamGroup>(name, upstream, std::move(targets),
+                                                      cellsOf(*record),
                                                       uv_hrtime() + groups_.size()));
-    local_cells_.push_back(std::move(local));
   }
-  pool_ = std::make_unique<UpstreamPool>(loop, std::move(pool_targets));
+  pool_ = std::make_unique<UpstreamPool>(loop_, std::move(pool_targets));
   std::vector<UpstreamGroup*> groups;
   bool cluster = false;
   for (auto& group : groups_) {
@@ -120,13 +96,14 @@ Gateway::Gateway(uv_loop_t* loop, const shared::Config& config, const shared::Sh
     cluster = cluster || group->config().breaker.share == "cluster";
   }
   if (cluster && config.redis) {
-    breaker_sync_ = std::make_unique<BreakerSync>(loop, *config.redis, hostOrigin(master_pid),
+    breaker_sync_ = std::make_unique<BreakerSync>(loop_, *config.redis, hostOrigin(master_pid),
                                                   std::move(groups));
   }
   if (!health_targets.empty()) {
-    shared::policy::LeaseCell& lease = region ? region.gateway().health_lease : local_lease_;
-    health_ = std::make_unique<HealthChecker>(loop, std::move(health_targets), lease, pid);
+    health_ = std::make_unique<HealthChecker>(loop_, std::move(health_targets),
+                                              region.gateway().health_lease, pid_);
   }
+  return true;
 }
 
 void Gateway::start() {

@@ -25,9 +25,12 @@ namespace phalanx::worker {
 
 class Gateway {
  public:
-  // `master_pid` names this host to the others (breakers shared over Redis).
-  Gateway(uv_loop_t* loop, const shared::Config& config, const shared::SharedRegion& region,
-          int pid, int master_pid);
+  // nullptr with `error` set when the region lacks a record the config needs
+  // (the master provisions them before it starts a worker). `master_pid`
+  // names this host to the others (breakers shared over Redis).
+  static std::unique_ptr<Gateway> create(uv_loop_t* loop, const shared::Config& config,
+                                         const shared::SharedRegion& region, int pid,
+                                         int master_pid, std::string* error);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
@@ -72,20 +75,19 @@ class Gateway {
   UpstreamGroup& group(size_t i) { return *groups_[i]; }
 
  private:
-  // Shared state for targets the region has no record of (unit tests):
-  // local to this worker.
-  struct LocalCells;
+  Gateway(uv_loop_t* loop, int pid);
+  bool build(const shared::Config& config, const shared::SharedRegion& region, int master_pid,
+             std::string* error);
 
   uv_loop_t* loop_;
   std::unique_ptr<UpstreamPool> pool_;
   std::vector<std::unique_ptr<UpstreamGroup>> groups_;
-  std::vector<std::unique_ptr<LocalCells>> local_cells_;
   std::unique_ptr<BreakerSync> breaker_sync_;  // only with a "cluster" breaker
   std::unique_ptr<HealthChecker> health_;      // only with a health_check
-  shared::policy::LeaseCell local_lease_{};    // when the region has none (unit tests)
   RequestIds request_ids_;
   HttpDate date_;
   std::string scratch_;
+  int pid_;
 };
 
 }  // namespace phalanx::worker
