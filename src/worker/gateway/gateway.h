@@ -71,8 +71,6 @@ class Gateway {
     scratch_.clear();
     return scratch_;
   }
-  size_t groupCount() const { return groups_.size(); }
-  UpstreamGroup& group(size_t i) { return *groups_[i]; }
 
  private:
   Gateway(uv_loop_t* loop, int pid);

@@ -210,7 +210,6 @@ UpstreamConnection* UpstreamPool::open(uint32_t target, UpstreamConnection::User
     conn->beginClose();
     return nullptr;
   }
-  ++opened_;
   return conn;
 }
 

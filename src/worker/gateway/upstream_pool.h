@@ -69,7 +69,6 @@ class UpstreamConnection {
   uint32_t target() const { return target_; }
   // It served a request before this one (the reuse race is possible).
   bool reused() const { return requests_ > 0; }
-  uint64_t requests() const { return requests_; }
 
  private:
   friend class UpstreamPool;
@@ -130,8 +129,6 @@ class UpstreamPool {
   // Closes every idle connection (the worker is draining).
   void closeIdle();
 
-  size_t idleCount(uint32_t target) const { return idle_[target].size(); }
-  uint64_t opened() const { return opened_; }
 
  private:
   friend class UpstreamConnection;
@@ -144,7 +141,6 @@ class UpstreamPool {
   std::vector<std::list<UpstreamConnection*>> idle_;
   std::list<std::unique_ptr<UpstreamConnection>> all_;
   std::unique_ptr<char[]> read_buffer_;
-  uint64_t opened_ = 0;
 };
 
 }  // namespace phalanx::worker

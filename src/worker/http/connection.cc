@@ -558,7 +558,6 @@ const ClientInfo& Connection::client() const {
   if (client_ip_.empty()) {
     client_ip_ = peerIp(reinterpret_cast<const sockaddr*>(&peer_));
     client_info_.address = client_ip_;
-    client_info_.listener = listener_;
   }
   return client_info_;
 }

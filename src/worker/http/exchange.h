@@ -36,10 +36,9 @@
 
 namespace phalanx::worker {
 
-// What a response needs to know about the client and the connection.
+// What a response needs to know about the client.
 struct ClientInfo {
   std::string_view address;  // the peer's IP, as text
-  uint32_t listener = 0;     // index of the listen address it came in on
 };
 
 class ExchangeSink {
