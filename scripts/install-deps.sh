@@ -7,6 +7,7 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config
   libuv1-dev libhiredis-dev libsimdjson-dev libspdlog-dev doctest-dev node-llhttp
+  libssl-dev
   # run and test
   redis-server curl wrk apache2-utils python3 python3-pytest socat iproute2 procps
   # systemd-analyze verify for the unit (tests/integration/test_install.py)
