@@ -302,3 +302,96 @@ TEST_CASE("ageSeconds: the upstream's Age plus whole seconds stored") {
   r.age_at_store_s = std::numeric_limits<uint64_t>::max() - 1;
   CHECK(ageSeconds(r, 20000) == std::numeric_limits<uint64_t>::max());
 }
+
+TEST_CASE("serialize and parse: a round trip keeps the response, the lifetime left and the age") {
+  CachedResponse r = response(std::string("body\0with nul", 13), 50000,
+                              {{"accept-encoding", "gzip"}, {"accept-language", ""}});
+  r.status = 203;
+  r.head = "Content-Type: text/plain\r\nETag: \"x\"\r\nX-Empty:\r\n";
+  r.stored_ms = 10000;
+  r.age_at_store_s = 7;
+  std::string bytes = serializeCachedResponse(r, 13500);  // 36.5 s left, age 10
+  std::optional<CachedResponse> back = parseCachedResponse(bytes, 900000);
+  REQUIRE(back);
+  CHECK(back->status == 203);
+  CHECK(back->head == r.head);
+  CHECK(back->body == r.body);
+  CHECK(back->vary == r.vary);
+  CHECK(back->stored_ms == 900000);
+  CHECK(back->expires_ms == 900000 + 36500);
+  CHECK(back->age_at_store_s == 10);
+  CHECK(ageSeconds(*back, 902000) == 12);
+  // One response, one encoding.
+  CHECK(serializeCachedResponse(*back, 900000) == bytes);
+  CachedResponse empty = response("", 1);
+  empty.head.clear();
+  std::optional<CachedResponse> e = parseCachedResponse(serializeCachedResponse(empty, 0), 0);
+  REQUIRE(e);
+  CHECK(e->head.empty());
+  CHECK(e->body.empty());
+  CHECK(e->vary.empty());
+}
+
+TEST_CASE("parse: truncated, extended or garbage bytes give nullopt") {
+  CachedResponse r = response("hello", 50000, {{"accept-encoding", "gzip"}});
+  std::string bytes = serializeCachedResponse(r, 0);
+  REQUIRE(parseCachedResponse(bytes, 0));
+  for (size_t size = 0; size < bytes.size(); ++size) {
+    CAPTURE(size);
+    CHECK_FALSE(parseCachedResponse(std::string_view(bytes).substr(0, size), 0));
+  }
+  CHECK_FALSE(parseCachedResponse(bytes + '\0', 0));
+  CHECK_FALSE(parseCachedResponse("", 0));
+  CHECK_FALSE(parseCachedResponse("garbage that is long enough to be read as a record", 0));
+  std::string other_version = bytes;
+  other_version[4] = '\x02';
+  CHECK_FALSE(parseCachedResponse(other_version, 0));
+  // Every byte of the record flipped: nullopt or a response, never a crash.
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    std::string flipped = bytes;
+    flipped[i] = static_cast<char>(flipped[i] ^ 0xff);
+    (void)parseCachedResponse(flipped, 0);
+  }
+  // A huge length or Vary count does not allocate it.
+  std::string huge = bytes;
+  huge.replace(huge.size() - 4 - 4 - 15 - 4 - 4, 4, "\xff\xff\xff\xff");
+  CHECK_FALSE(parseCachedResponse(huge, 0));
+  std::string huge_body = bytes;  // the body's u64 length, before "hello"
+  huge_body.replace(huge_body.size() - 31 - 5 - 8, 8, std::string(8, '\xff'));
+  CHECK_FALSE(parseCachedResponse(huge_body, 0));
+}
+
+TEST_CASE("parse: what could not be served or would split a response gives nullopt") {
+  CachedResponse r = response("x", 1000);
+  CHECK_FALSE(parseCachedResponse(serializeCachedResponse(r, 1000), 1000));  // no lifetime left
+  CHECK_FALSE(parseCachedResponse(serializeCachedResponse(r, 5000), 5000));
+  CHECK(parseCachedResponse(serializeCachedResponse(r, 999), 999));
+  // The lifetime left does not overflow the reader's clock.
+  CHECK_FALSE(parseCachedResponse(serializeCachedResponse(r, 0),
+                                  std::numeric_limits<uint64_t>::max() - 10));
+  for (int status : {0, 99, 1000, 65535}) {
+    CachedResponse s = response("x");
+    s.status = status;
+    CAPTURE(status);
+    CHECK_FALSE(parseCachedResponse(serializeCachedResponse(s, 0), 0));
+  }
+  for (const char* head :
+       {"No-Colon\r\n", ": empty name\r\n", "Bad Name: x\r\n", "A: b\n", "A: b\r\nC: d",
+        "A: b\r\n\r\nInjected: yes\r\n", "A: b\rc\r\n", "A: b\r\r\n"}) {
+    CachedResponse h = response("x");
+    h.head = head;
+    CAPTURE(head);
+    CHECK_FALSE(parseCachedResponse(serializeCachedResponse(h, 0), 0));
+  }
+  std::string nul_head = "A: b";
+  nul_head += '\0';
+  nul_head += "\r\n";
+  CachedResponse n = response("x");
+  n.head = nul_head;
+  CHECK_FALSE(parseCachedResponse(serializeCachedResponse(n, 0), 0));
+  for (const char* name : {"", "Accept-Encoding", "accept encoding"}) {
+    CachedResponse v = response("x", 100000, {{name, "gzip"}});
+    CAPTURE(name);
+    CHECK_FALSE(parseCachedResponse(serializeCachedResponse(v, 0), 0));
+  }
+}

@@ -34,6 +34,94 @@ void appendLower(std::string& out, std::string_view text) {
   for (char c : text) out += (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c;
 }
 
+// The shared level's format, version 1, integers little-endian:
+//   "PHXC" 0x01 | status u16 | ttl_ms u64 | age_s u64 | head u32 len + bytes
+//   | body u64 len + bytes | vary count u32 | count × (name u32 len + bytes,
+//   value u32 len + bytes)
+// and nothing after. One response has one encoding, so parse and serialize
+// give the same bytes back (the fuzz harness holds them to it).
+constexpr std::string_view kMagic = "PHXC\x01";
+
+template <typename T>
+void put(std::string& out, T value) {
+  for (size_t i = 0; i < sizeof(T); ++i) out += static_cast<char>((value >> (8 * i)) & 0xff);
+}
+
+void putString32(std::string& out, std::string_view text) {
+  put<uint32_t>(out, static_cast<uint32_t>(text.size()));
+  out += text;
+}
+
+// Reads what put() wrote; any read past the end fails it for good.
+class Reader {
+ public:
+  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
+
+  bool ok() const { return ok_; }
+  bool atEnd() const { return ok_ && bytes_.empty(); }
+
+  template <typename T>
+  T get() {
+    if (!ok_ || bytes_.size() < sizeof(T)) return fail<T>();
+    T value = 0;
+    for (size_t i = 0; i < sizeof(T); ++i)
+      value |= static_cast<T>(static_cast<T>(static_cast<unsigned char>(bytes_[i])) << (8 * i));
+    bytes_.remove_prefix(sizeof(T));
+    return value;
+  }
+
+  std::string_view take(uint64_t size) {
+    if (!ok_ || bytes_.size() < size) return fail<std::string_view>();
+    std::string_view out = bytes_.substr(0, size);
+    bytes_.remove_prefix(size);
+    return out;
+  }
+
+ private:
+  template <typename T>
+  T fail() {
+    ok_ = false;
+    bytes_ = {};
+    return T{};
+  }
+
+  std::string_view bytes_;
+  bool ok_ = true;
+};
+
+bool isTokenChar(char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// "Name: value\r\n" lines: a token, a colon, a value with no CR, LF or NUL.
+// What the integrator replays into a response must not split it.
+bool isWellFormedHead(std::string_view head) {
+  while (!head.empty()) {
+    size_t end = head.find("\r\n");
+    if (end == std::string_view::npos) return false;
+    std::string_view line = head.substr(0, end);
+    size_t colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos) return false;
+    for (size_t i = 0; i < colon; ++i) {
+      if (!isTokenChar(line[i])) return false;
+    }
+    for (size_t i = colon + 1; i < line.size(); ++i) {
+      if (line[i] == '\r' || line[i] == '\n' || line[i] == '\0') return false;
+    }
+    head.remove_prefix(end + 2);
+  }
+  return true;
+}
+
+bool isLowercaseToken(std::string_view name) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (!isTokenChar(c) || (c >= 'A' && c <= 'Z')) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool isReplayedField(std::string_view name) {
@@ -181,6 +269,49 @@ size_t ResponseCache::removeRange(Index::iterator first, Index::iterator last) {
   }
   index_.erase(first, last);
   return count;
+}
+
+std::string serializeCachedResponse(const CachedResponse& response, uint64_t now_ms) {
+  std::string out;
+  out.reserve(kMagic.size() + 34 + response.head.size() + response.body.size());
+  out += kMagic;
+  put<uint16_t>(out, static_cast<uint16_t>(response.status));
+  put<uint64_t>(out, response.expires_ms > now_ms ? response.expires_ms - now_ms : 0);
+  put<uint64_t>(out, ageSeconds(response, now_ms));
+  putString32(out, response.head);
+  put<uint64_t>(out, response.body.size());
+  out += response.body;
+  put<uint32_t>(out, static_cast<uint32_t>(response.vary.size()));
+  for (const auto& [name, value] : response.vary) {
+    putString32(out, name);
+    putString32(out, value);
+  }
+  return out;
+}
+
+std::optional<CachedResponse> parseCachedResponse(std::string_view bytes, uint64_t now_ms) {
+  if (!startsWith(bytes, kMagic)) return std::nullopt;
+  Reader in(bytes.substr(kMagic.size()));
+  CachedResponse r;
+  r.status = in.get<uint16_t>();
+  uint64_t ttl_ms = in.get<uint64_t>();
+  r.age_at_store_s = in.get<uint64_t>();
+  r.head = in.take(in.get<uint32_t>());
+  r.body = in.take(in.get<uint64_t>());
+  uint32_t count = in.get<uint32_t>();
+  // No reserve(count): the count is not trusted, every pair is read first.
+  for (uint32_t i = 0; i < count && in.ok(); ++i) {
+    std::string_view name = in.take(in.get<uint32_t>());
+    std::string_view value = in.take(in.get<uint32_t>());
+    if (!isLowercaseToken(name)) return std::nullopt;
+    r.vary.emplace_back(name, value);
+  }
+  if (!in.atEnd()) return std::nullopt;
+  if (r.status < 100 || r.status > 999 || !isWellFormedHead(r.head)) return std::nullopt;
+  if (ttl_ms == 0 || ttl_ms > kU64Max - now_ms) return std::nullopt;
+  r.stored_ms = now_ms;
+  r.expires_ms = now_ms + ttl_ms;
+  return r;
 }
 
 uint64_t ageSeconds(const CachedResponse& response, uint64_t now_ms) {

@@ -134,6 +134,18 @@ class ResponseCache {
   Index index_;
 };
 
+// The bytes of a CachedResponse for the cache's shared level (Redis):
+// versioned and length-prefixed. It holds the remaining lifetime and the age
+// at now_ms, not this host's monotonic instants.
+std::string serializeCachedResponse(const CachedResponse& response, uint64_t now_ms);
+
+// Reads serializeCachedResponse()'s bytes at now_ms (stored_ms = now_ms,
+// expires_ms = now_ms + the lifetime left). nullopt for anything else: another
+// version, truncated or trailing bytes, a status outside 100..999, a head that
+// is not "Name: value\r\n" lines, a Vary name not a lower-case token, and a
+// response with no lifetime left (it could not be served anyway).
+std::optional<CachedResponse> parseCachedResponse(std::string_view bytes, uint64_t now_ms);
+
 // The Age field's value at now_ms (RFC 9111 5.1): age_at_store_s plus the
 // whole seconds since stored_ms; saturating.
 uint64_t ageSeconds(const CachedResponse& response, uint64_t now_ms);
