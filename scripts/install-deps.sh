@@ -7,9 +7,11 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config
   libuv1-dev libhiredis-dev libsimdjson-dev libspdlog-dev doctest-dev node-llhttp
-  libssl-dev
+  libssl-dev  # libcrypto: API key hashes, JWT signatures
   # run and test
   redis-server curl wrk apache2-utils python3 python3-pytest socat iproute2 procps
+  # openssl: the JWT tests make RSA keys and sign tokens with its CLI
+  openssl
   # systemd-analyze verify for the unit (tests/integration/test_install.py)
   systemd
   # promtool check metrics on /metrics (tests/integration/test_upstream_view.py)

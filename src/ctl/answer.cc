@@ -1,5 +1,8 @@
 #include "ctl/answer.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "ctl/status_table.h"
 #include "ctl/upstream_table.h"
 
@@ -123,6 +126,34 @@ std::optional<std::string> renderAnswer(Command command, const Answer& answer, u
       }
       return "breaker " + std::string(upstream) + " " + std::string(target) + ": " +
              std::string(state) + (changed ? "\n" : " (it already was)\n");
+    }
+    case Command::Keys: {
+      simdjson::dom::array keys;
+      if (root.at_key("keys").at_key("keys").get_array().get(keys) != simdjson::SUCCESS) {
+        *error = "a keys answer needs \"keys\"";
+        return std::nullopt;
+      }
+      std::string out = "ID                                TIER          REQUESTS    REFUSED\n";
+      for (simdjson::dom::element k : keys) {
+        std::string_view id, tier;
+        uint64_t requests = 0, refused = 0;
+        if (k.at_key("id").get_string().get(id) != simdjson::SUCCESS ||
+            k.at_key("tier").get_string().get(tier) != simdjson::SUCCESS ||
+            k.at_key("requests").get_uint64().get(requests) != simdjson::SUCCESS ||
+            k.at_key("refused").get_uint64().get(refused) != simdjson::SUCCESS) {
+          *error = "a key row needs id, tier, requests and refused";
+          return std::nullopt;
+        }
+        char line[200];
+        std::snprintf(line, sizeof line, "%-33.*s %-13.*s %8llu %10llu\n",
+                      static_cast<int>(std::min<size_t>(id.size(), 64)), id.data(),
+                      static_cast<int>(std::min<size_t>(tier.size(), 31)), tier.data(),
+                      static_cast<unsigned long long>(requests),
+                      static_cast<unsigned long long>(refused));
+        out += line;
+      }
+      if (keys.size() == 0) out = "no keys seen yet\n";
+      return out;
     }
     case Command::ShowInfo:
     case Command::ShowStat:

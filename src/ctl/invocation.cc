@@ -17,7 +17,7 @@ constexpr double kMaxTimeoutSeconds = 86400;
 
 constexpr const char* kCommandList =
     "status, reload, scale N, stop, show info, show stat, upstreams, breaker open|close UPSTREAM "
-    "TARGET, help";
+    "TARGET, keys [N], help";
 
 struct Parser {
   Invocation invocation;
@@ -129,6 +129,16 @@ bool parseCommand(Parser& p) {
     return true;
   }
   if (first == "upstreams") return noArguments(Command::Upstreams);
+  if (first == "keys") {
+    if (w.size() > 2 || (w.size() == 2 && (w[1].empty() || w[1].size() > 4 ||
+                                           w[1].find_first_not_of("0123456789") !=
+                                               std::string_view::npos))) {
+      return p.fail("usage: keys [N] (the N busiest keys, default 20)");
+    }
+    inv.command = Command::Keys;
+    inv.line = w.size() == 2 ? "keys " + std::string(w[1]) + "\n" : "keys\n";
+    return true;
+  }
   if (first == "breaker") {
     if (w.size() != 4 || (w[1] != "open" && w[1] != "close")) {
       return p.fail("usage: breaker open|close UPSTREAM TARGET (TARGET as in the config)");
@@ -211,6 +221,7 @@ std::string usage() {
          "              force a target's circuit breaker open (it half-opens after open_ms)\n"
          "  breaker close UPSTREAM TARGET\n"
          "              force it closed, its failure counts cleared\n"
+         "  keys [N]    the N busiest API keys / JWT subjects: requests, refusals, last seen\n"
          "  help        the commands the master knows\n"
          "\n"
          "options:\n"

@@ -47,6 +47,7 @@ enum class Command {
   Upstreams,
   BreakerOpen,
   BreakerClose,
+  Keys,
 };
 
 struct Invocation {

@@ -23,11 +23,26 @@
 #include "shared/shm.h"
 #include "shared/shm_snapshot.h"
 #include "shared/status_report.h"
+#include "shared/access_records.h"
+#include "shared/access_report.h"
 #include "shared/upstream_records.h"
 
 namespace phalanx::master {
 
 namespace {
+
+// "N" of `keys N`: 1..kKeyUsageRecords.
+bool parseTop(const std::string& text, size_t* out) {
+  if (text.empty() || text.size() > 4) return false;
+  size_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<size_t>(c - '0');
+  }
+  if (n < 1 || n > shared::kKeyUsageRecords) return false;
+  *out = n;
+  return true;
+}
 
 constexpr uint64_t kTickMs = 50;
 // Reloads while this many old generations still drain wait for one to finish:
@@ -216,6 +231,7 @@ class Master {
     if (error.empty() && fd < 0) error = std::string("memfd_create: ") + std::strerror(errno);
     // Last, as it writes shm: the new generation's records exist before its
     // workers look for them. A reload that fails later provisions back.
+    if (error.empty() && !shared::provisionLimits(region_, *loaded.config, &error)) close(fd);
     if (error.empty() &&
         !shared::provisionUpstreams(region_, *loaded.config, last_generation_ + 1, &error)) {
       close(fd);
@@ -225,6 +241,10 @@ class Master {
       return;
     }
     upstreams_provisioned_ = true;
+    if (loaded.config->rate_limit_entries != region_.rateLimitCapacity()) {
+      spdlog::warn("reload: rate_limit_entries stays {} until a restart",
+                   region_.rateLimitCapacity());
+    }
     if (loaded.config->control_socket != control_path_) {
       spdlog::warn("reload: control_socket stays {} until a restart", control_path_);
     }
@@ -334,6 +354,21 @@ class Master {
     for (ControlCommand& command : upstreamCommands(region_, served)) {
       table.push_back(std::move(command));
     }
+    table.push_back({{"keys"}, "[N]",
+                     "the N busiest API keys / JWT subjects (default 20): requests, refusals",
+                     [this](const std::vector<std::string>& args, auto reply) {
+                       size_t top = 20;
+                       if (args.size() > 1 ||
+                           (args.size() == 1 && !parseTop(args[0], &top))) {
+                         reply->fail("usage: keys [N] (N from 1 to 4096)");
+                         return;
+                       }
+                       shared::AccessView view = shared::takeAccessView(region_);
+                       reply->ok([&](shared::JsonWriter& w) {
+                         w.key("keys");
+                         shared::writeKeys(w, view, top);
+                       });
+                     }});
     return table;
   }
 
@@ -427,7 +462,8 @@ int runMaster(const std::string& config_path) {
   // into; a reload past it is refused (provisionUpstreams says so).
   auto region = shared::SharedRegion::create(shared::kMaxWorkers, shared::kMaxWorkers * 4,
                                              shared::upstreamCapacityFor(config));
-  if (!shared::provisionUpstreams(region, config, 1, &error)) {
+  if (!shared::provisionUpstreams(region, config, 1, &error) ||
+      !shared::provisionLimits(region, config, &error)) {
     spdlog::critical("{}", error);
     return 1;
   }

@@ -16,6 +16,16 @@
 
 namespace phalanx::shared {
 
+std::optional<Cidr> config_parse::readCidr(Errors& errors, const std::string& path,
+                                           element value) {
+  std::string text;
+  if (!json::readString(errors, path, value, text)) return std::nullopt;
+  std::string why;
+  std::optional<Cidr> cidr = parseCidr(text, &why);
+  if (!cidr) errors.add(path, why);
+  return cidr;
+}
+
 std::optional<Address> config_parse::readAddress(Errors& errors, const std::string& path,
                                                  element value) {
   std::string text;
@@ -348,44 +358,102 @@ void parseUpstream(Parse& p, const std::string& path, element value, UpstreamCon
   }
 }
 
-// The shared shape of tiers and rate limits: a required rate and a burst
-// that defaults to the rate's count.
-void parseRateAndBurst(Parse& p, ObjectReader& r, Rate& rate, uint64_t& burst) {
-  if (auto text = r.required("rate")) {
-    if (auto parsed = readRate(p.errors, r.pathOf("rate"), *text)) rate = *parsed;
+// The shared shape of tiers and rate limits. `rate_required`: a rate limit
+// needs a rate; a tier without one is not limited (an admin tier).
+void parseLimitSpec(Parse& p, ObjectReader& r, LimitSpec& out, bool rate_required) {
+  std::optional<element> text = rate_required ? r.required("rate") : r.get("rate");
+  if (text) {
+    if (auto parsed = readRate(p.errors, r.pathOf("rate"), *text)) out.rate = *parsed;
   }
-  if (!r.u64("burst", burst)) burst = rate.count;
-}
-
-void parseTier(Parse& p, const std::string& path, element value, TierConfig& out) {
-  ObjectReader r(p.errors, path, value);
-  parseRateAndBurst(p, r, out.rate, out.burst);
-}
-
-void parseRateLimit(Parse& p, const std::string& path, element value, RateLimitConfig& out) {
-  ObjectReader r(p.errors, path, value);
-  r.choice("key", out.key, {"ip", "api_key", "route"});
-  parseRateAndBurst(p, r, out.rate, out.burst);
+  if (r.u64("burst", out.burst)) {
+    if (!text) p.errors.add(r.pathOf("burst"), "needs a \"rate\"");
+  } else {
+    out.burst = out.rate.count;
+  }
   if (r.choice("mode", out.mode, {"local", "cluster"})) {
     requireRedisFor(p, r.pathOf("mode"), out.mode);
   }
   r.choice("on_redis_error", out.on_redis_error, {"local", "open", "closed"});
+  std::string headers;
+  if (r.choice("headers", headers, {"draft", "draft-6"})) {
+    out.headers = headers == "draft-6" ? RateLimitHeaders::Draft6 : RateLimitHeaders::Draft;
+  }
+}
+
+void parseTier(Parse& p, const std::string& path, element value, TierConfig& out) {
+  ObjectReader r(p.errors, path, value);
+  parseLimitSpec(p, r, out.limit, false);
+}
+
+// A header name is an RFC 9110 token.
+bool isToken(std::string_view text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) {
+    return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+  });
+}
+
+void parseRateLimit(Parse& p, const std::string& path, element value, RateLimitConfig& out) {
+  ObjectReader r(p.errors, path, value);
+  std::string key = "ip";
+  if (r.choice("key", key, {"ip", "api_key", "header", "route"})) {
+    static const std::map<std::string, LimitKey> kKeys = {{"ip", LimitKey::Ip},
+                                                           {"api_key", LimitKey::ApiKey},
+                                                           {"header", LimitKey::Header},
+                                                           {"route", LimitKey::Route}};
+    out.key = kKeys.at(key);
+  }
+  bool has_header = r.string("header", out.header);
+  if (out.key == LimitKey::Header && !has_header) {
+    p.errors.add(r.pathOf("header"), "required with \"key\": \"header\" (the header to count by)");
+  } else if (has_header && out.key != LimitKey::Header) {
+    p.errors.add(r.pathOf("header"), "only with \"key\": \"header\"");
+  } else if (has_header && !isToken(out.header)) {
+    p.errors.add(r.pathOf("header"), "not a header name: " + inQuotes(out.header));
+  }
+  parseLimitSpec(p, r, out.limit, true);
+}
+
+bool isHex64(std::string_view text) {
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](unsigned char c) {
+           return std::isxdigit(c) != 0;
+         });
 }
 
 void parseApiKey(Parse& p, const std::string& path, element value) {
   ObjectReader r(p.errors, path, value);
   ApiKeyConfig api_key;
-  std::optional<element> key = r.required("key");
+  std::optional<element> key = r.get("key");
+  std::optional<element> digest = r.get("sha256");
+  if (key.has_value() == digest.has_value()) {
+    p.errors.add(path, "needs one of \"key\" or \"sha256\"");
+  }
   if (key && readString(p.errors, r.pathOf("key"), *key, api_key.key)) {
     // Keys travel in a header: anything else could never be sent. Never echo a key: it is a secret.
     bool printable = std::all_of(api_key.key.begin(), api_key.key.end(),
                                  [](unsigned char c) { return c > 0x20 && c < 0x7f; });
-    if (!printable) p.errors.add(r.pathOf("key"), "must be printable ASCII without spaces");
+    if (!printable) {
+      p.errors.add(r.pathOf("key"), "must be printable ASCII without spaces");
+    } else if (api_key.key.size() < 16 || api_key.key.size() > 256) {
+      p.errors.add(r.pathOf("key"), "must be 16 to 256 bytes long");
+    }
     for (size_t i = 0; i < p.config.api_keys.size(); ++i) {
-      if (p.config.api_keys[i].key == api_key.key) {
+      if (!api_key.key.empty() && p.config.api_keys[i].key == api_key.key) {
         p.errors.add(r.pathOf("key"), "same key as " + indexPath("api_keys", i));
       }
     }
+  }
+  if (digest && readString(p.errors, r.pathOf("sha256"), *digest, api_key.sha256)) {
+    if (!isHex64(api_key.sha256)) {
+      p.errors.add(r.pathOf("sha256"), "expected 64 hex digits (the key's SHA-256)");
+    }
+    std::transform(api_key.sha256.begin(), api_key.sha256.end(), api_key.sha256.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  }
+  if (r.string("id", api_key.id) &&
+      (api_key.id.empty() || api_key.id.size() > 64 ||
+       !std::all_of(api_key.id.begin(), api_key.id.end(),
+                    [](unsigned char c) { return c > 0x20 && c < 0x7f; }))) {
+    p.errors.add(r.pathOf("id"), "must be 1 to 64 printable ASCII bytes without spaces");
   }
   std::optional<element> tier = r.required("tier");
   if (tier && readString(p.errors, r.pathOf("tier"), *tier, api_key.tier) &&
@@ -398,6 +466,73 @@ void parseApiKey(Parse& p, const std::string& path, element value) {
 void parseApiKeys(Parse& p, element value) {
   forEachItem(p.errors, "api_keys", value, false,
               [&p](const std::string& path, element item) { parseApiKey(p, path, item); });
+}
+
+void parseApiKeyFile(Parse& p, element value) {
+  if (readString(p.errors, "api_key_file", value, p.config.api_key_file) &&
+      p.config.api_key_file.empty()) {
+    p.errors.add("api_key_file", "must not be empty");
+  }
+}
+
+void parseTrustedProxies(Parse& p, element value) {
+  forEachItem(p.errors, "trusted_proxies", value, false,
+              [&p](const std::string& path, element item) {
+                if (auto cidr = config_parse::readCidr(p.errors, path, item)) {
+                  p.config.trusted_proxies.push_back(std::move(*cidr));
+                }
+              });
+}
+
+void parseJwt(Parse& p, element value) {
+  JwtConfig& jwt = p.config.jwt.emplace();
+  ObjectReader r(p.errors, "jwt", value);
+  if (auto file = r.required("jwks_file")) {
+    if (readString(p.errors, r.pathOf("jwks_file"), *file, jwt.jwks_file) && jwt.jwks_file.empty()) {
+      p.errors.add(r.pathOf("jwks_file"), "must not be empty");
+    }
+  }
+  r.string("issuer", jwt.issuer);
+  r.string("audience", jwt.audience);
+  if (r.string("tier_claim", jwt.tier_claim) && jwt.tier_claim.empty()) {
+    p.errors.add(r.pathOf("tier_claim"), "must not be empty");
+  }
+  if (r.string("default_tier", jwt.default_tier) && p.config.tiers.count(jwt.default_tier) == 0) {
+    p.errors.add(r.pathOf("default_tier"), "no tier named " + inQuotes(jwt.default_tier));
+  }
+  // More skew than five minutes is a broken clock, not skew.
+  if (r.u32("leeway_ms", jwt.leeway_ms, AtLeast::Zero) && jwt.leeway_ms > 300000) {
+    p.errors.add(r.pathOf("leeway_ms"), "must be at most 300000");
+  }
+}
+
+void parseCache(Parse& p, element value) {
+  ObjectReader r(p.errors, "cache", value);
+  if (auto memory = r.get("memory")) {
+    std::string text;
+    if (readString(p.errors, r.pathOf("memory"), *memory, text)) {
+      std::optional<uint64_t> bytes = parseSize(text);
+      if (!bytes || *bytes < 1024 * 1024) {
+        p.errors.add(r.pathOf("memory"), "expected a size of at least 1M like \"64M\", got " +
+                                             inQuotes(text));
+      } else {
+        p.config.cache.memory_bytes = *bytes;
+      }
+    }
+  }
+  if (r.boolean("redis", p.config.cache.redis) && p.config.cache.redis && !p.config.redis) {
+    p.errors.add(r.pathOf("redis"), "needs a \"redis\" section");
+  }
+}
+
+void parseRateLimitEntries(Parse& p, element value) {
+  auto number = readUnsigned(p.errors, "rate_limit_entries", value, AtLeast::One, kMaxU64);
+  if (!number) return;
+  if (*number < 1024 || *number > (1u << 24) || (*number & (*number - 1)) != 0) {
+    p.errors.add("rate_limit_entries", "must be a power of two from 1024 to 16777216");
+    return;
+  }
+  p.config.rate_limit_entries = static_cast<uint32_t>(*number);
 }
 
 void parseUpstreams(Parse& p, element value) {
@@ -446,8 +581,13 @@ constexpr Section kSections[] = {
     {"supervisor", parseSupervisor, false},
     {"redis", parseRedis, false},
     {"upstreams", parseUpstreams, false},
+    {"trusted_proxies", parseTrustedProxies, false},
+    {"cache", parseCache, false},
+    {"rate_limit_entries", parseRateLimitEntries, false},
     {"tiers", parseTiers, false},
+    {"jwt", parseJwt, false},
     {"api_keys", parseApiKeys, false},
+    {"api_key_file", parseApiKeyFile, false},
     {"rate_limits", parseRateLimits, false},
     {"routes", parseRoutes, true},
 };

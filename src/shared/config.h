@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "shared/address.h"
+#include "shared/cidr.h"
 
 namespace phalanx::shared {
 
@@ -148,22 +149,59 @@ struct UpstreamConfig {
   RetryBudgetConfig retry_budget;
 };
 
+// How a limited route tells clients where they stand: the IETF draft's
+// RateLimit-Policy / RateLimit ("draft", structured fields, one item per
+// limit), or draft-06's RateLimit-Limit / -Remaining / -Reset trio that older
+// clients read ("draft-6").
+enum class RateLimitHeaders { Draft, Draft6 };
+
+// The part of a limit that says how many and where it is decided.
+struct LimitSpec {
+  Rate rate;  // count 0 = no limit (a tier without "rate": an admin tier)
+  uint64_t burst = 0;                    // the bucket size; defaults to rate.count
+  std::string mode = "local";            // "local" (shared memory) or "cluster" (Redis)
+  std::string on_redis_error = "local";  // cluster mode, Redis failed: "local", "open", "closed"
+  RateLimitHeaders headers = RateLimitHeaders::Draft;
+};
+
+// A tier: what the keys (or JWT subjects) of that tier may do. Its limit
+// applies, per key, on top of a route's own limits on every route with "auth".
 struct TierConfig {
-  Rate rate;
-  uint64_t burst = 0;  // defaults to rate.count
+  LimitSpec limit;
 };
 
 struct ApiKeyConfig {
-  std::string key;
-  std::string tier;  // must name a tier
+  std::string key;     // the key itself, or empty when given as sha256
+  std::string sha256;  // 64 hex digits: the key's SHA-256, so the file holds no secret
+  std::string tier;    // must name a tier
+  std::string id;      // what logs and views show; defaults to a digest prefix
 };
 
+// What a limit counts by: the client's IP (X-Forwarded-For only from
+// trusted_proxies), the authenticated key or JWT subject, one header's value
+// (a request without it is not limited by this limit, as nginx does with an
+// empty key), or the route (one bucket for every client).
+enum class LimitKey { Ip, ApiKey, Header, Route };
+
 struct RateLimitConfig {
-  std::string key = "ip";  // "ip", "api_key", "route"
-  Rate rate;
-  uint64_t burst = 0;                    // defaults to rate.count
-  std::string mode = "local";            // "local" or "cluster"
-  std::string on_redis_error = "local";  // "local", "open", "closed"
+  LimitKey key = LimitKey::Ip;
+  std::string header;  // key == Header: the header's name
+  LimitSpec limit;
+};
+
+struct JwtConfig {
+  std::string jwks_file;  // required: the verification keys (JWKS, RS256/ES256/HS256)
+  std::string issuer;     // "" = not checked
+  std::string audience;   // "" = not checked
+  std::string tier_claim = "tier";
+  std::string default_tier;  // for a token without the claim; "" = such a token gets a 403
+  uint32_t leeway_ms = 30000;  // clock skew allowed on exp and nbf, at most 300000
+};
+
+// The response cache's host-wide settings (a route turns it on with "cache").
+struct CacheSettings {
+  uint64_t memory_bytes = 64ull << 20;  // level 1, per worker: "64M"
+  bool redis = false;                   // level 2 in Redis, shared by workers and hosts
 };
 
 // Upper bound of StaticResponseConfig::delay_ms: ten minutes.
@@ -186,7 +224,11 @@ struct StaticResponseConfig {
 enum class Builtin { Live, Ready, Status, Metrics };
 
 struct CacheConfig {
-  uint32_t ttl_ms = 0;
+  uint32_t ttl_ms = 60000;  // when the upstream gives no max-age / s-maxage
+  // Responses to requests with credentials (Authorization, an API key) may be
+  // cached and served to others: only for routes whose answers do not depend
+  // on who asks.
+  bool shared = false;
 };
 
 enum class RouteMatch { Exact, Prefix };
@@ -199,9 +241,13 @@ struct RouteConfig {
   StaticResponseConfig static_response;  // kind == Static
   Builtin builtin = Builtin::Live;       // kind == Builtin
   std::string upstream;                  // kind == Upstream: names an upstream
-  std::string rate_limit;                // "" or names a rate_limits entry
-  std::string auth;                      // "" or "api_key"
-  std::optional<CacheConfig> cache;
+  std::vector<std::string> rate_limits;  // names of rate_limits entries, applied in order
+  std::string auth;                      // "", "api_key" or "jwt"
+  // With auth: the tiers that may use this route (others get a 403); empty = every tier.
+  std::vector<std::string> tiers;
+  // The peers that may use this route (others get a 403); empty = everyone.
+  std::vector<Cidr> allow;
+  std::optional<CacheConfig> cache;  // upstream routes only
   // The methods this route answers; others get a 405 with Allow. Empty: every
   // method but TRACE (and CONNECT, which no route accepts).
   std::vector<std::string> methods;
@@ -226,6 +272,14 @@ struct Config {
   SupervisorConfig supervisor;
   std::optional<RedisConfig> redis;  // present only when the file has "redis"
   std::map<std::string, UpstreamConfig> upstreams;
+  // Peers whose X-Forwarded-For names the client (its last untrusted entry).
+  std::vector<Cidr> trusted_proxies;
+  std::optional<JwtConfig> jwt;
+  std::string api_key_file;  // "" = none; keys as in api_keys, read at start and on reload
+  CacheSettings cache;
+  // Entries of the host's rate-limit table in shared memory (a power of two);
+  // fixed at master start: a reload cannot change it.
+  uint32_t rate_limit_entries = 65536;
   std::map<std::string, TierConfig> tiers;
   std::vector<ApiKeyConfig> api_keys;
   std::map<std::string, RateLimitConfig> rate_limits;

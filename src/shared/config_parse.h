@@ -23,6 +23,9 @@ struct Parse {
 // A "HOST:PORT" string; reports why not at `path`.
 std::optional<Address> readAddress(Errors& errors, const std::string& path, element value);
 
+// An address range ("10.0.0.0/8"); reports why not at `path`.
+std::optional<Cidr> readCidr(Errors& errors, const std::string& path, element value);
+
 // "routes": every route, in file order; references to upstreams and rate
 // limits are checked against the sections parsed before it.
 void parseRoutes(Parse& p, element value);

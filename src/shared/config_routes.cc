@@ -142,24 +142,85 @@ void parseRouteHandler(Parse& p, ObjectReader& r, RouteConfig& route) {
   }
 }
 
-// rate_limit, auth and cache are validated in full, then refused: they are
-// not implemented yet, and a route must not silently skip them.
-void parseRouteOptions(Parse& p, ObjectReader& r, RouteConfig& route) {
-  constexpr const char* kNotYet = "not available in this version";
-  if (r.string("rate_limit", route.rate_limit)) {
-    if (p.config.rate_limits.count(route.rate_limit) == 0) {
-      p.errors.add(r.pathOf("rate_limit"), "no rate limit named " + inQuotes(route.rate_limit));
+// "rate_limit": one name or a list of names, each a rate_limits entry.
+void parseRouteLimits(Parse& p, ObjectReader& r, RouteConfig& route) {
+  std::optional<element> value = r.get("rate_limit");
+  if (!value) return;
+  auto add = [&](const std::string& path, element item) {
+    std::string name;
+    if (!readString(p.errors, path, item, name)) return;
+    if (p.config.rate_limits.count(name) == 0) {
+      p.errors.add(path, "no rate limit named " + inQuotes(name));
+    } else if (std::find(route.rate_limits.begin(), route.rate_limits.end(), name) !=
+               route.rate_limits.end()) {
+      p.errors.add(path, "listed twice");
     } else {
-      p.errors.add(r.pathOf("rate_limit"), kNotYet);
+      route.rate_limits.push_back(std::move(name));
+    }
+  };
+  if (value->type() == simdjson::dom::element_type::STRING) {
+    add(r.pathOf("rate_limit"), *value);
+  } else {
+    forEachItem(p.errors, r.pathOf("rate_limit"), *value, true, add);
+  }
+}
+
+void parseRouteAuth(Parse& p, ObjectReader& r, RouteConfig& route) {
+  if (r.choice("auth", route.auth, {"api_key", "jwt"})) {
+    if (route.auth == "jwt" && !p.config.jwt) {
+      p.errors.add(r.pathOf("auth"), "\"jwt\" needs a top-level \"jwt\" section");
+    }
+    if (route.auth == "api_key" && p.config.api_keys.empty() && p.config.api_key_file.empty()) {
+      p.errors.add(r.pathOf("auth"), "\"api_key\" needs \"api_keys\" or \"api_key_file\"");
     }
   }
-  if (r.choice("auth", route.auth, {"api_key"})) p.errors.add(r.pathOf("auth"), kNotYet);
-  if (auto cache = r.get("cache")) {
-    size_t before = p.errors.size();
-    ObjectReader c(p.errors, r.pathOf("cache"), *cache);
-    c.u32("ttl_ms", route.cache.emplace().ttl_ms);
-    if (p.errors.size() == before) p.errors.add(r.pathOf("cache"), kNotYet);
+  if (auto tiers = r.get("tiers")) {
+    if (route.auth.empty()) p.errors.add(r.pathOf("tiers"), "only on a route with \"auth\"");
+    forEachItem(p.errors, r.pathOf("tiers"), *tiers, true,
+                [&](const std::string& path, element item) {
+                  std::string name;
+                  if (!readString(p.errors, path, item, name)) return;
+                  if (p.config.tiers.count(name) == 0) {
+                    p.errors.add(path, "no tier named " + inQuotes(name));
+                  } else {
+                    route.tiers.push_back(std::move(name));
+                  }
+                });
   }
+  for (const std::string& name : route.rate_limits) {
+    const RateLimitConfig& limit = p.config.rate_limits.at(name);
+    if (limit.key == LimitKey::ApiKey && route.auth.empty()) {
+      p.errors.add(r.pathOf("rate_limit"), "rate limit " + inQuotes(name) +
+                                               " counts by api_key: the route needs \"auth\"");
+    }
+  }
+}
+
+void parseRouteAllow(Parse& p, ObjectReader& r, RouteConfig& route) {
+  std::optional<element> allow = r.get("allow");
+  if (!allow) return;
+  forEachItem(p.errors, r.pathOf("allow"), *allow, true,
+              [&](const std::string& path, element item) {
+                if (auto cidr = readCidr(p.errors, path, item)) route.allow.push_back(*cidr);
+              });
+}
+
+// The cache keeps upstream answers; a static route's answer costs nothing to make.
+void parseRouteCache(Parse& p, ObjectReader& r, RouteConfig& route) {
+  std::optional<element> cache = r.get("cache");
+  if (!cache) return;
+  if (!r.get("upstream")) p.errors.add(r.pathOf("cache"), "only for a route with \"upstream\"");
+  ObjectReader c(p.errors, r.pathOf("cache"), *cache);
+  CacheConfig& config = route.cache.emplace();
+  c.u32("ttl_ms", config.ttl_ms);
+  c.boolean("shared", config.shared);
+}
+
+void parseRouteOptions(Parse& p, ObjectReader& r, RouteConfig& route) {
+  parseRouteLimits(p, r, route);
+  parseRouteAuth(p, r, route);
+  parseRouteAllow(p, r, route);
+  parseRouteCache(p, r, route);
 }
 
 void parseMethods(Parse& p, ObjectReader& r, RouteConfig& route) {

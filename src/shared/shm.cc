@@ -1,5 +1,6 @@
 #include "shared/shm.h"
 
+#include "shared/access_records.h"
 #include "shared/upstream_records.h"
 
 #include <spdlog/spdlog.h>
@@ -25,7 +26,7 @@ constexpr size_t alignUp(size_t n) {
 
 struct Layout {
   size_t master_offset, slots_offset, cells_offset, gateway_offset, upstreams_offset,
-      targets_offset, total;
+      targets_offset, access_offset, limits_offset, key_usage_offset, rate_limit_offset, total;
 
   bool operator==(const Layout&) const = default;
 };
@@ -39,7 +40,12 @@ Layout layoutFor(uint32_t slot_capacity, uint32_t cell_capacity, UpstreamCapacit
   l.upstreams_offset = alignUp(l.gateway_offset + sizeof(GatewayInfo));
   l.targets_offset =
       alignUp(l.upstreams_offset + size_t{upstreams.upstreams} * sizeof(UpstreamRecord));
-  l.total = l.targets_offset + size_t{upstreams.targets} * sizeof(TargetRecord);
+  l.access_offset = alignUp(l.targets_offset + size_t{upstreams.targets} * sizeof(TargetRecord));
+  l.limits_offset = alignUp(l.access_offset + sizeof(AccessInfo));
+  l.key_usage_offset = alignUp(l.limits_offset + size_t{kLimitRecords} * sizeof(LimitRecord));
+  l.rate_limit_offset =
+      alignUp(l.key_usage_offset + size_t{kKeyUsageRecords} * sizeof(KeyUsageRecord));
+  l.total = l.rate_limit_offset + RateLimitTable::bytesFor(upstreams.rate_limit_entries);
   return l;
 }
 
@@ -50,6 +56,10 @@ Layout layoutOf(const ShmHeader& h) {
                 .gateway_offset = h.gateway_offset,
                 .upstreams_offset = h.upstreams_offset,
                 .targets_offset = h.targets_offset,
+                .access_offset = h.access_offset,
+                .limits_offset = h.limits_offset,
+                .key_usage_offset = h.key_usage_offset,
+                .rate_limit_offset = h.rate_limit_offset,
                 .total = h.total_bytes};
 }
 
@@ -151,6 +161,11 @@ SharedRegion SharedRegion::create(uint32_t slot_capacity, uint32_t cell_capacity
   header->gateway_offset = layout.gateway_offset;
   header->upstreams_offset = layout.upstreams_offset;
   header->targets_offset = layout.targets_offset;
+  header->rate_limit_capacity = upstreams.rate_limit_entries;
+  header->access_offset = layout.access_offset;
+  header->limits_offset = layout.limits_offset;
+  header->key_usage_offset = layout.key_usage_offset;
+  header->rate_limit_offset = layout.rate_limit_offset;
   return region;
 }
 
@@ -176,7 +191,9 @@ SharedRegion SharedRegion::attach(int fd, std::string* error) {
   bool same_layout =
       h.magic == kShmMagic && h.layout_version == kShmLayoutVersion && h.total_bytes == size &&
       layoutFor(h.slot_capacity, h.cell_capacity,
-                {.upstreams = h.upstream_capacity, .targets = h.target_capacity}) == layoutOf(h);
+                {.upstreams = h.upstream_capacity,
+                 .targets = h.target_capacity,
+                 .rate_limit_entries = h.rate_limit_capacity}) == layoutOf(h);
   if (!same_layout) {
     *error = "shm region phalanx-shm: layout version " + std::to_string(h.layout_version) +
              " (magic " + (h.magic == kShmMagic ? "ok" : "wrong") + ", " + std::to_string(size) +
@@ -228,6 +245,26 @@ WorkerCell& SharedRegion::cell(uint32_t index) const {
   if (index >= cellCapacity()) pastCapacity("cell", index, cellCapacity());
   auto* bytes = static_cast<char*>(base_) + header().cells_offset;
   return reinterpret_cast<WorkerCell*>(bytes)[index];
+}
+
+AccessInfo& SharedRegion::access() const {
+  return *reinterpret_cast<AccessInfo*>(static_cast<char*>(base_) + header().access_offset);
+}
+
+LimitRecord& SharedRegion::limit(uint32_t index) const {
+  if (index >= kLimitRecords) pastCapacity("limit record", index, kLimitRecords);
+  auto* bytes = static_cast<char*>(base_) + header().limits_offset;
+  return reinterpret_cast<LimitRecord*>(bytes)[index];
+}
+
+KeyUsageRecord& SharedRegion::keyUsage(uint32_t index) const {
+  if (index >= kKeyUsageRecords) pastCapacity("key usage record", index, kKeyUsageRecords);
+  auto* bytes = static_cast<char*>(base_) + header().key_usage_offset;
+  return reinterpret_cast<KeyUsageRecord*>(bytes)[index];
+}
+
+RateLimitEntry* SharedRegion::rateLimitEntries() const {
+  return reinterpret_cast<RateLimitEntry*>(static_cast<char*>(base_) + header().rate_limit_offset);
 }
 
 GatewayInfo& SharedRegion::gateway() const {

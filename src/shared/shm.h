@@ -31,7 +31,7 @@
 namespace phalanx::shared {
 
 inline constexpr uint64_t kShmMagic = 0x31584c4148504850ull;  // "PHPHALX1"
-inline constexpr uint32_t kShmLayoutVersion = 3;
+inline constexpr uint32_t kShmLayoutVersion = 4;
 
 // What a worker process says about itself, in its cell.
 enum class WorkerState : uint32_t { Empty = 0, Starting, Ready, Draining, Stopped };
@@ -104,7 +104,16 @@ struct alignas(64) WorkerCell {
   std::atomic<uint64_t> rss_bytes;  // sampled by the master
   std::atomic<uint64_t> cpu_ms;     // user + system, sampled by the master
   TrafficCounters traffic;
+  // The gateway's gauges, written by the worker.
+  std::atomic<uint64_t> cache_bytes;    // its level-1 cache
+  std::atomic<uint64_t> cache_entries;
+  std::atomic<uint32_t> redis_state;    // RedisState: its Redis connection
+  std::atomic<uint32_t> reserved;
+  std::atomic<uint64_t> purge_seen;     // the latest cache purge request it carried out
 };
+
+// A worker's Redis connection, as /metrics and /health/ready show it.
+enum class RedisState : uint32_t { Unused = 0, Up, Down };
 
 struct alignas(64) SlotRecord {
   std::atomic<uint32_t> state;  // SlotState
@@ -144,16 +153,25 @@ struct ShmHeader {
   uint64_t slots_offset;
   uint64_t cells_offset;
   uint32_t target_capacity;  // TargetRecords
-  uint32_t reserved;
+  uint32_t rate_limit_capacity;  // RateLimitEntries
   uint64_t gateway_offset;
   uint64_t upstreams_offset;
   uint64_t targets_offset;
+  uint64_t access_offset;
+  uint64_t limits_offset;
+  uint64_t key_usage_offset;
+  uint64_t rate_limit_offset;
 };
 
 // Defined in upstream_records.h (which includes this header).
 struct GatewayInfo;
 struct UpstreamRecord;
 struct TargetRecord;
+// Defined in access_records.h and rate_limit_table.h.
+struct AccessInfo;
+struct LimitRecord;
+struct KeyUsageRecord;
+struct RateLimitEntry;
 
 // How many upstream and target records a region holds: fixed when the master
 // creates it (upstreamCapacityFor(config) in upstream_records.h adds the
@@ -161,19 +179,21 @@ struct TargetRecord;
 struct UpstreamCapacity {
   uint32_t upstreams = 16;
   uint32_t targets = 64;
+  uint32_t rate_limit_entries = 1024;  // a power of two (Config::rate_limit_entries)
 };
 
 // The layout is an ABI between builds: a change to any struct must bump
 // kShmLayoutVersion, and these asserts make sure nobody forgets.
 static_assert(kLatencyBuckets == 17, "histogram changed: bump kShmLayoutVersion");
 static_assert(sizeof(TrafficCounters) == 224);
-static_assert(sizeof(WorkerCell) == 320 && offsetof(WorkerCell, traffic) == 56,
+static_assert(sizeof(WorkerCell) == 320 && offsetof(WorkerCell, traffic) == 56 &&
+                  offsetof(WorkerCell, purge_seen) == 304,
               "WorkerCell layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(sizeof(SlotRecord) == 64 && offsetof(SlotRecord, restart_at_ms) == 32,
               "SlotRecord layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(offsetof(MasterInfo, retired) == 128,
               "MasterInfo layout changed: bump kShmLayoutVersion and update this assert");
-static_assert(sizeof(ShmHeader) == 88 && offsetof(ShmHeader, targets_offset) == 80,
+static_assert(sizeof(ShmHeader) == 120 && offsetof(ShmHeader, rate_limit_offset) == 112,
               "ShmHeader layout changed: bump kShmLayoutVersion");
 static_assert(std::is_standard_layout_v<WorkerCell> && std::is_standard_layout_v<SlotRecord> &&
               std::is_standard_layout_v<MasterInfo> && std::is_standard_layout_v<ShmHeader>);
@@ -208,6 +228,7 @@ class SharedRegion {
   uint32_t cellCapacity() const { return header().cell_capacity; }
   uint32_t upstreamCapacity() const { return header().upstream_capacity; }
   uint32_t targetCapacity() const { return header().target_capacity; }
+  uint32_t rateLimitCapacity() const { return header().rate_limit_capacity; }
 
   MasterInfo& master() const;
   // Both abort on an index past the capacity: callers check it first.
@@ -218,6 +239,11 @@ class SharedRegion {
   GatewayInfo& gateway() const;
   UpstreamRecord& upstream(uint32_t index) const;
   TargetRecord& target(uint32_t index) const;
+  // The access side's records (access_records.h).
+  AccessInfo& access() const;
+  LimitRecord& limit(uint32_t index) const;        // index < kLimitRecords
+  KeyUsageRecord& keyUsage(uint32_t index) const;  // index < kKeyUsageRecords
+  RateLimitEntry* rateLimitEntries() const;
 
  private:
   void reset();

@@ -135,6 +135,7 @@ Snapshot takeSnapshot(const SharedRegion& region) {
   });
   s.totals = sumTraffic(region);
   readUpstreams(region, s);
+  s.access = takeAccessView(region);
   return s;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "shared/access_report.h"
 #include "shared/policy/circuit_breaker.h"
 #include "shared/shm.h"
 #include "shared/upstream_records.h"
@@ -88,6 +89,7 @@ struct Snapshot {
   TrafficTotals totals;             // every process that ever ran
   std::vector<UpstreamView> upstreams;  // by name
   std::vector<TargetView> targets;      // by upstream, then position, then address
+  AccessView access;
 };
 
 Snapshot takeSnapshot(const SharedRegion& region);

@@ -1,5 +1,7 @@
 #include "shared/status_report.h"
 
+#include "shared/access_report.h"
+
 #include "shared/prometheus_text.h"
 #include "shared/upstream_report.h"
 
@@ -397,6 +399,7 @@ std::string prometheusMetrics(const Snapshot& snapshot) {
   workers(e, snapshot);
   master(e, snapshot);
   upstreamMetrics(e, snapshot);
+  accessMetrics(e, snapshot.access);
   return e.take();
 }
 

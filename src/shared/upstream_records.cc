@@ -273,7 +273,8 @@ UpstreamCapacity upstreamCapacityFor(const Config& config) {
       .upstreams = static_cast<uint32_t>(std::min<uint64_t>(
           kMaxUpstreamRecords, std::max<uint64_t>(defaults.upstreams, 2 * upstreams))),
       .targets = static_cast<uint32_t>(std::min<uint64_t>(
-          kMaxTargetRecords, std::max<uint64_t>(defaults.targets, 2 * targets)))};
+          kMaxTargetRecords, std::max<uint64_t>(defaults.targets, 2 * targets))),
+      .rate_limit_entries = config.rate_limit_entries};
 }
 
 bool provisionUpstreams(const SharedRegion& region, const Config& config, uint32_t generation,

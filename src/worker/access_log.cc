@@ -76,6 +76,16 @@ void AccessLog::write(const AccessEntry& e) {
     snprintf(duration, sizeof duration, ",\"upstream_ms\":%.3f", e.upstream_ms);
     line_ += duration;
   }
+  if (!e.key_id.empty()) {
+    line_ += ",\"key_id\":\"";
+    appendJsonEscaped(line_, e.key_id);
+    line_ += "\"";
+  }
+  if (!e.cache.empty()) {
+    line_ += ",\"cache\":\"";
+    line_ += e.cache;
+    line_ += "\"";
+  }
   logger_->info(line_);
 }
 

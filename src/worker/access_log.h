@@ -33,6 +33,10 @@ struct AccessEntry {
   std::string_view upstream;
   int upstream_status = 0;
   double upstream_ms = 0;
+  // Guarded routes: who called (an API key's id or a JWT subject, never a
+  // key itself), and what the cache did ("HIT", "MISS", "BYPASS"); empty otherwise.
+  std::string_view key_id;
+  std::string_view cache;
 };
 
 class AccessLog {

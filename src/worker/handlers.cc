@@ -26,7 +26,7 @@ Handlers::Handlers(const shared::Config& config, WorkerIdentity identity,
       options_any_(makeResponse(200, "", {{"Allow", std::string(Router::kDefaultAllow)}})) {}
 
 int Handlers::respond(const Route* route, const Request& request, ConnectionHeader connection,
-                      std::string& out) {
+                      std::string& out, std::string_view extra) {
   if (route == nullptr) {
     // OPTIONS * asks about the server, not a resource (RFC 9110 9.3.7).
     const Response& r = request.path() == "*" ? options_any_ : not_found_;
@@ -34,15 +34,15 @@ int Handlers::respond(const Route* route, const Request& request, ConnectionHead
     return r.status;
   }
   if (!route->allows(request.method)) {
-    appendResponse(out, route->method_not_allowed, date_.now(), connection, request.isHead());
+    appendResponse(out, route->method_not_allowed, date_.now(), connection, request.isHead(), extra);
     return route->method_not_allowed.status;
   }
   switch (route->kind) {
     case shared::RouteKind::Static:
-      appendResponse(out, route->static_response, date_.now(), connection, request.isHead());
+      appendResponse(out, route->static_response, date_.now(), connection, request.isHead(), extra);
       return route->static_response.status;
     case shared::RouteKind::Builtin:
-      return respondBuiltin(route->builtin, request, connection, out);
+      return respondBuiltin(route->builtin, request, connection, out, extra);
     case shared::RouteKind::Upstream: break;  // the connection hands these to the gateway
   }
   Response r = makeJsonError(502, "route has no handler");
@@ -72,12 +72,18 @@ std::string Handlers::identityJson(const char* status) const {
   w.field("pid", identity_.pid);
   w.field("generation", identity_.generation);
   w.field("uptime_s", uptime_ms / 1000);
+  // Redis's state is reported, not judged: limits and the cache fall back
+  // without it, so a host without Redis still serves and stays ready.
+  if (gateway_ != nullptr && gateway_->redisState() != shared::RedisState::Unused) {
+    w.field("redis", gateway_->redisState() == shared::RedisState::Up ? "up" : "down");
+  }
   w.endObject();
   return w.take() + "\n";
 }
 
 int Handlers::respondBuiltin(shared::Builtin builtin, const Request& request,
-                             ConnectionHeader connection, std::string& out) {
+                             ConnectionHeader connection, std::string& out,
+                             std::string_view extra) {
   Response r;
   switch (builtin) {
     case shared::Builtin::Live: r = makeResponse(200, identityJson("alive"), kJsonHeaders); break;
@@ -102,7 +108,7 @@ int Handlers::respondBuiltin(shared::Builtin builtin, const Request& request,
                        kMetricsHeaders);
       break;
   }
-  appendResponse(out, r, date_.now(), connection, request.isHead());
+  appendResponse(out, r, date_.now(), connection, request.isHead(), extra);
   return r.status;
 }
 

@@ -9,7 +9,9 @@
 //
 // Builtins (all with Cache-Control: no-store and a JSON body unless noted):
 //   live     200 {"status":"alive", worker, pid, generation, uptime_s}
-//   ready    200 {"status":"ready", ...}, or 503 {"status":"draining", ...} once
+//   ready    200 {"status":"ready", ...} (with "redis": "up"/"down" when limits or the
+//            cache use Redis: reported, never a reason to be unready), or 503
+//            {"status":"draining", ...} once
 //            setDraining() was called, or {"status":"required upstream down"}
 //            while an upstream marked "required" has no usable target
 //   status   200 {"status":"ok", then writeStatus()'s members} from shared memory
@@ -53,8 +55,9 @@ class Handlers {
   // Appends the response of `route` (from match(); nullptr = 404) to `request`
   // to `out` and returns its status. Ignores the route's delay: the caller
   // decides when to call this.
+  // `extra`: header lines added to the answer (a guarded route's rate-limit state).
   int respond(const Route* route, const Request& request, ConnectionHeader connection,
-              std::string& out);
+              std::string& out, std::string_view extra = {});
   int respond(const Request& request, ConnectionHeader connection, std::string& out) {
     return respond(match(request), request, connection, out);
   }
@@ -73,7 +76,7 @@ class Handlers {
 
  private:
   int respondBuiltin(shared::Builtin builtin, const Request& request, ConnectionHeader connection,
-                     std::string& out);
+                     std::string& out, std::string_view extra);
   std::string identityJson(const char* status) const;
   // Why this worker should not get traffic now, or nullptr when it is ready.
   const char* notReadyReason() const;

@@ -61,7 +61,10 @@ void Router::build(const std::vector<shared::RouteConfig>& routes,
                 .retry_on = 0,
                 .methods = 0,
                 .method_not_allowed = {},
-                .listeners = ~uint64_t{0}};
+                .listeners = ~uint64_t{0},
+                .index = static_cast<uint32_t>(routes_.size()),
+                .guarded = !config.allow.empty() || !config.auth.empty() ||
+                           !config.rate_limits.empty() || config.cache.has_value()};
     if (!config.listen.empty()) {
       route.listeners = 0;
       for (const shared::Address& address : config.listen) {

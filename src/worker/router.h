@@ -37,6 +37,10 @@ struct Route {
   Response method_not_allowed;  // the 405, with its Allow header
 
   uint64_t listeners = ~uint64_t{0};  // bit i: served on config.listen[i]
+  uint32_t index = 0;  // in config.routes: the gateway's per-route access policy
+  // An allow list, auth, a rate limit or a cache: the gateway answers it
+  // (gateway/guarded_exchange.h), whatever its handler.
+  bool guarded = false;
 
   bool allows(uint8_t method) const { return method < 64 && ((methods >> method) & 1) != 0; }
   bool servesOn(uint32_t listener) const { return listener >= 64 || ((listeners >> listener) & 1); }

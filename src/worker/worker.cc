@@ -66,6 +66,7 @@ bool Worker::start(std::string* error) {
   gateway_ = Gateway::create(loop_, config_, region_, getpid(), options_.master_pid, error);
   if (!gateway_) return false;
   handlers_.setGateway(gateway_.get());
+  gateway_->setHandlers(&handlers_);
   if (config_.log.access != "off") {
     access_log_ = AccessLog::open(config_.log.access, options_.slot, error);
     if (!access_log_) return false;
@@ -117,6 +118,10 @@ bool Worker::start(std::string* error) {
 
 void Worker::heartbeat() {
   cell_.heartbeat_ms.store(shared::monotonicMs(), std::memory_order_relaxed);
+  if (gateway_) {
+    cell_.redis_state.store(static_cast<uint32_t>(gateway_->redisState()),
+                            std::memory_order_relaxed);
+  }
   balanceConnections();
   if (access_log_) {
     cell_.traffic.access_log_dropped.store(access_log_dropped_before_ + access_log_->droppedLines(),
@@ -232,11 +237,17 @@ void Worker::onAcceptable(Listener& listener) {
   }
 }
 
+// Until none is left: completing an exchange parses the connection's held
+// input, whose next request may finish at once (a guarded static route, a
+// refusal) and defer again; left for the next iteration, it would wait for
+// some unrelated event to wake the loop.
 void Worker::runDeferred() {
-  if (deferred_.empty()) return;
   std::vector<Connection*> now;
-  now.swap(deferred_);
-  for (Connection* connection : now) connection->onDeferred();
+  while (!deferred_.empty()) {
+    now.clear();
+    now.swap(deferred_);
+    for (Connection* connection : now) connection->onDeferred();
+  }
 }
 
 void Worker::onConnectionClosed(std::list<Connection>::iterator connection) {

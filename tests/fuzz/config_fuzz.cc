@@ -71,8 +71,9 @@ void checkRoutes(const Config& config) {
       check(config.upstreams.count(route.upstream) == 1,
             "a route to an unknown upstream:", route.upstream);
     }
-    check(route.rate_limit.empty() || config.rate_limits.count(route.rate_limit) == 1,
-          "a route with an unknown rate limit:", route.rate_limit);
+    for (const std::string& limit : route.rate_limits) {
+      check(config.rate_limits.count(limit) == 1, "a route with an unknown rate limit:", limit);
+    }
     for (size_t m = 0; m < route.methods.size(); ++m) {
       check(isRouteMethod(route.methods[m]) && route.methods[m] != "CONNECT",
             "a route method phalanx cannot take:", route.methods[m]);
@@ -122,21 +123,23 @@ void checkLimitsAndKeys(const Config& config) {
   check(limits.max_headers >= 1 && limits.max_headers <= kMaxHeaderFields,
         "max_headers outside 1..10000");
   for (const auto& [name, tier] : config.tiers) {
-    check(validRate(tier.rate), "a tier with an empty rate:", name);
+    check(tier.limit.rate.count == 0 || validRate(tier.limit.rate), "a tier with a broken rate:",
+          name);
   }
   for (const auto& [name, limit] : config.rate_limits) {
-    check(validRate(limit.rate), "a rate limit with an empty rate:", name);
-    check(limit.mode == "local" || config.redis.has_value(),
+    check(validRate(limit.limit.rate), "a rate limit with an empty rate:", name);
+    check(limit.limit.mode == "local" || config.redis.has_value(),
           "a cluster limit without redis:", name);
   }
   for (size_t i = 0; i < config.api_keys.size(); ++i) {
     const ApiKeyConfig& key = config.api_keys[i];
     check(config.tiers.count(key.tier) == 1, "an api key with an unknown tier:", key.tier);
-    check(!key.key.empty() && std::all_of(key.key.begin(), key.key.end(),
-                                          [](unsigned char c) { return c > 0x20 && c < 0x7f; }),
+    check(key.key.empty() != key.sha256.empty(), "an api key with neither or both of key, sha256");
+    check(std::all_of(key.key.begin(), key.key.end(),
+                      [](unsigned char c) { return c > 0x20 && c < 0x7f; }),
           "an api key that cannot travel in a header");
     for (size_t j = 0; j < i; ++j) {
-      check(config.api_keys[j].key != key.key, "the same api key twice");
+      check(key.key.empty() || config.api_keys[j].key != key.key, "the same api key twice");
     }
   }
 }

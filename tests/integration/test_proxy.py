@@ -407,6 +407,10 @@ def test_the_default_config_demonstrates_the_gateway(phalanx_factory):
     assert get(gateway, "/api/nothing")[0] == 404
     assert get(gateway, "/api/users", method="POST")[0] == 405
     assert get(demo, "/api/users")[0] == 200  # the demo API itself, on its own port
+    assert header(get(gateway, "/api/users")[1], "RateLimit-Limit") == "1000"
+    assert get(gateway, "/api/account")[0] == 401
+    status, _, body = get(gateway, "/api/account", headers={"X-API-Key": "demo-free-key-change-me"})
+    assert status == 200 and json.loads(body) == {"plan": "demo"}
     assert ph.running()
 
 

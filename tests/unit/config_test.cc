@@ -78,7 +78,7 @@ constexpr const char* kDesignExample = R"({
                           "slow_call_ms": 0, "share": "local" } } },
   "tiers": { "free": { "rate": "100/h", "burst": 10 },
              "premium": { "rate": "10000/h", "burst": 100 } },
-  "api_keys": [ { "key": "k-123", "tier": "premium" } ],
+  "api_keys": [ { "key": "k-123-0123456789abcdef", "tier": "premium" } ],
   "rate_limits": { "per_ip": { "key": "ip", "rate": "1000/15m", "burst": 100,
                                "mode": "local", "on_redis_error": "local" } },
   "routes": [
@@ -91,24 +91,9 @@ constexpr const char* kDesignExample = R"({
   ]
 })";
 
-std::string replaceOnce(std::string text, const std::string& from, const std::string& to) {
-  size_t at = text.find(from);
-  REQUIRE(at != std::string::npos);
-  return text.replace(at, from.size(), to);
-}
 
-TEST_CASE("config: the design's example reports exactly the parts not available yet") {
-  CHECK(errorsOf(kDesignExample) == Errors{"routes[2].rate_limit: not available in this version",
-                                           "routes[2].auth: not available in this version",
-                                           "routes[2].cache: not available in this version"});
-}
-
-TEST_CASE("config: the design's example minus the refused routes parses with its values") {
-  std::string json = replaceOnce(kDesignExample, R"({ "path": "/metrics", "builtin": "metrics" },
-    { "prefix": "/api/", "upstream": "api", "rate_limit": "per_ip",
-      "auth": "api_key", "cache": { "ttl_ms": 300000 } },)",
-                                 "");
-  Config c = valid(json);
+TEST_CASE("config: the design's example parses with its values") {
+  Config c = valid(kDesignExample);
   REQUIRE(c.listen.size() == 1);
   CHECK(c.listen[0].text == "127.0.0.1:8080");
   CHECK(c.listen[0].port == 8080);
@@ -159,34 +144,41 @@ TEST_CASE("config: the design's example minus the refused routes parses with its
   CHECK(api.breaker.share == "local");
 
   REQUIRE(c.tiers.size() == 2);
-  CHECK(c.tiers.at("free").rate.count == 100);
-  CHECK(c.tiers.at("free").rate.period_ms == 3'600'000);
-  CHECK(c.tiers.at("free").burst == 10);
-  CHECK(c.tiers.at("premium").rate.count == 10000);
-  CHECK(c.tiers.at("premium").burst == 100);
+  CHECK(c.tiers.at("free").limit.rate.count == 100);
+  CHECK(c.tiers.at("free").limit.rate.period_ms == 3'600'000);
+  CHECK(c.tiers.at("free").limit.burst == 10);
+  CHECK(c.tiers.at("premium").limit.rate.count == 10000);
+  CHECK(c.tiers.at("premium").limit.burst == 100);
   REQUIRE(c.api_keys.size() == 1);
-  CHECK(c.api_keys[0].key == "k-123");
+  CHECK(c.api_keys[0].key == "k-123-0123456789abcdef");
   CHECK(c.api_keys[0].tier == "premium");
   const RateLimitConfig& per_ip = c.rate_limits.at("per_ip");
-  CHECK(per_ip.key == "ip");
-  CHECK(per_ip.rate.count == 1000);
-  CHECK(per_ip.rate.period_ms == 15 * 60'000);
-  CHECK(per_ip.burst == 100);
-  CHECK(per_ip.mode == "local");
-  CHECK(per_ip.on_redis_error == "local");
+  CHECK(per_ip.key == LimitKey::Ip);
+  CHECK(per_ip.limit.rate.count == 1000);
+  CHECK(per_ip.limit.rate.period_ms == 15 * 60'000);
+  CHECK(per_ip.limit.burst == 100);
+  CHECK(per_ip.limit.mode == "local");
+  CHECK(per_ip.limit.on_redis_error == "local");
+  CHECK(per_ip.limit.headers == RateLimitHeaders::Draft);
 
-  REQUIRE(c.routes.size() == 2);
+  REQUIRE(c.routes.size() == 4);
   CHECK(c.routes[0].match == RouteMatch::Exact);
   CHECK(c.routes[0].path == "/health/live");
   CHECK(c.routes[0].kind == RouteKind::Builtin);
   CHECK(c.routes[0].builtin == Builtin::Live);
-  CHECK(c.routes[1].path == "/");
-  CHECK(c.routes[1].kind == RouteKind::Static);
-  CHECK(c.routes[1].static_response.status == 200);
-  CHECK(c.routes[1].static_response.body == "ok\n");
-  REQUIRE(c.routes[1].static_response.headers.size() == 1);
-  CHECK(c.routes[1].static_response.headers[0].first == "Content-Type");
-  CHECK(c.routes[1].static_response.headers[0].second == "text/plain");
+  const RouteConfig& api_route = c.routes[2];
+  CHECK(api_route.rate_limits == std::vector<std::string>{"per_ip"});
+  CHECK(api_route.auth == "api_key");
+  REQUIRE(api_route.cache.has_value());
+  CHECK(api_route.cache->ttl_ms == 300000);
+  CHECK_FALSE(api_route.cache->shared);
+  CHECK(c.routes[3].path == "/");
+  CHECK(c.routes[3].kind == RouteKind::Static);
+  CHECK(c.routes[3].static_response.status == 200);
+  CHECK(c.routes[3].static_response.body == "ok\n");
+  REQUIRE(c.routes[3].static_response.headers.size() == 1);
+  CHECK(c.routes[3].static_response.headers[0].first == "Content-Type");
+  CHECK(c.routes[3].static_response.headers[0].second == "text/plain");
 }
 
 TEST_CASE("config: defaults apply when sections are missing") {
@@ -226,10 +218,15 @@ TEST_CASE("config: defaults inside sections: partial sections keep the rest") {
   CHECK(a.balance == "round_robin");
   CHECK_FALSE(a.health_check.has_value());
   CHECK(a.breaker.consecutive_failures == 5);
-  CHECK(c.tiers.at("t").burst == 10);  // burst defaults to the rate's count
-  CHECK(c.rate_limits.at("r").burst == 1000);
-  CHECK(c.rate_limits.at("r").key == "ip");
-  CHECK(c.rate_limits.at("r").mode == "local");
+  CHECK(c.tiers.at("t").limit.burst == 10);  // burst defaults to the rate's count
+  CHECK(c.rate_limits.at("r").limit.burst == 1000);
+  CHECK(c.rate_limits.at("r").key == LimitKey::Ip);
+  CHECK(c.rate_limits.at("r").limit.mode == "local");
+  CHECK(c.cache.memory_bytes == 64ull << 20);
+  CHECK_FALSE(c.cache.redis);
+  CHECK(c.rate_limit_entries == 65536);
+  CHECK(c.trusted_proxies.empty());
+  CHECK_FALSE(c.jwt.has_value());
 }
 
 TEST_CASE("config: workers is a positive integer up to 1024, or \"auto\"") {
@@ -436,20 +433,109 @@ TEST_CASE("config: static delay_ms is 0 to 600000 and defaults to 0") {
         Errors{"routes[0].static.delay_ms: expected an integer, got 1.5"});
 }
 
-TEST_CASE("config: rate_limit, auth and cache are validated, then refused for now") {
-  std::string limits = R"("rate_limits": {"per_ip": {"rate": "10/s"}})";
-  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "rate_limit": "per_ip"})", limits)) ==
-        Errors{"routes[0].rate_limit: not available in this version"});
+TEST_CASE("config: a route's rate_limit is a name or a list of names") {
+  std::string limits = R"("rate_limits": {"per_ip": {"rate": "10/s"},
+      "per_key": {"key": "api_key", "rate": "100/h", "headers": "draft-6"},
+      "per_tenant": {"key": "header", "header": "X-Tenant", "rate": "5/m", "burst": 2}})";
+  Config c = valid(withRoute(R"({"path": "/", "static": {}, "rate_limit": "per_ip"})", limits));
+  CHECK(c.routes[0].rate_limits == std::vector<std::string>{"per_ip"});
+  c = valid(withRoute(R"({"path": "/", "static": {}, "rate_limit": ["per_tenant", "per_ip"]})",
+                      limits));
+  CHECK(c.routes[0].rate_limits == std::vector<std::string>{"per_tenant", "per_ip"});
+  CHECK(c.rate_limits.at("per_tenant").key == LimitKey::Header);
+  CHECK(c.rate_limits.at("per_tenant").header == "X-Tenant");
+  CHECK(c.rate_limits.at("per_tenant").limit.burst == 2);
+  CHECK(c.rate_limits.at("per_key").limit.headers == RateLimitHeaders::Draft6);
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "rate_limit": "nope"})", limits)) ==
         Errors{"routes[0].rate_limit: no rate limit named \"nope\""});
-  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "auth": "api_key"})")) ==
-        Errors{"routes[0].auth: not available in this version"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "rate_limit": ["per_ip", "per_ip"]})",
+                           limits)) == Errors{"routes[0].rate_limit[1]: listed twice"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "rate_limit": "per_key"})", limits)) ==
+        Errors{"routes[0].rate_limit: rate limit \"per_key\" counts by api_key: the route needs "
+               "\"auth\""});
+  CHECK(errorsOf(doc(R"("rate_limits": {"h": {"key": "header", "rate": "1/s"}})")) ==
+        Errors{"rate_limits.h.header: required with \"key\": \"header\" (the header to count by)"});
+  CHECK(errorsOf(doc(R"("rate_limits": {"h": {"key": "header", "header": "X Y", "rate": "1/s"}})")) ==
+        Errors{"rate_limits.h.header: not a header name: \"X Y\""});
+  CHECK(errorsOf(doc(R"("rate_limits": {"h": {"rate": "1/s", "headers": "v9"}})")) ==
+        Errors{"rate_limits.h.headers: unknown value \"v9\" (known: draft, draft-6)"});
+  CHECK(errorsOf(doc(R"("rate_limits": {"h": {"rate": "1/s", "mode": "cluster"}})")) ==
+        Errors{"rate_limits.h.mode: \"cluster\" needs a \"redis\" section"});
+}
+
+TEST_CASE("config: tiers may have no rate (not limited); api keys by value or digest") {
+  Config c = valid(doc(R"("tiers": {"admin": {}, "free": {"rate": "100/h"}},
+      "api_keys": [{"key": "0123456789abcdef", "tier": "free"},
+                   {"sha256": "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
+                    "tier": "admin", "id": "ops"}])"));
+  CHECK(c.tiers.at("admin").limit.rate.count == 0);
+  CHECK(c.tiers.at("free").limit.rate.count == 100);
+  CHECK(c.api_keys[1].sha256 == "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+  CHECK(c.api_keys[1].id == "ops");
+  CHECK(errorsOf(doc(R"("tiers": {"t": {}}, "api_keys": [{"tier": "t"}])")) ==
+        Errors{"api_keys[0]: needs one of \"key\" or \"sha256\""});
+  CHECK(errorsOf(doc(R"("tiers": {"t": {}}, "api_keys": [{"key": "short", "tier": "t"}])")) ==
+        Errors{"api_keys[0].key: must be 16 to 256 bytes long"});
+  CHECK(errorsOf(doc(R"("tiers": {"t": {}}, "api_keys": [{"sha256": "abc", "tier": "t"}])")) ==
+        Errors{"api_keys[0].sha256: expected 64 hex digits (the key's SHA-256)"});
+  CHECK(errorsOf(doc(R"("tiers": {"t": {"burst": 5}})")) == Errors{"tiers.t.burst: needs a \"rate\""});
+}
+
+TEST_CASE("config: auth, tiers, allow and trusted_proxies") {
+  std::string keys = R"("tiers": {"free": {"rate": "1/s"}, "gold": {}},
+      "api_keys": [{"key": "0123456789abcdef", "tier": "free"}],
+      "trusted_proxies": ["10.0.0.0/8", "::1"])";
+  Config c = valid(withRoute(
+      R"({"path": "/", "static": {}, "auth": "api_key", "tiers": ["gold"], "allow": ["127.0.0.0/8"]})",
+      keys));
+  CHECK(c.routes[0].auth == "api_key");
+  CHECK(c.routes[0].tiers == std::vector<std::string>{"gold"});
+  REQUIRE(c.routes[0].allow.size() == 1);
+  CHECK(c.routes[0].allow[0].prefix == 8);
+  REQUIRE(c.trusted_proxies.size() == 2);
+  CHECK(c.trusted_proxies[1].prefix == 128);
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "auth": "basic"})")) ==
-        Errors{"routes[0].auth: unknown value \"basic\" (known: api_key)"});
+        Errors{"routes[0].auth: unknown value \"basic\" (known: api_key, jwt)"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "auth": "jwt"})")) ==
+        Errors{"routes[0].auth: \"jwt\" needs a top-level \"jwt\" section"});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "auth": "api_key"})")) ==
+        Errors{"routes[0].auth: \"api_key\" needs \"api_keys\" or \"api_key_file\""});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "tiers": ["gold"]})", keys)) ==
+        Errors{"routes[0].tiers: only on a route with \"auth\""});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "allow": ["10.0.0.1/8"]})")) ==
+        Errors{"routes[0].allow[0]: host bits set beyond the prefix in \"10.0.0.1/8\""});
+  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "allow": ["10.0.0.0/33"]})")) ==
+        Errors{"routes[0].allow[0]: prefix must be 0-32 in \"10.0.0.0/33\""});
+  CHECK(errorsOf(doc(R"("trusted_proxies": ["proxy.local"])")) ==
+        Errors{"trusted_proxies[0]: not an IP address or range: \"proxy.local\""});
+  Config jwt = valid(doc(R"("tiers": {"free": {}}, "jwt": {"jwks_file": "k.json", "issuer": "i",
+      "audience": "a", "default_tier": "free"})"));
+  REQUIRE(jwt.jwt.has_value());
+  CHECK(jwt.jwt->tier_claim == "tier");
+  CHECK(jwt.jwt->leeway_ms == 30000);
+  CHECK(jwt.jwt->default_tier == "free");
+  CHECK(errorsOf(doc(R"("jwt": {"issuer": "i"})")) == Errors{"jwt.jwks_file: required"});
+  CHECK(errorsOf(doc(R"("jwt": {"jwks_file": "k", "leeway_ms": 900000})")) ==
+        Errors{"jwt.leeway_ms: must be at most 300000"});
+}
+
+TEST_CASE("config: cache on upstream routes, its memory and its Redis level") {
+  std::string up = R"("upstreams": {"a": {"targets": [{"address": "127.0.0.1:9001"}]}},
+      "cache": {"memory": "8M"})";
+  Config c = valid(withRoute(R"({"prefix": "/", "upstream": "a", "cache": {"ttl_ms": 1000, "shared": true}})", up));
+  CHECK(c.routes[0].cache->ttl_ms == 1000);
+  CHECK(c.routes[0].cache->shared);
+  CHECK(c.cache.memory_bytes == 8ull << 20);
+  CHECK(valid(withRoute(R"({"prefix": "/", "upstream": "a", "cache": {}})", up)).routes[0].cache->ttl_ms == 60000);
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "cache": {"ttl_ms": 1000}})")) ==
-        Errors{"routes[0].cache: not available in this version"});
-  CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}, "cache": {"ttl_ms": "1s"}})")) ==
+        Errors{"routes[0].cache: only for a route with \"upstream\""});
+  CHECK(errorsOf(withRoute(R"({"prefix": "/", "upstream": "a", "cache": {"ttl_ms": "1s"}})", up)) ==
         Errors{"routes[0].cache.ttl_ms: expected a positive integer, got string"});
+  CHECK(errorsOf(doc(R"("cache": {"redis": true})")) == Errors{"cache.redis: needs a \"redis\" section"});
+  CHECK(errorsOf(doc(R"("cache": {"memory": "12"})")) ==
+        Errors{"cache.memory: expected a size of at least 1M like \"64M\", got \"12\""});
+  CHECK(errorsOf(doc(R"("rate_limit_entries": 1000)")) ==
+        Errors{"rate_limit_entries: must be a power of two from 1024 to 16777216"});
 }
 
 TEST_CASE("config: static responses: status range, body, headers") {
@@ -511,7 +597,8 @@ TEST_CASE("config: bad rates are refused") {
       errorsOf(doc(R"("tiers": {"free": {"rate": "100 per hour"}})")) ==
       Errors{
           "tiers.free.rate: expected a rate like \"100/m\" or \"1000/15m\", got \"100 per hour\""});
-  CHECK(errorsOf(doc(R"("tiers": {"free": {"burst": 5}})")) == Errors{"tiers.free.rate: required"});
+  CHECK(errorsOf(doc(R"("tiers": {"free": {"burst": 5}})")) ==
+        Errors{"tiers.free.burst: needs a \"rate\""});
   CHECK(errorsOf(doc(R"("rate_limits": {"r": {"rate": 100}})")) ==
         Errors{"rate_limits.r.rate: expected a string, got number"});
   CHECK(errorsOf(doc(R"("rate_limits": {"r": {"rate": "0/s"}})")) ==
@@ -635,13 +722,13 @@ TEST_CASE("config: upstreams are validated in full") {
 
 TEST_CASE("config: api_keys name existing tiers and are unique, never echoed") {
   std::string tiers = R"("tiers": {"free": {"rate": "100/h"}})";
-  CHECK(errorsOf(doc(tiers + R"(, "api_keys": [{"key": "k-1", "tier": "gold"}])")) ==
+  CHECK(errorsOf(doc(tiers + R"(, "api_keys": [{"key": "k-1-0123456789abcdef", "tier": "gold"}])")) ==
         Errors{"api_keys[0].tier: no tier named \"gold\""});
-  Errors duplicate = errorsOf(doc(tiers + R"(, "api_keys": [{"key": "secret-1", "tier": "free"},
-                                                          {"key": "secret-1", "tier": "free"}])"));
+  Errors duplicate = errorsOf(doc(tiers + R"(, "api_keys": [{"key": "secret-1-0123456789", "tier": "free"},
+                                                          {"key": "secret-1-0123456789", "tier": "free"}])"));
   CHECK(duplicate == Errors{"api_keys[1].key: same key as api_keys[0]"});
   CHECK(errorsOf(doc(tiers + R"(, "api_keys": [{"tier": "free"}])")) ==
-        Errors{"api_keys[0].key: required"});
+        Errors{"api_keys[0]: needs one of \"key\" or \"sha256\""});
   CHECK(errorsOf(doc(tiers + R"(, "api_keys": [{"key": "a b", "tier": "free"}])")) ==
         Errors{"api_keys[0].key: must be printable ASCII without spaces"});
   CHECK(errorsOf(doc(R"("api_keys": {})")) == Errors{"api_keys: expected an array, got object"});
@@ -649,7 +736,7 @@ TEST_CASE("config: api_keys name existing tiers and are unique, never echoed") {
 
 TEST_CASE("config: rate_limits choices and cluster mode") {
   CHECK(errorsOf(doc(R"("rate_limits": {"r": {"rate": "1/s", "key": "user"}})")) ==
-        Errors{"rate_limits.r.key: unknown value \"user\" (known: ip, api_key, route)"});
+        Errors{"rate_limits.r.key: unknown value \"user\" (known: ip, api_key, header, route)"});
   CHECK(errorsOf(doc(R"("rate_limits": {"r": {"rate": "1/s", "mode": "cluster"}})")) ==
         Errors{"rate_limits.r.mode: \"cluster\" needs a \"redis\" section"});
   CHECK(
@@ -659,7 +746,7 @@ TEST_CASE("config: rate_limits choices and cluster mode") {
         Errors{"rate_limits.r.burst: expected a positive integer, got 0"});
   Config c = valid(doc(R"("redis": {"address": "[::1]:6380", "timeout_ms": 20},
       "rate_limits": {"r": {"rate": "1/s", "mode": "cluster", "on_redis_error": "closed"}})"));
-  CHECK(c.rate_limits.at("r").mode == "cluster");
+  CHECK(c.rate_limits.at("r").limit.mode == "cluster");
   CHECK(c.redis->address.port == 6380);
   CHECK(errorsOf(doc(R"("redis": {"address": "redis:6379"})")) ==
         Errors{"redis.address: not an IP address: \"redis\" (hostnames are not resolved)"});

@@ -139,7 +139,8 @@ void appendUpstreamRequestHead(std::string& out, const Request& request, const F
 
 void appendClientResponseHead(std::string& out, const ResponseHead& head, ClientFraming framing,
                               uint64_t length, ConnectionHeader connection,
-                              std::string_view request_id, std::string_view date) {
+                              std::string_view request_id, std::string_view date,
+                              std::string_view extra) {
   out += "HTTP/1.1 ";
   out += std::to_string(head.status);
   out += ' ';
@@ -161,6 +162,7 @@ void appendClientResponseHead(std::string& out, const ResponseHead& head, Client
   }
   if (!has_date) appendField(out, "Date", date);
   if (!request_id.empty()) appendField(out, "X-Request-Id", request_id);
+  out += extra;
   switch (framing) {
     case ClientFraming::None:
     case ClientFraming::HeadLength:

@@ -52,10 +52,12 @@ enum class ClientFraming {
 };
 
 // Appends the response head for the client. `date` is used when the upstream
-// sent no Date.
+// sent no Date. `extra`: header lines phalanx adds ("Name: value\r\n" each:
+// rate-limit state, X-Cache).
 void appendClientResponseHead(std::string& out, const ResponseHead& head, ClientFraming framing,
                               uint64_t length, ConnectionHeader connection,
-                              std::string_view request_id, std::string_view date);
+                              std::string_view request_id, std::string_view date,
+                              std::string_view extra = {});
 
 // Appends one chunk of a chunked body (nothing for an empty one), and the
 // last chunk.

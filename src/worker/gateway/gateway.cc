@@ -4,6 +4,7 @@
 
 #include "shared/histogram.h"
 #include "shared/upstream_records.h"
+#include "worker/gateway/guarded_exchange.h"
 #include "worker/gateway/proxy_exchange.h"
 
 namespace phalanx::worker {
@@ -99,6 +100,21 @@ bool Gateway::build(const shared::Config& config, const shared::SharedRegion& re
     breaker_sync_ = std::make_unique<BreakerSync>(loop_, *config.redis, hostOrigin(master_pid),
                                                   std::move(groups));
   }
+  bool cluster_limits = false;
+  for (const auto& [name, limit] : config.rate_limits) {
+    cluster_limits = cluster_limits || limit.limit.mode == "cluster";
+  }
+  for (const auto& [name, tier] : config.tiers) {
+    cluster_limits = cluster_limits || tier.limit.mode == "cluster";
+  }
+  if (config.redis && (cluster_limits || config.cache.redis)) {
+    redis_ = std::make_unique<RedisClient>(
+        loop_, RedisClient::Options{.address = config.redis->address,
+                                    .timeout_ms = config.redis->timeout_ms});
+    redis_limiter_ = std::make_unique<RedisRateLimiter>(*redis_);
+  }
+  guard_ = Guard::create(loop_, config, region, redis_limiter_.get(), error);
+  if (!guard_) return false;
   if (!health_targets.empty()) {
     health_ = std::make_unique<HealthChecker>(loop_, std::move(health_targets),
                                               region.gateway().health_lease, pid_);
@@ -108,12 +124,14 @@ bool Gateway::build(const shared::Config& config, const shared::SharedRegion& re
 
 void Gateway::start() {
   if (breaker_sync_) breaker_sync_->start();
+  if (redis_) redis_->start();
   if (health_) health_->start();
 }
 
 void Gateway::closeAll() {
   pool_->closeIdle();
   if (breaker_sync_) breaker_sync_->close();
+  if (redis_) redis_->close();
   health_.reset();  // its handles close through the loop's last run
 }
 
@@ -128,10 +146,24 @@ Gateway::~Gateway() = default;
 
 std::unique_ptr<Exchange> Gateway::startExchange(const Route& route, const Request& request,
                                                  ExchangeSink& sink) {
-  auto exchange =
-      std::make_unique<ProxyExchange>(*this, *groups_[route.upstream], route, request, sink);
+  if (route.guarded) {
+    auto exchange = std::make_unique<GuardedExchange>(*this, route, request, sink);
+    exchange->start();
+    return exchange;
+  }
+  auto exchange = makeProxy(route, request, sink);
   exchange->start();
   return exchange;
+}
+
+std::unique_ptr<ProxyExchange> Gateway::makeProxy(const Route& route, const Request& request,
+                                                  ExchangeSink& sink) {
+  return std::make_unique<ProxyExchange>(*this, *groups_[route.upstream], route, request, sink);
+}
+
+shared::RedisState Gateway::redisState() const {
+  if (!redis_) return shared::RedisState::Unused;
+  return redis_->connected() ? shared::RedisState::Up : shared::RedisState::Down;
 }
 
 void Gateway::beginDrain() {

@@ -12,6 +12,8 @@
 #include "shared/config.h"
 #include "shared/shm.h"
 #include "worker/gateway/breaker_sync.h"
+#include "worker/gateway/guard.h"
+#include "worker/gateway/proxy_exchange.h"
 #include "worker/gateway/health_checker.h"
 #include "worker/gateway/request_id.h"
 #include "worker/gateway/upstream_group.h"
@@ -19,9 +21,13 @@
 #include "worker/http/exchange.h"
 #include "worker/http/http_date.h"
 #include "worker/http/http_parser.h"
+#include "worker/redis/redis_client.h"
+#include "worker/redis/redis_rate_limiter.h"
 #include "worker/router.h"
 
 namespace phalanx::worker {
+
+class Handlers;
 
 class Gateway {
  public:
@@ -35,10 +41,20 @@ class Gateway {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
-  // The exchange for a request on a route with an upstream; it may already
-  // have answered (nothing usable) when this returns.
+  // The exchange for a request on a route with an upstream or a guard; it
+  // may already have answered (nothing usable, refused) when this returns.
   std::unique_ptr<Exchange> startExchange(const Route& route, const Request& request,
                                           ExchangeSink& sink);
+  // A proxy exchange for `route`'s upstream, not started.
+  std::unique_ptr<ProxyExchange> makeProxy(const Route& route, const Request& request,
+                                           ExchangeSink& sink);
+
+  // Static and builtin answers of guarded routes; set by the worker.
+  void setHandlers(Handlers* handlers) { handlers_ = handlers; }
+  Handlers& handlers() { return *handlers_; }
+  Guard& guard() { return *guard_; }
+  // The state of the Redis connection limits and the cache use.
+  shared::RedisState redisState() const;
 
   // Connects to Redis when a breaker is shared with other hosts; starts the
   // active health checks (run by whichever worker holds the host's lease).
@@ -82,6 +98,11 @@ class Gateway {
   std::vector<std::unique_ptr<UpstreamGroup>> groups_;
   std::unique_ptr<BreakerSync> breaker_sync_;  // only with a "cluster" breaker
   std::unique_ptr<HealthChecker> health_;      // only with a health_check
+  // Cluster rate limits and the cache's Redis level share one connection.
+  std::unique_ptr<RedisClient> redis_;
+  std::unique_ptr<RedisRateLimiter> redis_limiter_;
+  std::unique_ptr<Guard> guard_;
+  Handlers* handlers_ = nullptr;
   RequestIds request_ids_;
   HttpDate date_;
   std::string scratch_;

@@ -316,13 +316,16 @@ void ProxyExchange::onResponseHead(const ResponseHead& head) {
   }
   ConnectionHeader connection = sink_.beginResponse(must_close);
   std::string& out = gateway_.scratch();
-  appendClientResponseHead(out, head, framing_, length, connection, request_id_, gateway_.date());
+  appendClientResponseHead(out, head, framing_, length, connection, request_id_, gateway_.date(),
+                           extra_);
   response_started_ = true;
+  if (tap_ != nullptr) tap_->onTapHead(head);
   sink_.write(out);
 }
 
 void ProxyExchange::onResponseBody(const char* data, size_t length) {
   if (retry_this_response_ || !response_started_) return;
+  if (tap_ != nullptr) tap_->onTapBody(data, length);
   if (framing_ == ClientFraming::Chunked) {
     chunk_.clear();
     appendChunk(chunk_, data, length);
@@ -356,6 +359,7 @@ void ProxyExchange::completeResponse(bool upstream_reusable) {
   conn_ = nullptr;
   endAttempt(status_ >= 500 ? AttemptResult::Failure : AttemptResult::Success);
   finished_ = true;
+  if (tap_ != nullptr) tap_->onTapEnd(true);
   sink_.finish(status_, framing_ != ClientFraming::UntilClose);
 }
 
@@ -366,6 +370,7 @@ void ProxyExchange::abortResponse() {
   dropConnection();
   endAttempt(AttemptResult::Failure);
   finished_ = true;
+  if (tap_ != nullptr) tap_->onTapEnd(false);
   sink_.finish(status_, false);
 }
 
@@ -395,8 +400,9 @@ void ProxyExchange::answerError(int status, const char* what, uint64_t retry_aft
   Response r = makeJsonError(status, "upstream \"" + group_.name() + "\": " + what, extra);
   ConnectionHeader connection = sink_.beginResponse(false);
   std::string out;
-  appendResponse(out, r, gateway_.date(), connection, head_request_);
+  appendResponse(out, r, gateway_.date(), connection, head_request_, extra_);
   finished_ = true;
+  if (tap_ != nullptr) tap_->onTapEnd(false);
   sink_.write(out);
   sink_.finish(status, true);
 }

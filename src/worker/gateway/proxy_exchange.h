@@ -45,6 +45,18 @@ namespace phalanx::worker {
 
 class Gateway;
 
+// What sees a proxied response as it is relayed (the response cache, the
+// invalidation after an unsafe method): the final head, the body bytes as the
+// upstream sent them (de-chunked), and whether it ended complete.
+class ResponseTap {
+ public:
+  virtual ~ResponseTap() = default;
+  virtual void onTapHead(const ResponseHead& head) = 0;
+  virtual void onTapBody(const char* data, size_t length) = 0;
+  // `complete` false: the response was cut short or never came (an error answer).
+  virtual void onTapEnd(bool complete) = 0;
+};
+
 class ProxyExchange final : public Exchange,
                             private UpstreamConnection::User,
                             private UpstreamResponseParser::Listener {
@@ -56,6 +68,13 @@ class ProxyExchange final : public Exchange,
   ProxyExchange(Gateway& gateway, UpstreamGroup& group, const Route& route,
                 const Request& request, ExchangeSink& sink);
   ~ProxyExchange() override;
+
+  // Before start(): header lines added to the client's response (`extra`,
+  // which must outlive the exchange) and a tap on the response (or nullptr).
+  void decorate(std::string_view extra, ResponseTap* tap) {
+    extra_ = extra;
+    tap_ = tap;
+  }
 
   // Starts the first attempt; may answer at once (nothing usable).
   void start();
@@ -132,6 +151,8 @@ class ProxyExchange final : public Exchange,
   uint64_t attempt_started_ns_ = 0;
   double upstream_ms_ = 0;
   std::string chunk_;  // reused to frame chunks toward the client
+  std::string_view extra_;
+  ResponseTap* tap_ = nullptr;
 };
 
 }  // namespace phalanx::worker

@@ -224,7 +224,9 @@ void Connection::onHeadersComplete(Request& request) {
     if (!writing()) writeOut();
   }
   route_ = worker_.handlers().match(request, listener_);
-  if (route_ != nullptr && route_->kind == shared::RouteKind::Upstream &&
+  // Proxied and guarded routes are answered by the gateway; a method the
+  // route does not take gets its 405 like any other.
+  if (route_ != nullptr && (route_->kind == shared::RouteKind::Upstream || route_->guarded) &&
       route_->allows(request.method)) {
     exchange_request_ = &request;
     exchange_status_ = 0;
@@ -368,6 +370,8 @@ void Connection::countResponse(int status, uint64_t bytes, const Request* reques
       entry.upstream = report->target;
       entry.upstream_status = report->upstream_status;
       entry.upstream_ms = report->upstream_ms;
+      entry.key_id = report->key_id;
+      entry.cache = report->cache;
     }
     log->write(entry);
   }
@@ -558,6 +562,7 @@ const ClientInfo& Connection::client() const {
   if (client_ip_.empty()) {
     client_ip_ = peerIp(reinterpret_cast<const sockaddr*>(&peer_));
     client_info_.address = client_ip_;
+    client_info_.peer = reinterpret_cast<const sockaddr*>(&peer_);
   }
   return client_info_;
 }

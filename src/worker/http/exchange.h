@@ -29,6 +29,8 @@
 #pragma once
 
 #include <cstddef>
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <string_view>
 
@@ -39,6 +41,7 @@ namespace phalanx::worker {
 // What a response needs to know about the client.
 struct ClientInfo {
   std::string_view address;  // the peer's IP, as text
+  const sockaddr* peer = nullptr;  // the peer's address, as accept4() gave it
 };
 
 class ExchangeSink {
@@ -75,6 +78,8 @@ class Exchange {
     std::string_view target;
     int upstream_status = 0;
     double upstream_ms = 0;
+    std::string_view key_id;  // see AccessEntry
+    std::string_view cache;
   };
   virtual Report report() const = 0;
 };

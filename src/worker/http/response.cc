@@ -87,8 +87,9 @@ Response makeJsonError(int status, std::string_view message, const HeaderList& e
 }
 
 void appendResponse(std::string& out, const Response& response, std::string_view date,
-                    ConnectionHeader connection, bool head_only) {
+                    ConnectionHeader connection, bool head_only, std::string_view extra) {
   out += response.head;
+  out += extra;
   out += "Date: ";
   out += date;
   switch (connection) {

@@ -30,9 +30,10 @@ Response makeJsonError(int status, std::string_view message, const HeaderList& e
 enum class ConnectionHeader { None, KeepAlive, Close };
 
 // Appends the whole response to `out`. `head_only` (HEAD requests) keeps
-// Content-Length but leaves the body out.
+// Content-Length but leaves the body out. `extra`: header lines decided per
+// request ("Name: value\r\n" each: rate-limit state, X-Cache), added as they are.
 void appendResponse(std::string& out, const Response& response, std::string_view date,
-                    ConnectionHeader connection, bool head_only);
+                    ConnectionHeader connection, bool head_only, std::string_view extra = {});
 
 std::string_view reasonPhrase(int status);
 

@@ -1,0 +1,105 @@
+// A request on a guarded route (an allow list, auth, rate limits, a cache),
+// in the order of the design's request path:
+//
+//   allow → auth (401 / 403) → rate limits (429) → handler
+//
+// Each step may answer for the route; only a request that passes them all
+// reaches the route's handler: its static or builtin answer, or a
+// ProxyExchange. Every response of a limited route, refusals included,
+// carries the rate-limit headers of the limits that applied (the style of the
+// route's first limit).
+//
+// Asynchronous steps (a cluster limit waiting for Redis) hold the request:
+// the client's input is paused, and the body bytes already read are kept
+// (at most one read, see exchange.h) until the handler takes them.
+//
+// Answers (JSON bodies that never name an internal reason):
+//   peer outside the route's allow list     → 403 "forbidden"
+//   no credentials, or unknown / invalid    → 401 with WWW-Authenticate
+//   a valid key whose tier may not use it   → 403 "forbidden for this tier"
+//   a limit refused                         → 429 with Retry-After
+//
+// The exchange is its inner exchange's sink (a pass-through to the
+// connection's), so it sees the handler finish.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "shared/policy/gcra.h"
+#include "worker/gateway/authenticator.h"
+#include "worker/gateway/guard.h"
+#include "worker/gateway/proxy_exchange.h"
+#include "worker/http/exchange.h"
+#include "worker/http/http_parser.h"
+#include "worker/router.h"
+
+namespace phalanx::worker {
+
+class Gateway;
+
+class GuardedExchange final : public Exchange, private ExchangeSink {
+ public:
+  GuardedExchange(Gateway& gateway, const Route& route, const Request& request, ExchangeSink& sink);
+  ~GuardedExchange() override;
+
+  void start();
+
+  // Exchange
+  void onBody(const char* data, size_t length) override;
+  void onBodyEnd() override;
+  void onOutputDrained() override;
+  Report report() const override;
+
+ private:
+  // ExchangeSink, for the inner exchange: passed through to sink_.
+  ConnectionHeader beginResponse(bool must_close) override { return sink_.beginResponse(must_close); }
+  void write(std::string_view bytes) override { sink_.write(bytes); }
+  void flush() override { sink_.flush(); }
+  void finish(int status, bool reusable) override;
+  size_t pendingOutput() const override { return sink_.pendingOutput(); }
+  void pauseInput() override;
+  void resumeInput() override;
+  const ClientInfo& client() const override { return sink_.client(); }
+
+  void checkLimits();
+  void onLimitsDecided();
+  // Every step passed: the route's handler answers.
+  void pass();
+  // Answers for the route (403, 401, 429).
+  void refuse(int status, const char* message, HeaderList headers);
+  void countUsage(bool refused);
+  std::string_view limitKey(const RateLimiter::Limit& limit, std::string& storage) const;
+
+  Gateway& gateway_;
+  const Route& route_;
+  const RouteGuard& guard_;
+  const Request& request_;
+  ExchangeSink& sink_;
+  std::unique_ptr<ProxyExchange> inner_;
+  Identity identity_;
+  shared::KeyUsageRecord* usage_ = nullptr;
+
+  // Limits: which apply, and what each decided.
+  struct Applied {
+    uint32_t limit = 0;
+    shared::policy::GcraDecision decision;
+  };
+  std::vector<Applied> applied_;
+  size_t undecided_ = 0;
+  std::string extra_;  // rate-limit header lines for every response
+
+  // Body bytes read before the handler could take them.
+  std::string held_body_;
+  bool body_ended_ = false;
+  bool waiting_ = false;        // an asynchronous step holds the request
+  bool input_paused_ = false;   // we paused the client (waiting)
+  bool inner_paused_ = false;   // the inner exchange paused the client
+  bool finished_ = false;
+  // Cleared by the destructor: a Redis answer that comes after the client left
+  // finds it false.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace phalanx::worker
