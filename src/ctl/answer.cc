@@ -155,6 +155,24 @@ std::optional<std::string> renderAnswer(Command command, const Answer& answer, u
       if (keys.size() == 0) out = "no keys seen yet\n";
       return out;
     }
+    case Command::CachePurge: {
+      std::optional<uint64_t> workers = unsignedMember(root, "workers");
+      std::optional<uint64_t> done = unsignedMember(root, "workers_done");
+      if (!workers || !done) {
+        *error = "a cache purge answer needs \"workers\" and \"workers_done\"";
+        return std::nullopt;
+      }
+      std::string out = "cache purge ok: " + std::to_string(*done) + " of " +
+                        std::to_string(*workers) + " workers emptied their cache";
+      uint64_t removed = 0;
+      simdjson::dom::element redis;
+      if (root.at_key("redis_removed").get(redis) == simdjson::SUCCESS) {
+        out += redis.get_uint64().get(removed) == simdjson::SUCCESS
+                   ? "; Redis: " + std::to_string(removed) + " keys removed"
+                   : "; Redis: not done yet";
+      }
+      return out + "\n";
+    }
     case Command::ShowInfo:
     case Command::ShowStat:
     case Command::Help: return textOf(answer, error);

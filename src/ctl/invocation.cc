@@ -17,7 +17,7 @@ constexpr double kMaxTimeoutSeconds = 86400;
 
 constexpr const char* kCommandList =
     "status, reload, scale N, stop, show info, show stat, upstreams, breaker open|close UPSTREAM "
-    "TARGET, keys [N], help";
+    "TARGET, keys [N], cache purge [PREFIX], help";
 
 struct Parser {
   Invocation invocation;
@@ -129,6 +129,14 @@ bool parseCommand(Parser& p) {
     return true;
   }
   if (first == "upstreams") return noArguments(Command::Upstreams);
+  if (first == "cache") {
+    if (w.size() < 2 || w.size() > 3 || w[1] != "purge" || (w.size() == 3 && w[2][0] != '/')) {
+      return p.fail("usage: cache purge [PREFIX] (a path prefix like /api/; none: everything)");
+    }
+    inv.command = Command::CachePurge;
+    inv.line = w.size() == 3 ? "cache purge " + std::string(w[2]) + "\n" : "cache purge\n";
+    return true;
+  }
   if (first == "keys") {
     if (w.size() > 2 || (w.size() == 2 && (w[1].empty() || w[1].size() > 4 ||
                                            w[1].find_first_not_of("0123456789") !=
@@ -222,6 +230,8 @@ std::string usage() {
          "  breaker close UPSTREAM TARGET\n"
          "              force it closed, its failure counts cleared\n"
          "  keys [N]    the N busiest API keys / JWT subjects: requests, refusals, last seen\n"
+         "  cache purge [PREFIX]\n"
+         "              empty the response cache of paths starting with PREFIX (both levels)\n"
          "  help        the commands the master knows\n"
          "\n"
          "options:\n"

@@ -48,6 +48,7 @@ enum class Command {
   BreakerOpen,
   BreakerClose,
   Keys,
+  CachePurge,
 };
 
 struct Invocation {

@@ -45,6 +45,9 @@ bool parseTop(const std::string& text, size_t* out) {
 }
 
 constexpr uint64_t kTickMs = 50;
+// How long `cache purge` waits for the workers (they look on their 500 ms
+// heartbeat) and for the Redis level's SCAN.
+constexpr uint64_t kPurgeWaitMs = 5000;
 // Reloads while this many old generations still drain wait for one to finish:
 // each generation holds a process per slot.
 constexpr uint32_t kMaxDrainingGenerations = 3;
@@ -354,6 +357,21 @@ class Master {
     for (ControlCommand& command : upstreamCommands(region_, served)) {
       table.push_back(std::move(command));
     }
+    table.push_back({{"cache", "purge"}, "[PREFIX]",
+                     "empty the response cache (both levels) of paths starting with PREFIX",
+                     [this](const std::vector<std::string>& args, auto reply) {
+                       std::string prefix = args.empty() ? "" : args[0];
+                       if (args.size() > 1 || prefix.size() >= shared::kPurgePrefixBytes ||
+                           (!prefix.empty() && prefix[0] != '/')) {
+                         reply->fail("usage: cache purge [PREFIX] (a path prefix like /api/)");
+                         return;
+                       }
+                       uint64_t sequence = shared::requestPurge(region_, prefix);
+                       purges_.push_back({.sequence = sequence,
+                                          .deadline_ms = shared::monotonicMs() + kPurgeWaitMs,
+                                          .redis = supervisor_.current().config.cache.redis,
+                                          .reply = std::move(reply)});
+                     }});
     table.push_back({{"keys"}, "[N]",
                      "the N busiest API keys / JWT subjects (default 20): requests, refusals",
                      [this](const std::vector<std::string>& args, auto reply) {
@@ -382,6 +400,45 @@ class Master {
       notifier_.ready("serving generation " + std::to_string(supervisor_.current().number));
     }
     if (reload_deferred_) maybeStartReload();
+    answerPurges();
+  }
+
+  // A purge is done when every live worker has emptied its level 1 and, with
+  // a Redis level, a worker reported the SCAN's result; after kPurgeWaitMs
+  // the answer says what is still pending.
+  void answerPurges() {
+    const shared::AccessInfo& info = region_.access();
+    uint64_t now = shared::monotonicMs();
+    std::erase_if(purges_, [&](const PendingPurge& p) {
+      uint32_t done = 0, live = 0;
+      for (uint32_t i = 0; i < region_.cellCapacity(); ++i) {
+        const shared::WorkerCell& cell = region_.cell(i);
+        if (cell.pid.load(std::memory_order_relaxed) == 0 ||
+            cell.state.load(std::memory_order_acquire) !=
+                static_cast<uint32_t>(shared::WorkerState::Ready)) {
+          continue;
+        }
+        ++live;
+        if (cell.purge_seen.load(std::memory_order_acquire) >= p.sequence) ++done;
+      }
+      bool redis_done = !p.redis || info.purge_l2_done.load(std::memory_order_acquire) >= p.sequence;
+      if ((done < live || !redis_done) && now < p.deadline_ms) return false;
+      int64_t removed = info.purge_l2_removed.load(std::memory_order_relaxed);
+      p.reply->ok([&](shared::JsonWriter& w) {
+        w.field("sequence", p.sequence);
+        w.field("workers", live);
+        w.field("workers_done", done);
+        if (p.redis) {
+          w.key("redis_removed");
+          if (redis_done && removed >= 0) {
+            w.value(static_cast<uint64_t>(removed));
+          } else {
+            w.null();
+          }
+        }
+      });
+      return true;
+    });
   }
 
   void stop(bool graceful) {
@@ -427,6 +484,14 @@ class Master {
   bool reload_running_ = false;
   bool upstreams_provisioned_ = false;  // the running reload wrote the upstream records
   bool reload_deferred_ = false;
+  // `cache purge` requests waiting for every worker (and the Redis level) to be done.
+  struct PendingPurge {
+    uint64_t sequence;
+    uint64_t deadline_ms;
+    bool redis;
+    std::shared_ptr<ControlReply> reply;
+  };
+  std::vector<PendingPurge> purges_;
   bool stopping_ = false;
   bool announced_ready_ = false;
   int exit_code_ = 0;

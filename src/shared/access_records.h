@@ -97,6 +97,7 @@ struct alignas(64) AccessInfo {
   std::atomic<uint64_t> purge_sequence;       // master: the latest purge request
   std::atomic<uint64_t> purge_claimed;        // the request whose Redis purge a worker took
   std::atomic<int64_t> purge_l2_removed;      // its result: keys removed, -1 failed
+  std::atomic<uint64_t> purge_l2_done;        // the request whose Redis purge is over (result set)
   char purge_prefix[kPurgePrefixBytes];       // master, before purge_sequence moves
 };
 
@@ -105,7 +106,7 @@ static_assert(sizeof(LimitRecord) == 128 && offsetof(LimitRecord, allowed) == 72
               "LimitRecord layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(sizeof(KeyUsageRecord) == 128 && offsetof(KeyUsageRecord, requests) == 104,
               "KeyUsageRecord layout changed: bump kShmLayoutVersion and update this assert");
-static_assert(offsetof(AccessInfo, purge_prefix) == 272,
+static_assert(offsetof(AccessInfo, purge_prefix) == 280,
               "AccessInfo layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(std::is_standard_layout_v<LimitRecord> && std::is_standard_layout_v<KeyUsageRecord> &&
               std::is_standard_layout_v<AccessInfo>);

@@ -63,7 +63,7 @@ uv_buf_t Worker::readBuffer() {
 
 bool Worker::start(std::string* error) {
   if (!adopter_.start(loop_, error)) return false;
-  gateway_ = Gateway::create(loop_, config_, region_, getpid(), options_.master_pid, error);
+  gateway_ = Gateway::create(loop_, config_, region_, cell_, getpid(), options_.master_pid, error);
   if (!gateway_) return false;
   handlers_.setGateway(gateway_.get());
   gateway_->setHandlers(&handlers_);
@@ -121,6 +121,7 @@ void Worker::heartbeat() {
   if (gateway_) {
     cell_.redis_state.store(static_cast<uint32_t>(gateway_->redisState()),
                             std::memory_order_relaxed);
+    gateway_->onHeartbeat();
   }
   balanceConnections();
   if (access_log_) {

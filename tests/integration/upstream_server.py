@@ -34,6 +34,9 @@ suppresses it).  Endpoints (any method unless noted; HEAD never gets a body):
   /status/N             status N (200..599) with a small JSON body; 204 without body or
                         Content-Length, 304 without body but with an ETag
   /delay?ms=D           waits D ms, then 200 JSON
+  /cacheable/...        200 JSON {n: requests to this target so far, target, method}, with
+                        &cc=VALUE as Cache-Control, &vary=NAMES as Vary, &cookie=1 (a
+                        Set-Cookie), &ms=D (waits D ms first), &status=N (instead of 200)
   /continue             100 Continue if Expect: 100-continue, then like /upload plus
                         "expect": bool; &status=N with Expect: answers N at once without
                         reading the body, and closes
@@ -478,6 +481,9 @@ def send_continue(conn, req):
         req.continue_sent = True
 
 
+CACHEABLE_COUNTS = {}  # /cacheable targets: requests seen, for the cache tests
+
+
 def handle(conn, req, keep):
     """Answers one request; returns whether the connection stays open."""
     path = req.path
@@ -527,6 +533,23 @@ def handle(conn, req, keep):
             return keep
         headers = [("ETag", '"phalanx-test"')] if status == 304 else []
         conn.respond_json(req, status, {"status": status}, headers=headers, keep_alive=keep)
+        return keep
+
+    if path.startswith("/cacheable"):
+        time.sleep(req.qint("ms", 0) / 1000.0)
+        with STATE.lock:
+            CACHEABLE_COUNTS[req.target] = CACHEABLE_COUNTS.get(req.target, 0) + 1
+            n = CACHEABLE_COUNTS[req.target]
+        headers = []
+        if req.q("cc") is not None:
+            headers.append(("Cache-Control", req.q("cc")))
+        if req.q("vary") is not None:
+            headers.append(("Vary", req.q("vary")))
+        if req.qint("cookie", 0):
+            headers.append(("Set-Cookie", "session=secret; Path=/"))
+        conn.respond_json(req, req.qint("status", 200),
+                          {"n": n, "target": req.target, "method": req.method,
+                           "accept": req.header("Accept")}, headers=headers, keep_alive=keep)
         return keep
 
     if path == "/delay":

@@ -36,10 +36,11 @@ UpstreamCells cellsOf(shared::UpstreamRecord& r) {
 }  // namespace
 
 std::unique_ptr<Gateway> Gateway::create(uv_loop_t* loop, const shared::Config& config,
-                                         const shared::SharedRegion& region, int pid,
-                                         int master_pid, std::string* error) {
+                                         const shared::SharedRegion& region,
+                                         shared::WorkerCell& cell, int pid, int master_pid,
+                                         std::string* error) {
   std::unique_ptr<Gateway> gateway(new Gateway(loop, pid));
-  if (!gateway->build(config, region, master_pid, error)) return nullptr;
+  if (!gateway->build(config, region, cell, master_pid, error)) return nullptr;
   return gateway;
 }
 
@@ -51,7 +52,7 @@ Gateway::Gateway(uv_loop_t* loop, int pid)
 // on the region, and a worker with state of its own would break the promise
 // that every worker shares one breaker and one in-flight count.
 bool Gateway::build(const shared::Config& config, const shared::SharedRegion& region,
-                    int master_pid, std::string* error) {
+                    shared::WorkerCell& cell, int master_pid, std::string* error) {
   std::vector<UpstreamPool::Target> pool_targets;
   std::vector<HealthTarget> health_targets;
   for (const auto& [name, upstream] : config.upstreams) {
@@ -112,7 +113,9 @@ bool Gateway::build(const shared::Config& config, const shared::SharedRegion& re
         loop_, RedisClient::Options{.address = config.redis->address,
                                     .timeout_ms = config.redis->timeout_ms});
     redis_limiter_ = std::make_unique<RedisRateLimiter>(*redis_);
+    if (config.cache.redis) redis_cache_ = std::make_unique<RedisCacheStore>(*redis_);
   }
+  cache_ = std::make_unique<CacheLayer>(config.cache, region, cell, redis_cache_.get());
   guard_ = Guard::create(loop_, config, region, redis_limiter_.get(), error);
   if (!guard_) return false;
   if (!health_targets.empty()) {
@@ -159,6 +162,11 @@ std::unique_ptr<Exchange> Gateway::startExchange(const Route& route, const Reque
 std::unique_ptr<ProxyExchange> Gateway::makeProxy(const Route& route, const Request& request,
                                                   ExchangeSink& sink) {
   return std::make_unique<ProxyExchange>(*this, *groups_[route.upstream], route, request, sink);
+}
+
+void Gateway::onHeartbeat() {
+  cache_->checkPurge();
+  cache_->publish();
 }
 
 shared::RedisState Gateway::redisState() const {

@@ -12,6 +12,7 @@
 #include "shared/config.h"
 #include "shared/shm.h"
 #include "worker/gateway/breaker_sync.h"
+#include "worker/gateway/cache_layer.h"
 #include "worker/gateway/guard.h"
 #include "worker/gateway/proxy_exchange.h"
 #include "worker/gateway/health_checker.h"
@@ -22,6 +23,7 @@
 #include "worker/http/http_date.h"
 #include "worker/http/http_parser.h"
 #include "worker/redis/redis_client.h"
+#include "worker/redis/redis_cache_store.h"
 #include "worker/redis/redis_rate_limiter.h"
 #include "worker/router.h"
 
@@ -35,8 +37,9 @@ class Gateway {
   // (the master provisions them before it starts a worker). `master_pid`
   // names this host to the others (breakers shared over Redis).
   static std::unique_ptr<Gateway> create(uv_loop_t* loop, const shared::Config& config,
-                                         const shared::SharedRegion& region, int pid,
-                                         int master_pid, std::string* error);
+                                         const shared::SharedRegion& region,
+                                         shared::WorkerCell& cell, int pid, int master_pid,
+                                         std::string* error);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
@@ -53,6 +56,9 @@ class Gateway {
   void setHandlers(Handlers* handlers) { handlers_ = handlers; }
   Handlers& handlers() { return *handlers_; }
   Guard& guard() { return *guard_; }
+  CacheLayer& cache() { return *cache_; }
+  // From the worker's heartbeat: cache purges and gauges.
+  void onHeartbeat();
   // The state of the Redis connection limits and the cache use.
   shared::RedisState redisState() const;
 
@@ -90,8 +96,8 @@ class Gateway {
 
  private:
   Gateway(uv_loop_t* loop, int pid);
-  bool build(const shared::Config& config, const shared::SharedRegion& region, int master_pid,
-             std::string* error);
+  bool build(const shared::Config& config, const shared::SharedRegion& region,
+             shared::WorkerCell& cell, int master_pid, std::string* error);
 
   uv_loop_t* loop_;
   std::unique_ptr<UpstreamPool> pool_;
@@ -101,6 +107,8 @@ class Gateway {
   // Cluster rate limits and the cache's Redis level share one connection.
   std::unique_ptr<RedisClient> redis_;
   std::unique_ptr<RedisRateLimiter> redis_limiter_;
+  std::unique_ptr<RedisCacheStore> redis_cache_;
+  std::unique_ptr<CacheLayer> cache_;
   std::unique_ptr<Guard> guard_;
   Handlers* handlers_ = nullptr;
   RequestIds request_ids_;

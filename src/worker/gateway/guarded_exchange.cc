@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "shared/policy/cache_control.h"
 #include "shared/shm.h"
 #include "worker/gateway/client_address.h"
 #include "worker/gateway/gateway.h"
@@ -24,6 +25,55 @@ std::string_view headerValue(const Request& request, std::string_view lower_name
   return {};
 }
 
+bool isUnsafe(uint8_t method) {
+  return method == HTTP_POST || method == HTTP_PUT || method == HTTP_PATCH ||
+         method == HTTP_DELETE;
+}
+
+void appendConnection(std::string& out, ConnectionHeader connection) {
+  switch (connection) {
+    case ConnectionHeader::None: break;
+    case ConnectionHeader::KeepAlive: out += "Connection: keep-alive\r\n"; break;
+    case ConnectionHeader::Close: out += "Connection: close\r\n"; break;
+  }
+}
+
+bool equalsIgnoringCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
+           return std::tolower(x) == std::tolower(y);
+         });
+}
+
+std::string_view trimmed(std::string_view text) {
+  while (!text.empty() && isBlank(text.front())) text.remove_prefix(1);
+  while (!text.empty() && isBlank(text.back())) text.remove_suffix(1);
+  return text;
+}
+
+// Calls f(token) for each element of a comma-separated field value.
+template <typename F>
+void forEachToken(std::string_view value, F f) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view token = trimmed(value.substr(0, comma));
+    if (!token.empty()) f(token);
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+}
+
+// Whether the response's Connection header names `name`: such a field
+// concerns one connection and is not replayed from the cache.
+bool namedByConnection(const ResponseHead& head, std::string_view name) {
+  bool named = false;
+  for (const auto& [field, value] : head.fields) {
+    if (!equalsLowercase(field, "connection")) continue;
+    forEachToken(value, [&](std::string_view token) { named = named || equalsIgnoringCase(token, name); });
+  }
+  return named;
+}
+
 std::string lowercase(std::string_view text) {
   std::string out(text);
   std::transform(out.begin(), out.end(), out.begin(),
@@ -43,6 +93,9 @@ GuardedExchange::GuardedExchange(Gateway& gateway, const Route& route, const Req
 
 GuardedExchange::~GuardedExchange() {
   *alive_ = false;
+  if (waiter_id_ != 0) gateway_.cache().stopWaiting(cache_key_, waiter_id_);
+  // A leader whose client left: the waiters go upstream themselves.
+  if (leader_) gateway_.cache().release(cache_key_);
 }
 
 void GuardedExchange::start() {
@@ -125,10 +178,20 @@ void GuardedExchange::checkLimits() {
     onLimitsDecided();
     return;
   }
-  // A decision is on its way from Redis: hold the client meanwhile.
+  hold();  // a decision is on its way from Redis
+}
+
+void GuardedExchange::hold() {
   waiting_ = true;
-  input_paused_ = true;
-  sink_.pauseInput();
+  if (!input_paused_) {
+    input_paused_ = true;
+    sink_.pauseInput();
+  }
+}
+
+// An asynchronous step is over; the next may hold again.
+void GuardedExchange::unhold() {
+  waiting_ = false;
 }
 
 void GuardedExchange::onLimitsDecided() {
@@ -146,8 +209,7 @@ void GuardedExchange::onLimitsDecided() {
   }
   appendRateLimitHeaders(extra_, limiter.limit(applied_.front().limit).style, shown.data(),
                          shown.size());
-  bool was_waiting = waiting_;
-  waiting_ = false;
+  unhold();
   if (retry_after_ms > 0) {
     countUsage(true);
     refuse(429, "too many requests",
@@ -155,10 +217,7 @@ void GuardedExchange::onLimitsDecided() {
   } else {
     pass();
   }
-  if (was_waiting && input_paused_ && !inner_paused_ && !finished_) {
-    input_paused_ = false;
-    sink_.resumeInput();
-  }
+  resumeHeld();
 }
 
 void GuardedExchange::countUsage(bool refused) {
@@ -171,16 +230,8 @@ void GuardedExchange::countUsage(bool refused) {
 void GuardedExchange::pass() {
   if (guard_.auth) countUsage(false);
   if (route_.kind == shared::RouteKind::Upstream) {
-    inner_ = gateway_.makeProxy(route_, request_, *this);
-    inner_->decorate(extra_, nullptr);
-    inner_->start();
-    if (!held_body_.empty() && !finished_) {
-      std::string body = std::move(held_body_);
-      held_body_.clear();
-      inner_->onBody(body.data(), body.size());
-    }
-    if (body_ended_ && !finished_) inner_->onBodyEnd();
-    return;
+    if (guard_.cache) return lookUpCache();
+    return proxy(false);
   }
   ConnectionHeader connection = sink_.beginResponse(false);
   std::string& out = gateway_.scratch();
@@ -188,6 +239,250 @@ void GuardedExchange::pass() {
   finished_ = true;
   sink_.write(out);
   sink_.finish(status, true);
+}
+
+void GuardedExchange::proxy(bool tap) {
+  if (cache_status_ != nullptr) {
+    extra_ += "X-Cache: ";
+    extra_ += cache_status_;
+    extra_ += "\r\n";
+  }
+  inner_ = gateway_.makeProxy(route_, request_, *this);
+  inner_->decorate(extra_, tap || invalidate_ ? this : nullptr);
+  inner_->start();
+  if (!held_body_.empty() && !finished_) {
+    std::string body = std::move(held_body_);
+    held_body_.clear();
+    inner_->onBody(body.data(), body.size());
+  }
+  if (body_ended_ && !finished_) inner_->onBodyEnd();
+}
+
+void GuardedExchange::lookUpCache() {
+  CacheLayer& cache = gateway_.cache();
+  shared::AccessInfo& info = cache.info();
+  cache.checkPurge();
+  if (request_.method != HTTP_GET && request_.method != HTTP_HEAD) {
+    invalidate_ = isUnsafe(request_.method);
+    cache_status_ = "BYPASS";
+    bump(info.cache_bypasses);
+    return proxy(false);
+  }
+  shared::policy::CacheDirectives asked;
+  bool credentials = false;
+  for (size_t i = 0; i < request_.headerCount(); ++i) {
+    auto [name, value] = request_.header(i);
+    if (equalsLowercase(name, "cache-control")) shared::policy::mergeCacheControl(asked, value);
+    if (equalsLowercase(name, "authorization") || equalsLowercase(name, "x-api-key")) {
+      credentials = true;
+    }
+  }
+  auto mode = shared::policy::requestCacheMode(asked);
+  if (mode == shared::policy::RequestCacheMode::Bypass || (credentials && !guard_.cache->shared)) {
+    cache_status_ = "BYPASS";
+    bump(info.cache_bypasses);
+    return proxy(false);
+  }
+  cache_key_ = cacheKey(request_.host(), request_.path(), request_.query());
+  if (mode == shared::policy::RequestCacheMode::Use) {
+    uint64_t now = gateway_.nowMs();
+    auto hit = cache.l1().find(
+        cache_key_, [this](std::string_view name) { return headerValue(request_, name); }, now);
+    if (hit && shared::policy::acceptsAge(asked, ageSeconds(*hit, now))) {
+      bump(info.cache_hits);
+      return serveHit(*hit);
+    }
+    if (cache.l2() != nullptr) {
+      hold();
+      std::weak_ptr<bool> alive = alive_;
+      cache.l2()->get(CacheLayer::l2Key(request_.host(), request_.path(), request_.query()),
+                      [this, alive](std::optional<std::string> bytes) {
+                        if (alive.expired()) return;
+                        afterLevel2(std::move(bytes));
+                      });
+      return;
+    }
+  }
+  missCache();
+}
+
+void GuardedExchange::afterLevel2(std::optional<std::string> bytes) {
+  unhold();
+  CacheLayer& cache = gateway_.cache();
+  uint64_t now = gateway_.nowMs();
+  if (bytes) {
+    std::optional<CachedResponse> parsed = parseCachedResponse(*bytes, now);
+    bool matches = parsed.has_value();
+    for (size_t i = 0; matches && i < parsed->vary.size(); ++i) {
+      matches = headerValue(request_, parsed->vary[i].first) == parsed->vary[i].second;
+    }
+    if (matches) {
+      bump(cache.info().cache_hits);
+      bump(cache.info().cache_l2_hits);
+      serveHit(*parsed);
+      cache.l1().store(cache_key_, std::move(*parsed));  // the next hit stays in the worker
+      return;
+    }
+  }
+  missCache();
+  resumeHeld();
+}
+
+void GuardedExchange::missCache() {
+  CacheLayer& cache = gateway_.cache();
+  cache_status_ = "MISS";
+  bump(cache.info().cache_misses);
+  std::weak_ptr<bool> alive = alive_;
+  waiter_id_ = cache.join(cache_key_, [this, alive] {
+    if (!alive.expired()) onLeaderDone();
+  });
+  if (waiter_id_ == 0) {
+    leader_ = true;
+    return proxy(true);
+  }
+  bump(cache.info().cache_coalesced);
+  hold();
+}
+
+// The key's leader is done: its response may be stored now.
+void GuardedExchange::onLeaderDone() {
+  waiter_id_ = 0;
+  unhold();
+  uint64_t now = gateway_.nowMs();
+  auto hit = gateway_.cache().l1().find(
+      cache_key_, [this](std::string_view name) { return headerValue(request_, name); }, now);
+  if (hit) {
+    cache_status_ = "HIT";
+    serveHit(*hit);
+  } else {
+    proxy(true);  // not stored: this request goes upstream itself
+  }
+  resumeHeld();
+}
+
+void GuardedExchange::serveHit(const CachedResponse& hit) {
+  cache_status_ = "HIT";
+  uint64_t now = gateway_.nowMs();
+  ConnectionHeader connection = sink_.beginResponse(false);
+  std::string& out = gateway_.scratch();
+  out += "HTTP/1.1 ";
+  out += std::to_string(hit.status);
+  out += ' ';
+  out += reasonPhrase(hit.status);
+  out += "\r\n";
+  out += hit.head;
+  out += "Date: ";
+  out += gateway_.date();
+  out += "\r\nAge: ";
+  out += std::to_string(ageSeconds(hit, now));
+  out += "\r\nX-Cache: HIT\r\n";
+  out += extra_;
+  bool bodyless = hit.status == 204 || hit.status == 304;
+  if (!bodyless) {
+    out += "Content-Length: ";
+    out += std::to_string(hit.body.size());
+    out += "\r\n";
+  }
+  appendConnection(out, connection);
+  out += "\r\n";
+  if (!request_.isHead() && !bodyless) out += hit.body;
+  gateway_.cache().info().cache_hit_bytes.fetch_add(hit.body.size(), std::memory_order_relaxed);
+  finished_ = true;
+  sink_.write(out);
+  sink_.finish(hit.status, true);
+}
+
+void GuardedExchange::onTapHead(const ResponseHead& head) {
+  CacheLayer& cache = gateway_.cache();
+  if (invalidate_) {
+    if (head.status >= 200 && head.status < 400) {
+      size_t removed = cache.l1().invalidatePath(request_.host(), request_.path());
+      if (cache.l2() != nullptr) {
+        cache.l2()->remove(CacheLayer::l2PathPrefix(request_.host(), request_.path()));
+      }
+      cache.info().cache_invalidations.fetch_add(removed, std::memory_order_relaxed);
+    }
+    return;
+  }
+  if (request_.isHead()) return;  // no body to keep
+  shared::policy::CacheDirectives directives;
+  bool set_cookie = false;
+  bool vary_star = false;
+  uint64_t age_s = 0;
+  std::vector<std::string> vary;
+  for (const auto& [name, value] : head.fields) {
+    if (equalsLowercase(name, "cache-control")) {
+      shared::policy::mergeCacheControl(directives, value);
+    } else if (equalsLowercase(name, "set-cookie")) {
+      set_cookie = true;
+    } else if (equalsLowercase(name, "age")) {
+      age_s = std::strtoull(std::string(value).c_str(), nullptr, 10);
+    } else if (equalsLowercase(name, "vary")) {
+      forEachToken(value, [&](std::string_view token) {
+        if (token == "*") vary_star = true;
+        vary.push_back(lowercase(token));
+      });
+    }
+  }
+  bool credentials = !headerValue(request_, "authorization").empty() ||
+                     !headerValue(request_, "x-api-key").empty();
+  store_ttl_ms_ = shared::policy::storeTtlMs({.status = head.status,
+                                              .response = directives,
+                                              .has_set_cookie = set_cookie,
+                                              .vary_star = vary_star,
+                                              .request_had_credentials = credentials,
+                                              .shared_with_credentials = guard_.cache->shared,
+                                              .route_ttl_ms = guard_.cache->ttl_ms,
+                                              .age_s = age_s});
+  if (store_ttl_ms_ == 0) return;
+  if (head.framing == ResponseHead::Framing::Length && head.content_length > cache.maxEntryBytes()) {
+    return;
+  }
+  storing_ = std::make_unique<CachedResponse>();
+  storing_->status = head.status;
+  storing_->age_at_store_s = age_s;
+  for (const auto& [name, value] : head.fields) {
+    if (!isReplayedField(name) || namedByConnection(head, name)) continue;
+    storing_->head += name;
+    storing_->head += ": ";
+    storing_->head += value;
+    storing_->head += "\r\n";
+  }
+  for (std::string& name : vary) {
+    std::string value(headerValue(request_, name));
+    storing_->vary.emplace_back(std::move(name), std::move(value));
+  }
+}
+
+void GuardedExchange::onTapBody(const char* data, size_t length) {
+  if (!storing_) return;
+  if (storing_->body.size() + length > gateway_.cache().maxEntryBytes()) {
+    storing_.reset();  // too large to keep
+    return;
+  }
+  storing_->body.append(data, length);
+}
+
+void GuardedExchange::onTapEnd(bool complete) {
+  CacheLayer& cache = gateway_.cache();
+  if (storing_ && complete) {
+    uint64_t now = gateway_.nowMs();
+    storing_->stored_ms = now;
+    storing_->expires_ms = now + store_ttl_ms_;
+    if (cache.l2() != nullptr) {
+      cache.l2()->set(CacheLayer::l2Key(request_.host(), request_.path(), request_.query()),
+                      serializeCachedResponse(*storing_, now), store_ttl_ms_);
+    }
+    if (cache.l1().store(cache_key_, std::move(*storing_))) {
+      bump(cache.info().cache_stores);
+    }
+    cache.publish();
+  }
+  storing_.reset();
+  if (leader_) {
+    leader_ = false;
+    cache.release(cache_key_);
+  }
 }
 
 void GuardedExchange::refuse(int status, const char* message, HeaderList headers) {
@@ -225,12 +520,21 @@ void GuardedExchange::finish(int status, bool reusable) {
 
 void GuardedExchange::pauseInput() {
   inner_paused_ = true;
-  sink_.pauseInput();
+  if (!input_paused_) {
+    input_paused_ = true;
+    sink_.pauseInput();
+  }
 }
 
 void GuardedExchange::resumeInput() {
   inner_paused_ = false;
-  if (!waiting_) {
+  resumeHeld();
+}
+
+// The client reads again unless an asynchronous step or the inner exchange
+// holds it.
+void GuardedExchange::resumeHeld() {
+  if (!waiting_ && !inner_paused_ && input_paused_ && !finished_) {
     input_paused_ = false;
     sink_.resumeInput();
   }
@@ -240,6 +544,7 @@ Exchange::Report GuardedExchange::report() const {
   Report r;
   if (inner_) r = inner_->report();
   r.key_id = identity_.ok ? std::string_view(identity_.id) : std::string_view();
+  r.cache = cache_status_ != nullptr ? std::string_view(cache_status_) : std::string_view();
   return r;
 }
 
