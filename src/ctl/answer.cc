@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "ctl/access_table.h"
 #include "ctl/status_table.h"
 #include "ctl/upstream_table.h"
 
@@ -155,6 +156,7 @@ std::optional<std::string> renderAnswer(Command command, const Answer& answer, u
       if (keys.size() == 0) out = "no keys seen yet\n";
       return out;
     }
+    case Command::Access: return renderAccess(root, error);
     case Command::CachePurge: {
       std::optional<uint64_t> workers = unsignedMember(root, "workers");
       std::optional<uint64_t> done = unsignedMember(root, "workers_done");

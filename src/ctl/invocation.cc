@@ -17,7 +17,7 @@ constexpr double kMaxTimeoutSeconds = 86400;
 
 constexpr const char* kCommandList =
     "status, reload, scale N, stop, show info, show stat, upstreams, breaker open|close UPSTREAM "
-    "TARGET, keys [N], cache purge [PREFIX], help";
+    "TARGET, access, keys [N], cache purge [PREFIX], help";
 
 struct Parser {
   Invocation invocation;
@@ -129,6 +129,7 @@ bool parseCommand(Parser& p) {
     return true;
   }
   if (first == "upstreams") return noArguments(Command::Upstreams);
+  if (first == "access") return noArguments(Command::Access);
   if (first == "cache") {
     if (w.size() < 2 || w.size() > 3 || w[1] != "purge" || (w.size() == 3 && w[2][0] != '/')) {
       return p.fail("usage: cache purge [PREFIX] (a path prefix like /api/; none: everything)");
@@ -229,6 +230,8 @@ std::string usage() {
          "              force a target's circuit breaker open (it half-opens after open_ms)\n"
          "  breaker close UPSTREAM TARGET\n"
          "              force it closed, its failure counts cleared\n"
+         "  access      rate limits (allowed, limited, Redis fallbacks), table, auth failures,\n"
+         "              cache hits and misses, Redis connections\n"
          "  keys [N]    the N busiest API keys / JWT subjects: requests, refusals, last seen\n"
          "  cache purge [PREFIX]\n"
          "              empty the response cache of paths starting with PREFIX (both levels)\n"

@@ -49,6 +49,7 @@ enum class Command {
   BreakerClose,
   Keys,
   CachePurge,
+  Access,
 };
 
 struct Invocation {

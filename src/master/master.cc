@@ -357,6 +357,15 @@ class Master {
     for (ControlCommand& command : upstreamCommands(region_, served)) {
       table.push_back(std::move(command));
     }
+    table.push_back({{"access"}, "",
+                     "rate limits, the rate-limit table, auth failures, the cache, Redis",
+                     [this](const auto&, auto reply) {
+                       shared::AccessView view = shared::takeAccessView(region_);
+                       reply->ok([&](shared::JsonWriter& w) {
+                         w.key("access");
+                         shared::writeAccess(w, view);
+                       });
+                     }});
     table.push_back({{"cache", "purge"}, "[PREFIX]",
                      "empty the response cache (both levels) of paths starting with PREFIX",
                      [this](const std::vector<std::string>& args, auto reply) {

@@ -151,6 +151,66 @@ void accessMetrics(Exposition& e, const AccessView& v) {
   e.sample("phalanx_redis_connected_workers", label("state", "down"), v.redis_down);
 }
 
+void writeAccess(JsonWriter& w, const AccessView& v) {
+  w.beginObject();
+  w.key("limits");
+  w.beginArray();
+  for (const LimitView& l : v.limits) {
+    w.beginObject();
+    w.field("name", l.name);
+    w.field("allowed", l.allowed);
+    w.field("limited", l.limited);
+    w.field("unkeyed", l.unkeyed);
+    w.field("redis_errors", l.redis_errors);
+    w.key("fallback");
+    w.beginObject();
+    w.field("local", l.fallback_local);
+    w.field("open", l.fallback_open);
+    w.field("closed", l.fallback_closed);
+    w.endObject();
+    w.endObject();
+  }
+  w.endArray();
+  w.key("table");
+  w.beginObject();
+  w.field("capacity", v.table_capacity);
+  w.field("entries", v.table_occupancy);
+  w.field("evictions", v.table_evictions);
+  w.field("unrecorded", v.table_full);
+  w.endObject();
+  w.key("auth");
+  w.beginObject();
+  w.field("ok", v.auth_ok);
+  w.key("failures");
+  w.beginObject();
+  for (uint32_t i = 0; i < kAuthFailureCount; ++i) {
+    w.field(authFailureName(static_cast<AuthFailure>(i)), v.auth_failures[i]);
+  }
+  w.endObject();
+  w.endObject();
+  w.key("cache");
+  w.beginObject();
+  w.field("hits", v.cache_hits);
+  w.field("misses", v.cache_misses);
+  w.field("bypasses", v.cache_bypasses);
+  w.field("stores", v.cache_stores);
+  w.field("evictions", v.cache_evictions);
+  w.field("coalesced", v.cache_coalesced);
+  w.field("invalidations", v.cache_invalidations);
+  w.field("level2_hits", v.cache_l2_hits);
+  w.field("level2_errors", v.cache_l2_errors);
+  w.field("hit_bytes", v.cache_hit_bytes);
+  w.field("bytes", v.cache_bytes);
+  w.field("entries", v.cache_entries);
+  w.endObject();
+  w.key("redis");
+  w.beginObject();
+  w.field("up", static_cast<uint64_t>(v.redis_up));
+  w.field("down", static_cast<uint64_t>(v.redis_down));
+  w.endObject();
+  w.endObject();
+}
+
 void writeKeys(JsonWriter& w, const AccessView& v, size_t top) {
   w.beginObject();
   w.key("keys");

@@ -51,6 +51,15 @@ AccessView takeAccessView(const SharedRegion& region);
 
 void accessMetrics(Exposition& e, const AccessView& view);
 
+// {"limits": [{"name", "allowed", "limited", "unkeyed", "redis_errors",
+//   "fallback": {"local", "open", "closed"}}...],
+//  "table": {"capacity", "entries", "evictions", "unrecorded"},
+//  "auth": {"ok", "failures": {reason: n...}},
+//  "cache": {"hits", "misses", "bypasses", "stores", "evictions", "coalesced",
+//            "invalidations", "level2_hits", "level2_errors", "hit_bytes", "bytes", "entries"},
+//  "redis": {"up", "down"}}: what `phalanxctl access` shows.
+void writeAccess(JsonWriter& w, const AccessView& view);
+
 // {"keys": [{"id", "tier", "requests", "refused", "last_seen_ms"}...], "untracked": N}
 // with at most `top` keys.
 void writeKeys(JsonWriter& w, const AccessView& view, size_t top);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 
+#include "shared/api_key_file.h"
 #include "shared/config_parse.h"
 #include "shared/json_reader.h"
 
@@ -644,6 +645,17 @@ ConfigResult loadConfigFile(const std::string& path, std::string* text_out) {
   if (std::ferror(file.get())) return cannotRead(errno);
   ConfigResult result = parseConfig(text);
   for (auto& error : result.errors) error.insert(0, path + ": ");
+  // The key file is part of what the config says: a reload (or -t) that
+  // would start workers unable to read it fails here, naming the file.
+  if (result.config && !result.config->api_key_file.empty()) {
+    std::set<std::string> tiers;
+    for (const auto& [name, tier] : result.config->tiers) tiers.insert(name);
+    ApiKeyFileResult keys = loadApiKeyFile(result.config->api_key_file, tiers);
+    if (!keys.errors.empty()) {
+      result.errors = std::move(keys.errors);
+      result.config.reset();
+    }
+  }
   if (text_out != nullptr) *text_out = std::move(text);
   return result;
 }

@@ -295,7 +295,9 @@ struct ConfigResult {
 ConfigResult parseConfig(std::string_view json_text);
 
 // Reads `path` and parses it. Every error starts with the path ("FILE: limits.x: ...");
-// a missing or unreadable file is one error, "FILE: cannot read: <why>".
+// a missing or unreadable file is one error, "FILE: cannot read: <why>". The
+// api_key_file a valid config names is read and checked too (its errors name
+// that file).
 // When `text_out` is given it receives the file's bytes (the master hands exactly
 // these bytes to its workers, so they never read a file that changed since).
 ConfigResult loadConfigFile(const std::string& path, std::string* text_out = nullptr);

@@ -168,6 +168,16 @@ def test_tiers_keys_and_refusals(phalanx_factory, phalanxctl_bin, tmp_path):
     assert 'phalanx_auth_failures_total{reason="address"} 1' in metrics
     assert 'phalanx_rate_limit_requests_total{limit="tier:free",result="limited"} 4' in metrics
 
+    out = ctl(phalanxctl_bin, ph, "access")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    per_ip = [line for line in lines if line.startswith("per_ip ")][0].split()
+    assert per_ip[1:4] == ["49", "0", "0"]  # every /api call with a valid key: 9 + 20 + 20
+    free = [line for line in lines if line.startswith("tier:free ")][0].split()
+    assert free[1:3] == ["5", "4"]
+    auth = [line for line in lines if line.startswith("auth: ")][0]
+    assert "missing 1" in auth and "unknown_key 1" in auth and "tier 1" in auth and "address 1" in auth
+    assert any(line.startswith("rate-limit table: ") for line in lines)
     out = ctl(phalanxctl_bin, ph, "keys", "2")
     assert out.returncode == 0, out.stderr
     rows = out.stdout.splitlines()
@@ -188,3 +198,30 @@ def test_tiers_keys_and_refusals(phalanx_factory, phalanxctl_bin, tmp_path):
         assert k["key"] not in text
     assert '"key_id":"acme"' in text
     assert "wrong-key" not in text
+
+
+def test_the_key_file_is_read_again_on_reload_and_a_bad_one_fails_it(phalanx_factory,
+                                                                      phalanxctl_bin, tmp_path):
+    import hashlib
+    import json as js
+    keys = tmp_path / "keys.json"
+    old, new = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
+    keys.write_text(js.dumps({"keys": [{"key": old, "tier": "t"}]}))
+    ph = phalanx_factory(limited_config({}, [
+        {"path": "/api", "static": {"body": "hi\n"}, "auth": "api_key"}],
+        {"tiers": {"t": {}}, "api_key_file": str(keys)}))
+    assert get(ph.port, "/api", headers={"X-API-Key": old})[0] == 200
+    # the file names the new key by its digest only: it holds no secret
+    keys.write_text(js.dumps({"keys": [
+        {"sha256": hashlib.sha256(new.encode()).hexdigest(), "tier": "t", "id": "rotated"}]}))
+    out = ctl(phalanxctl_bin, ph, "reload")
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: get(ph.port, "/api", headers={"X-API-Key": new})[0] == 200, 5.0,
+               message="the new key accepted")
+    wait_until(lambda: get(ph.port, "/api", headers={"X-API-Key": old})[0] == 401, 5.0,
+               message="the old key refused")
+    keys.write_text('{"keys": [{"key": "short", "tier": "t"}]}')
+    out = ctl(phalanxctl_bin, ph, "reload")
+    assert out.returncode == 1
+    assert "keys.json" in out.stderr
+    assert get(ph.port, "/api", headers={"X-API-Key": new})[0] == 200  # the old generation serves

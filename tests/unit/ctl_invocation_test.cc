@@ -88,10 +88,10 @@ TEST_CASE("help and version answer whatever else the line holds") {
 TEST_CASE("usage errors name what is wrong") {
   CHECK(failure({}) ==
         "no command given (commands: status, reload, scale N, stop, show info, show stat, "
-        "upstreams, breaker open|close UPSTREAM TARGET, keys [N], cache purge [PREFIX], help)");
+        "upstreams, breaker open|close UPSTREAM TARGET, access, keys [N], cache purge [PREFIX], help)");
   CHECK(failure({"restart"}) ==
         "unknown command 'restart' (commands: status, reload, scale N, "
-        "stop, show info, show stat, upstreams, breaker open|close UPSTREAM TARGET, keys [N], cache purge [PREFIX], help)");
+        "stop, show info, show stat, upstreams, breaker open|close UPSTREAM TARGET, access, keys [N], cache purge [PREFIX], help)");
   CHECK(failure({"status", "now"}) == "'status' takes no arguments");
   CHECK(failure({"show"}) == "usage: show info | show stat");
   CHECK(failure({"show", "errors"}) == "usage: show info | show stat");
