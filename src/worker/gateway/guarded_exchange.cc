@@ -92,7 +92,7 @@ GuardedExchange::GuardedExchange(Gateway& gateway, const Route& route, const Req
       sink_(sink) {}
 
 GuardedExchange::~GuardedExchange() {
-  *alive_ = false;
+  alive_.reset();  // expires the tokens pending callbacks hold
   if (waiter_id_ != 0) gateway_.cache().stopWaiting(cache_key_, waiter_id_);
   // A leader whose client left: the waiters go upstream themselves.
   if (leader_) gateway_.cache().release(cache_key_);
@@ -151,24 +151,31 @@ void GuardedExchange::checkLimits() {
   if (guard_.auth) {
     if (auto tier = gateway_.guard().tierLimit(identity_.tier)) limits.push_back(*tier);
   }
-  // Keys first: a limit whose key the request lacks does not apply.
-  std::vector<std::string> keys;
+  // A limit whose key the request lacks does not apply. Local limits are
+  // decided here and now (one CAS); cluster ones go to Redis together.
+  applied_.reserve(limits.size());
+  std::vector<std::pair<size_t, std::string>> remote;
+  std::string storage;
   for (uint32_t index : limits) {
     const RateLimiter::Limit& limit = limiter.limit(index);
-    std::string storage;
     std::string_view key = limitKey(limit, storage);
     if (key.empty()) {
       bump(limit.record->unkeyed);
       continue;
     }
     applied_.push_back({.limit = index, .decision = {}});
-    keys.emplace_back(key);
+    if (limit.cluster) {
+      remote.emplace_back(applied_.size() - 1, key);
+    } else {
+      applied_.back().decision = limiter.decideHere(index, key);
+    }
   }
   if (applied_.empty()) return pass();
-  undecided_ = applied_.size() + 1;  // +1: held until every decide() was issued
-  for (size_t i = 0; i < applied_.size(); ++i) {
-    std::weak_ptr<bool> alive = alive_;
-    limiter.decide(applied_[i].limit, keys[i], [this, i, alive](RateLimiter::Result result) {
+  if (remote.empty()) return onLimitsDecided();
+  undecided_ = remote.size() + 1;  // +1: held until every decide() was issued
+  for (auto& [i, key] : remote) {
+    std::weak_ptr<bool> alive = aliveToken();
+    limiter.decide(applied_[i].limit, key, [this, i = i, alive](RateLimiter::Result result) {
       if (alive.expired()) return;
       applied_[i].decision = result.decision;
       if (--undecided_ == 0) onLimitsDecided();
@@ -179,6 +186,11 @@ void GuardedExchange::checkLimits() {
     return;
   }
   hold();  // a decision is on its way from Redis
+}
+
+std::weak_ptr<bool> GuardedExchange::aliveToken() {
+  if (!alive_) alive_ = std::make_shared<bool>(true);
+  return alive_;
 }
 
 void GuardedExchange::hold() {
@@ -294,7 +306,7 @@ void GuardedExchange::lookUpCache() {
     }
     if (cache.l2() != nullptr) {
       hold();
-      std::weak_ptr<bool> alive = alive_;
+      std::weak_ptr<bool> alive = aliveToken();
       cache.l2()->get(CacheLayer::l2Key(request_.host(), request_.path(), request_.query()),
                       [this, alive](std::optional<std::string> bytes) {
                         if (alive.expired()) return;
@@ -332,7 +344,7 @@ void GuardedExchange::missCache() {
   CacheLayer& cache = gateway_.cache();
   cache_status_ = "MISS";
   bump(cache.info().cache_misses);
-  std::weak_ptr<bool> alive = alive_;
+  std::weak_ptr<bool> alive = aliveToken();
   waiter_id_ = cache.join(cache_key_, [this, alive] {
     if (!alive.expired()) onLeaderDone();
   });

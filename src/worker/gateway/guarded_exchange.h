@@ -133,9 +133,11 @@ class GuardedExchange final : public Exchange, private ExchangeSink, private Res
   bool input_paused_ = false;   // we paused the client (waiting)
   bool inner_paused_ = false;   // the inner exchange paused the client
   bool finished_ = false;
-  // Cleared by the destructor: a Redis answer that comes after the client left
-  // finds it false.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // Made for the first asynchronous step, released by the destructor: a
+  // Redis answer or a leader's release that comes after the client left finds
+  // its token expired.
+  std::weak_ptr<bool> aliveToken();
+  std::shared_ptr<bool> alive_;
 };
 
 }  // namespace phalanx::worker

@@ -65,6 +65,13 @@ class RateLimiter {
   const Limit& limit(uint32_t index) const { return limits_[index]; }
 
   void decide(uint32_t index, std::string_view key, std::function<void(Result)> done);
+  // A local limit's decision, counted: what decide() does for it, without
+  // the callback.
+  shared::policy::GcraDecision decideHere(uint32_t index, std::string_view key) {
+    shared::policy::GcraDecision decision = decideLocal(limits_[index], key);
+    count(limits_[index], decision);
+    return decision;
+  }
   // The local decision alone (no Redis): what decide() does for a local limit.
   shared::policy::GcraDecision decideLocal(const Limit& limit, std::string_view key);
 
