@@ -67,10 +67,12 @@ fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
 	bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ)
 
-# Throughput, latency and memory; then what reloads and crashes cost under load.
+# Throughput, latency and memory; then what reloads and crashes cost under load;
+# then what limits, auth and the cache cost, as ratios to the static route.
 bench: build
 	bash scripts/bench.sh $(BUILD)/phalanx
 	/usr/bin/python3 scripts/bench/supervision.py --bin $(BUILD)/phalanx
+	/usr/bin/python3 scripts/bench/access.py --bin $(BUILD)/phalanx
 
 # make install (as root): phalanx and phalanxctl in PREFIX/bin, the systemd unit,
 # the system user phalanx, and /etc/phalanx/phalanx.json unless one exists

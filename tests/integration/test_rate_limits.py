@@ -225,3 +225,14 @@ def test_the_key_file_is_read_again_on_reload_and_a_bad_one_fails_it(phalanx_fac
     assert out.returncode == 1
     assert "keys.json" in out.stderr
     assert get(ph.port, "/api", headers={"X-API-Key": new})[0] == 200  # the old generation serves
+
+
+def test_a_limited_static_route_keeps_its_delay(phalanx_factory):
+    ph = phalanx_factory(limited_config(
+        {"per_ip": {"rate": "10/s"}},
+        [{"path": "/slow", "static": {"body": "ok\n", "delay_ms": 200}, "rate_limit": "per_ip"}]))
+    t0 = time.monotonic()
+    status, headers, body = get(ph.port, "/slow")
+    took = time.monotonic() - t0
+    assert status == 200 and body == b"ok\n" and 0.2 <= took < 1.0, took
+    assert dict(headers)["RateLimit-Policy"] == '"per_ip";q=10;w=1'

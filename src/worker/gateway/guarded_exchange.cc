@@ -245,6 +245,21 @@ void GuardedExchange::pass() {
     if (guard_.cache) return lookUpCache();
     return proxy(false);
   }
+  if (route_.delay_ms > 0) {
+    // A static route's delay holds like any asynchronous step; +1: loop time
+    // is whole milliseconds, truncated, and the answer is never early.
+    hold();
+    delay_ = std::make_unique<UvTimer>(gateway_.loop());
+    delay_->start(route_.delay_ms + 1, [this] {
+      unhold();
+      answerHere();
+    });
+    return;
+  }
+  answerHere();
+}
+
+void GuardedExchange::answerHere() {
   ConnectionHeader connection = sink_.beginResponse(false);
   std::string& out = gateway_.scratch();
   int status = gateway_.handlers().respond(&route_, request_, connection, out, extra_);

@@ -46,6 +46,7 @@
 #include "worker/http/exchange.h"
 #include "worker/http/http_parser.h"
 #include "worker/router.h"
+#include "worker/uv_timer.h"
 
 namespace phalanx::worker {
 
@@ -84,6 +85,8 @@ class GuardedExchange final : public Exchange, private ExchangeSink, private Res
   void onLimitsDecided();
   // Every step passed: the cache, then the route's handler.
   void pass();
+  // A static or builtin route's answer, written now.
+  void answerHere();
   void lookUpCache();
   void afterLevel2(std::optional<std::string> bytes);
   void missCache();
@@ -105,6 +108,7 @@ class GuardedExchange final : public Exchange, private ExchangeSink, private Res
   const Request& request_;
   ExchangeSink& sink_;
   std::unique_ptr<ProxyExchange> inner_;
+  std::unique_ptr<UvTimer> delay_;  // a static route's delay_ms
   Identity identity_;
   shared::KeyUsageRecord* usage_ = nullptr;
 

@@ -54,7 +54,7 @@
 // meanwhile makes it Connection: close. Like any owed answer it is still
 // written after the client half-closes.
 //
-// Exchanges (proxied routes, see exchange.h): the route is matched when the
+// Exchanges (proxied and guarded routes, see exchange.h): the route is matched when the
 // headers are complete; the connection starts the exchange then, hands it the
 // body as it is parsed (reading pauses while the exchange says so), and pauses
 // parsing at the request's end until the exchange has finished its response,
