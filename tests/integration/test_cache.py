@@ -10,6 +10,7 @@ import time
 
 from conftest import ctl, make_config, wait_until
 from test_proxy import get
+from test_upstream_view import check_with_promtool
 
 
 def cache_config(upstream, ttl_ms=60000, workers=2, redis=None, shared=False):
@@ -81,6 +82,7 @@ def test_miss_then_hit_and_what_is_not_stored(phalanx_factory, upstream_factory)
     assert [c.get("/cacheable/e?status=500")[1]["x-cache"] for _ in range(2)] == ["MISS", "MISS"]
     c.close()
     metrics = get(ph.port, "/metrics")[2].decode()
+    check_with_promtool(metrics)
     assert 'phalanx_cache_requests_total{result="hit"} 4' in metrics
     assert 'phalanx_cache_requests_total{result="bypass"} 2' in metrics
 

@@ -9,6 +9,7 @@ import time
 
 from conftest import Conn, build_request, ctl, make_config, wait_until
 from test_proxy import get
+from test_upstream_view import check_with_promtool
 
 
 def limited_config(limits, routes, extra=None):
@@ -162,6 +163,7 @@ def test_tiers_keys_and_refusals(phalanx_factory, phalanxctl_bin, tmp_path):
     assert get(ph.port, "/internal")[0] == 403  # 127.0.0.1 is not in 10/8
 
     metrics = get(ph.port, "/metrics")[2].decode()
+    check_with_promtool(metrics)
     assert 'phalanx_auth_failures_total{reason="missing"} 1' in metrics
     assert 'phalanx_auth_failures_total{reason="unknown_key"} 1' in metrics
     assert 'phalanx_auth_failures_total{reason="tier"} 1' in metrics
