@@ -189,3 +189,30 @@ def test_the_redis_level_serves_other_workers_and_hosts(phalanx_factory, upstrea
     status, headers, _ = get(a.port, "/cacheable/other")
     assert status == 200 and dict(headers)["X-Cache"] == "MISS"
     assert time.monotonic() - t0 < 0.5  # a dead Redis is a miss, not a stall
+
+
+def test_a_stopped_redis_is_a_miss_within_its_timeout(phalanx_factory, upstream_factory,
+                                                      redis_factory):
+    import os
+    import signal
+    up = upstream_factory("u")
+    redis = redis_factory()
+    ph = phalanx_factory(cache_config(up, redis=redis))
+    wait_until(lambda: 'phalanx_redis_connected_workers{state="up"} 2' in
+               get(ph.port, "/metrics")[2].decode(), 5.0, message="redis connected")
+    os.kill(redis.proc.pid, signal.SIGSTOP)  # hung, not gone: connections stay open
+    try:
+        slowest = 0
+        for i in range(5):
+            t0 = time.monotonic()
+            status, headers, _ = get(ph.port, f"/cacheable/hung{i}")
+            slowest = max(slowest, time.monotonic() - t0)
+            assert status == 200 and dict(headers)["X-Cache"] == "MISS"
+        print(f"slowest miss with Redis hung: {slowest * 1000:.1f} ms")
+        assert slowest < 0.050 + 0.100  # redis.timeout_ms, plus the upstream's own answer
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    # every lookup that timed out is counted (published on the workers' heartbeats)
+    wait_until(lambda: int([line for line in get(ph.port, "/metrics")[2].decode().splitlines()
+                            if line.startswith('phalanx_cache_level2_total{result="error"}')][0]
+                           .split()[1]) >= 5, 3.0, message="level 2 errors counted")

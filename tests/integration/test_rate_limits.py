@@ -238,3 +238,25 @@ def test_a_limited_static_route_keeps_its_delay(phalanx_factory):
     took = time.monotonic() - t0
     assert status == 200 and body == b"ok\n" and 0.2 <= took < 1.0, took
     assert dict(headers)["RateLimit-Policy"] == '"per_ip";q=10;w=1'
+
+
+def test_a_full_table_evicts_and_says_so(phalanx_factory):
+    cfg = limited_config(
+        {"tenant": {"key": "header", "header": "X-Tenant", "rate": "1/h"}},
+        [{"path": "/t", "static": {"body": "ok\n"}, "rate_limit": "tenant"}],
+        {"rate_limit_entries": 1024})
+    ph = phalanx_factory(cfg)
+    conns = [Conn(ph.port) for _ in range(10)]
+    for i, c in enumerate(conns):
+        c.send(b"".join(build_request("GET", "/t", headers={"X-Tenant": f"t{i}-{j}"})
+                        for j in range(200)))
+    statuses = [c.read_response().status for c in conns for _ in range(200)]
+    for c in conns:
+        c.sock.close()
+    assert statuses.count(200) == 2000  # each tenant's first request: never refused for room
+    metrics = get(ph.port, "/metrics")[2].decode().splitlines()
+    value = {line.split()[0]: int(line.split()[1]) for line in metrics
+             if line.startswith("phalanx_rate_limit_table_")}
+    assert value["phalanx_rate_limit_table_capacity"] == 1024
+    assert value["phalanx_rate_limit_table_evictions_total"] >= 2000 - 1024
+    assert value["phalanx_rate_limit_table_entries"] <= 1024
