@@ -656,6 +656,22 @@ ConfigResult loadConfigFile(const std::string& path, std::string* text_out) {
       result.config.reset();
     }
   }
+  // The JWKS: read and parsed as JSON here, so a file that is missing or not
+  // a key set fails the reload with its name; the keys themselves are built
+  // (and checked further) by the workers (gateway/jwks.h).
+  if (result.config && result.config->jwt) {
+    const std::string& jwks = result.config->jwt->jwks_file;
+    simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    simdjson::dom::array keys;
+    if (parser.load(jwks).get(root) != simdjson::SUCCESS) {
+      result.errors = {jwks + ": cannot read, or not JSON"};
+      result.config.reset();
+    } else if (root.at_key("keys").get_array().get(keys) != simdjson::SUCCESS || keys.size() == 0) {
+      result.errors = {jwks + ": keys: expected a non-empty array of JWKs"};
+      result.config.reset();
+    }
+  }
   if (text_out != nullptr) *text_out = std::move(text);
   return result;
 }

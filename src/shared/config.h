@@ -297,7 +297,8 @@ ConfigResult parseConfig(std::string_view json_text);
 // Reads `path` and parses it. Every error starts with the path ("FILE: limits.x: ...");
 // a missing or unreadable file is one error, "FILE: cannot read: <why>". The
 // api_key_file a valid config names is read and checked too (its errors name
-// that file).
+// that file), and so is the jwt section's jwks_file, as far as being JSON with
+// a non-empty "keys" array (the workers build the keys).
 // When `text_out` is given it receives the file's bytes (the master hands exactly
 // these bytes to its workers, so they never read a file that changed since).
 ConfigResult loadConfigFile(const std::string& path, std::string* text_out = nullptr);

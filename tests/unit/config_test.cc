@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "temp_dir.h"
+
 namespace doctest {
 // So a failed CHECK on an error list prints the lines.
 template <>
@@ -264,6 +266,30 @@ TEST_CASE("config: loadConfigFile parses the file and hands back its bytes") {
   REQUIRE(result.config.has_value());
   CHECK(result.config->workers == 3);
   CHECK(bytes == text);
+}
+
+TEST_CASE("config: loadConfigFile checks the key file and the JWKS the config names") {
+  TempDir dir;
+  std::string keys = dir.write("keys.json", R"({"keys": [{"key": "short", "tier": "t"}]})");
+  std::string jwks = dir.write("jwks.json", "not json");
+  std::string base = R"("tiers": {"t": {}}, )";
+  auto load = [&](const std::string& extra) {
+    return loadConfigFile(dir.write("phalanx.json", doc(base + extra))).errors;
+  };
+  Errors errors = load(R"("api_key_file": ")" + keys + R"(")");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("keys.json") != std::string::npos);
+  CHECK(load(R"("jwt": {"jwks_file": ")" + jwks + R"("})") ==
+        Errors{jwks + ": cannot read, or not JSON"});
+  dir.write("jwks.json", R"({"keys": []})");
+  CHECK(load(R"("jwt": {"jwks_file": ")" + jwks + R"("})") ==
+        Errors{jwks + ": keys: expected a non-empty array of JWKs"});
+  CHECK(load(R"("jwt": {"jwks_file": ")" + dir.file("missing.json") + R"("})") ==
+        Errors{dir.file("missing.json") + ": cannot read, or not JSON"});
+  dir.write("keys.json", R"({"keys": [{"key": "a-long-enough-key-123", "tier": "t"}]})");
+  dir.write("jwks.json", R"({"keys": [{"kty": "oct", "k": "AAAA"}]})");
+  CHECK(load(R"("api_key_file": ")" + keys + R"(", "jwt": {"jwks_file": ")" + jwks + R"("})")
+            .empty());
 }
 
 TEST_CASE("config: invalid JSON is one error naming the parser's complaint") {
