@@ -37,7 +37,9 @@ std::optional<std::string> renderAccess(element answer, std::string* error) {
   bool ok = true;
   std::string out;
   if (limits.size() > 0) {
-    out += "LIMIT                           ALLOWED    LIMITED    UNKEYED  REDIS ERRORS (LOCAL/OPEN/CLOSED)\n";
+    out +=
+        "LIMIT                           ALLOWED    LIMITED    UNKEYED  REDIS ERRORS "
+        "(LOCAL/OPEN/CLOSED)\n";
     for (element limit : limits) {
       std::string_view name;
       element fallback;
@@ -63,8 +65,8 @@ std::optional<std::string> renderAccess(element answer, std::string* error) {
   }
   out += "rate-limit table: " + n(number(table, "entries", &ok)) + " of " +
          n(number(table, "capacity", &ok)) + " entries live, " +
-         n(number(table, "evictions", &ok)) + " evictions, " +
-         n(number(table, "unrecorded", &ok)) + " unrecorded\n";
+         n(number(table, "evictions", &ok)) + " evictions, " + n(number(table, "unrecorded", &ok)) +
+         " unrecorded\n";
   out += "auth: " + n(number(auth, "ok", &ok)) + " passed; refused:";
   bool any = false;
   for (auto [reason, count] : failures) {
@@ -79,10 +81,10 @@ std::optional<std::string> renderAccess(element answer, std::string* error) {
          " misses (" + n(number(cache, "coalesced", &ok)) + " coalesced), " +
          n(number(cache, "bypasses", &ok)) + " bypasses; " + n(number(cache, "stores", &ok)) +
          " stored, " + n(number(cache, "evictions", &ok)) + " evicted, " +
-         n(number(cache, "invalidations", &ok)) + " invalidated; level 2: " +
-         n(number(cache, "level2_hits", &ok)) + " hits, " + n(number(cache, "level2_errors", &ok)) +
-         " errors; " + n(number(cache, "bytes", &ok)) + " bytes in " +
-         n(number(cache, "entries", &ok)) + " entries\n";
+         n(number(cache, "invalidations", &ok)) +
+         " invalidated; level 2: " + n(number(cache, "level2_hits", &ok)) + " hits, " +
+         n(number(cache, "level2_errors", &ok)) + " errors; " + n(number(cache, "bytes", &ok)) +
+         " bytes in " + n(number(cache, "entries", &ok)) + " entries\n";
   out += "redis: " + n(number(redis, "up", &ok)) + " workers connected, " +
          n(number(redis, "down", &ok)) + " not\n";
   if (!ok) {

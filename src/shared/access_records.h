@@ -40,19 +40,19 @@ inline constexpr size_t kPurgePrefixBytes = 256;
 // Why a request on a route with auth or an allow list was refused. Also the
 // reason label of phalanx_auth_failures_total.
 enum class AuthFailure : uint32_t {
-  Missing = 0,   // no credentials: 401
-  UnknownKey,    // an API key nobody issued: 401
-  Malformed,     // a JWT that is not one: 401
-  Algorithm,     // alg none, or not the key's: 401
-  Signature,     // 401
-  Expired,       // 401
-  NotYetValid,   // 401
-  Issuer,        // 401
-  Audience,      // 401
-  JwtUnknownKey, // no key for the token's kid: 401
-  NoTier,        // a token without the tier claim and no default_tier: 403
-  Tier,          // a valid key whose tier may not use the route: 403
-  Address,       // a peer outside the route's allow list: 403
+  Missing = 0,    // no credentials: 401
+  UnknownKey,     // an API key nobody issued: 401
+  Malformed,      // a JWT that is not one: 401
+  Algorithm,      // alg none, or not the key's: 401
+  Signature,      // 401
+  Expired,        // 401
+  NotYetValid,    // 401
+  Issuer,         // 401
+  Audience,       // 401
+  JwtUnknownKey,  // no key for the token's kid: 401
+  NoTier,         // a token without the tier claim and no default_tier: 403
+  Tier,           // a valid key whose tier may not use the route: 403
+  Address,        // a peer outside the route's allow list: 403
   Count_,
 };
 inline constexpr uint32_t kAuthFailureCount = static_cast<uint32_t>(AuthFailure::Count_);
@@ -62,12 +62,12 @@ struct alignas(64) LimitRecord {
   std::atomic<uint64_t> key;  // limitRecordKey(name); 0 = free; master
   char name[64];              // master, before `key` is published
   std::atomic<uint64_t> allowed;
-  std::atomic<uint64_t> limited;         // 429s this limit decided
-  std::atomic<uint64_t> redis_errors;    // cluster mode: Redis failed or timed out
-  std::atomic<uint64_t> fallback_local;  // ... and shared memory decided instead
-  std::atomic<uint64_t> fallback_open;   // ... and the request was let through
-  std::atomic<uint64_t> fallback_closed; // ... and the request was refused
-  std::atomic<uint64_t> unkeyed;         // requests without the limit's key (no such header)
+  std::atomic<uint64_t> limited;          // 429s this limit decided
+  std::atomic<uint64_t> redis_errors;     // cluster mode: Redis failed or timed out
+  std::atomic<uint64_t> fallback_local;   // ... and shared memory decided instead
+  std::atomic<uint64_t> fallback_open;    // ... and the request was let through
+  std::atomic<uint64_t> fallback_closed;  // ... and the request was refused
+  std::atomic<uint64_t> unkeyed;          // requests without the limit's key (no such header)
 };
 
 struct alignas(64) KeyUsageRecord {
@@ -92,13 +92,13 @@ struct alignas(64) AccessInfo {
   std::atomic<uint64_t> cache_coalesced;      // misses that waited for another's upstream request
   std::atomic<uint64_t> cache_invalidations;  // entries removed after an unsafe method
   std::atomic<uint64_t> cache_l2_hits;
-  std::atomic<uint64_t> cache_l2_errors;      // level 2 lookups that failed or timed out
-  std::atomic<uint64_t> cache_hit_bytes;      // body bytes served from the cache
-  std::atomic<uint64_t> purge_sequence;       // master: the latest purge request
-  std::atomic<uint64_t> purge_claimed;        // the request whose Redis purge a worker took
-  std::atomic<int64_t> purge_l2_removed;      // its result: keys removed, -1 failed
-  std::atomic<uint64_t> purge_l2_done;        // the request whose Redis purge is over (result set)
-  char purge_prefix[kPurgePrefixBytes];       // master, before purge_sequence moves
+  std::atomic<uint64_t> cache_l2_errors;  // level 2 lookups that failed or timed out
+  std::atomic<uint64_t> cache_hit_bytes;  // body bytes served from the cache
+  std::atomic<uint64_t> purge_sequence;   // master: the latest purge request
+  std::atomic<uint64_t> purge_claimed;    // the request whose Redis purge a worker took
+  std::atomic<int64_t> purge_l2_removed;  // its result: keys removed, -1 failed
+  std::atomic<uint64_t> purge_l2_done;    // the request whose Redis purge is over (result set)
+  char purge_prefix[kPurgePrefixBytes];   // master, before purge_sequence moves
 };
 
 static_assert(sizeof(AuthFailure) == 4 && kAuthFailureCount <= 16);

@@ -85,12 +85,16 @@ void accessMetrics(Exposition& e, const AccessView& v) {
              "lacked the limit's key).");
     for (const LimitView& l : v.limits) {
       std::string name = label("limit", l.name);
-      e.sample("phalanx_rate_limit_requests_total", name + "," + label("result", "allowed"), l.allowed);
-      e.sample("phalanx_rate_limit_requests_total", name + "," + label("result", "limited"), l.limited);
-      e.sample("phalanx_rate_limit_requests_total", name + "," + label("result", "unkeyed"), l.unkeyed);
+      e.sample("phalanx_rate_limit_requests_total", name + "," + label("result", "allowed"),
+               l.allowed);
+      e.sample("phalanx_rate_limit_requests_total", name + "," + label("result", "limited"),
+               l.limited);
+      e.sample("phalanx_rate_limit_requests_total", name + "," + label("result", "unkeyed"),
+               l.unkeyed);
     }
-    e.family("phalanx_rate_limit_redis_errors_total", "counter",
-             "Cluster-mode decisions Redis did not make (down, slow, an error), by fallback taken.");
+    e.family(
+        "phalanx_rate_limit_redis_errors_total", "counter",
+        "Cluster-mode decisions Redis did not make (down, slow, an error), by fallback taken.");
     for (const LimitView& l : v.limits) {
       std::string name = label("limit", l.name);
       e.sample("phalanx_rate_limit_redis_errors_total", name + "," + label("fallback", "local"),
@@ -117,8 +121,8 @@ void accessMetrics(Exposition& e, const AccessView& v) {
   e.family("phalanx_auth_failures_total", "counter",
            "Requests refused by auth (401) or access rules (403), by reason.");
   for (uint32_t i = 0; i < kAuthFailureCount; ++i) {
-    e.sample("phalanx_auth_failures_total", label("reason", authFailureName(static_cast<AuthFailure>(i))),
-             v.auth_failures[i]);
+    e.sample("phalanx_auth_failures_total",
+             label("reason", authFailureName(static_cast<AuthFailure>(i))), v.auth_failures[i]);
   }
   e.family("phalanx_cache_requests_total", "counter",
            "Requests on cached routes: hit, miss, or bypass (not cacheable).");
@@ -130,13 +134,15 @@ void accessMetrics(Exposition& e, const AccessView& v) {
   e.family("phalanx_cache_evictions_total", "counter",
            "Entries the level-1 caches evicted to stay within their memory.");
   e.sample("phalanx_cache_evictions_total", "", v.cache_evictions);
-  e.family("phalanx_cache_coalesced_total", "counter",
-           "Misses that waited for another request's upstream answer instead of sending their own.");
+  e.family(
+      "phalanx_cache_coalesced_total", "counter",
+      "Misses that waited for another request's upstream answer instead of sending their own.");
   e.sample("phalanx_cache_coalesced_total", "", v.cache_coalesced);
   e.family("phalanx_cache_invalidations_total", "counter",
            "Entries removed after a successful unsafe request on their path.");
   e.sample("phalanx_cache_invalidations_total", "", v.cache_invalidations);
-  e.family("phalanx_cache_level2_total", "counter", "Redis level lookups: hit or error (timeouts too).");
+  e.family("phalanx_cache_level2_total", "counter",
+           "Redis level lookups: hit or error (timeouts too).");
   e.sample("phalanx_cache_level2_total", label("result", "hit"), v.cache_l2_hits);
   e.sample("phalanx_cache_level2_total", label("result", "error"), v.cache_l2_errors);
   e.family("phalanx_cache_hit_bytes_total", "counter", "Body bytes answered from the cache.");

@@ -89,7 +89,8 @@ Identity Authenticator::byApiKey(std::string_view authorization, std::string_vie
   if (presented.empty()) return refused(AuthFailure::Missing);
   const shared::ApiKeyRecord* record = keys_ ? keys_->find(presented) : nullptr;
   if (record == nullptr) return refused(AuthFailure::UnknownKey);
-  return Identity{.ok = true, .failure = AuthFailure::Missing, .id = record->id, .tier = record->tier};
+  return Identity{
+      .ok = true, .failure = AuthFailure::Missing, .id = record->id, .tier = record->tier};
 }
 
 Identity Authenticator::byJwt(std::string_view authorization, uint64_t wall_ms) {

@@ -31,8 +31,8 @@ namespace phalanx::worker {
 struct Identity {
   bool ok = false;
   shared::AuthFailure failure = shared::AuthFailure::Missing;  // when !ok
-  std::string id;    // key id or JWT subject
-  std::string tier;  // a configured tier's name
+  std::string id;                                              // key id or JWT subject
+  std::string tier;                                            // a configured tier's name
 };
 
 class Authenticator {

@@ -38,7 +38,8 @@ std::string_view clientAddress(const ClientInfo& client, const Request& request,
     std::string_view rest = value;
     while (!rest.empty()) {
       size_t comma = rest.rfind(',');
-      std::string_view entry = trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
+      std::string_view entry =
+          trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
       rest = comma == std::string_view::npos ? std::string_view() : rest.substr(0, comma);
       bool valid = false;
       bool is_trusted = trustedIp(entry, trusted, &valid);

@@ -31,8 +31,8 @@ class Guard {
   // nullptr with `error` set (a key file or JWKS that does not load, a
   // region without a limit's record).
   static std::unique_ptr<Guard> create(uv_loop_t* loop, const shared::Config& config,
-                                       const shared::SharedRegion& region,
-                                       RedisRateLimiter* redis, std::string* error);
+                                       const shared::SharedRegion& region, RedisRateLimiter* redis,
+                                       std::string* error);
 
   const RouteGuard& route(uint32_t index) const { return routes_[index]; }
   Authenticator& authenticator() { return *auth_; }

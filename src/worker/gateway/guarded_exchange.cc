@@ -26,8 +26,7 @@ std::string_view headerValue(const Request& request, std::string_view lower_name
 }
 
 bool isUnsafe(uint8_t method) {
-  return method == HTTP_POST || method == HTTP_PUT || method == HTTP_PATCH ||
-         method == HTTP_DELETE;
+  return method == HTTP_POST || method == HTTP_PUT || method == HTTP_PATCH || method == HTTP_DELETE;
 }
 
 void appendConnection(std::string& out, ConnectionHeader connection) {
@@ -69,7 +68,8 @@ bool namedByConnection(const ResponseHead& head, std::string_view name) {
   bool named = false;
   for (const auto& [field, value] : head.fields) {
     if (!equalsLowercase(field, "connection")) continue;
-    forEachToken(value, [&](std::string_view token) { named = named || equalsIgnoringCase(token, name); });
+    forEachToken(value,
+                 [&](std::string_view token) { named = named || equalsIgnoringCase(token, name); });
   }
   return named;
 }
@@ -101,7 +101,8 @@ GuardedExchange::~GuardedExchange() {
 void GuardedExchange::start() {
   Guard& guard = gateway_.guard();
   const ClientInfo& client = sink_.client();
-  if (!guard_.allow.empty() && (client.peer == nullptr || !shared::anyContains(guard_.allow, client.peer))) {
+  if (!guard_.allow.empty() &&
+      (client.peer == nullptr || !shared::anyContains(guard_.allow, client.peer))) {
     bump(guard.info().auth_failures[static_cast<uint32_t>(shared::AuthFailure::Address)]);
     return refuse(403, "forbidden", {});
   }
@@ -131,15 +132,12 @@ void GuardedExchange::start() {
   checkLimits();
 }
 
-std::string_view GuardedExchange::limitKey(const RateLimiter::Limit& limit,
-                                           std::string& storage) const {
+std::string_view GuardedExchange::limitKey(const RateLimiter::Limit& limit) const {
   switch (limit.key) {
     case shared::LimitKey::Ip:
       return clientAddress(sink_.client(), request_, gateway_.guard().trustedProxies());
     case shared::LimitKey::ApiKey: return identity_.id;
-    case shared::LimitKey::Header:
-      storage = lowercase(limit.header);
-      return headerValue(request_, storage);
+    case shared::LimitKey::Header: return headerValue(request_, limit.header);
     case shared::LimitKey::Route: return route_.path;
   }
   return {};
@@ -155,10 +153,9 @@ void GuardedExchange::checkLimits() {
   // decided here and now (one CAS); cluster ones go to Redis together.
   applied_.reserve(limits.size());
   std::vector<std::pair<size_t, std::string>> remote;
-  std::string storage;
   for (uint32_t index : limits) {
     const RateLimiter::Limit& limit = limiter.limit(index);
-    std::string_view key = limitKey(limit, storage);
+    std::string_view key = limitKey(limit);
     if (key.empty()) {
       bump(limit.record->unkeyed);
       continue;
@@ -462,7 +459,8 @@ void GuardedExchange::onTapHead(const ResponseHead& head) {
                                               .route_ttl_ms = guard_.cache->ttl_ms,
                                               .age_s = age_s});
   if (store_ttl_ms_ == 0) return;
-  if (head.framing == ResponseHead::Framing::Length && head.content_length > cache.maxEntryBytes()) {
+  if (head.framing == ResponseHead::Framing::Length &&
+      head.content_length > cache.maxEntryBytes()) {
     return;
   }
   storing_ = std::make_unique<CachedResponse>();

@@ -41,8 +41,8 @@
 #include "shared/policy/gcra.h"
 #include "worker/gateway/authenticator.h"
 #include "worker/gateway/guard.h"
-#include "worker/gateway/response_cache.h"
 #include "worker/gateway/proxy_exchange.h"
+#include "worker/gateway/response_cache.h"
 #include "worker/http/exchange.h"
 #include "worker/http/http_parser.h"
 #include "worker/router.h"
@@ -67,7 +67,9 @@ class GuardedExchange final : public Exchange, private ExchangeSink, private Res
 
  private:
   // ExchangeSink, for the inner exchange: passed through to sink_.
-  ConnectionHeader beginResponse(bool must_close) override { return sink_.beginResponse(must_close); }
+  ConnectionHeader beginResponse(bool must_close) override {
+    return sink_.beginResponse(must_close);
+  }
   void write(std::string_view bytes) override { sink_.write(bytes); }
   void flush() override { sink_.flush(); }
   void finish(int status, bool reusable) override;
@@ -100,7 +102,8 @@ class GuardedExchange final : public Exchange, private ExchangeSink, private Res
   // Answers for the route (403, 401, 429).
   void refuse(int status, const char* message, HeaderList headers);
   void countUsage(bool refused);
-  std::string_view limitKey(const RateLimiter::Limit& limit, std::string& storage) const;
+  // The request's key for `limit`; empty when it has none (then the limit does not apply).
+  std::string_view limitKey(const RateLimiter::Limit& limit) const;
 
   Gateway& gateway_;
   const Route& route_;
@@ -124,18 +127,18 @@ class GuardedExchange final : public Exchange, private ExchangeSink, private Res
   // The cache.
   const char* cache_status_ = nullptr;  // "HIT", "MISS", "BYPASS"; null: not a cached route
   std::string cache_key_;
-  bool leader_ = false;        // this miss went upstream for the key's waiters
-  uint64_t waiter_id_ = 0;     // waiting for the key's leader
-  bool invalidate_ = false;    // an unsafe method: a success removes the path's entries
+  bool leader_ = false;      // this miss went upstream for the key's waiters
+  uint64_t waiter_id_ = 0;   // waiting for the key's leader
+  bool invalidate_ = false;  // an unsafe method: a success removes the path's entries
   std::unique_ptr<CachedResponse> storing_;  // the response being stored, while storable
   uint64_t store_ttl_ms_ = 0;
 
   // Body bytes read before the handler could take them.
   std::string held_body_;
   bool body_ended_ = false;
-  bool waiting_ = false;        // an asynchronous step holds the request
-  bool input_paused_ = false;   // we paused the client (waiting)
-  bool inner_paused_ = false;   // the inner exchange paused the client
+  bool waiting_ = false;       // an asynchronous step holds the request
+  bool input_paused_ = false;  // we paused the client (waiting)
+  bool inner_paused_ = false;  // the inner exchange paused the client
   bool finished_ = false;
   // Made for the first asynchronous step, released by the destructor: a
   // Redis answer or a leader's release that comes after the client left finds

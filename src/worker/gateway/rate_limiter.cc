@@ -39,6 +39,8 @@ std::unique_ptr<RateLimiter> RateLimiter::create(uv_loop_t* loop, const shared::
     Limit limit = compile(name, rate_limit.limit);
     limit.key = rate_limit.key;
     limit.header = rate_limit.header;
+    std::transform(limit.header.begin(), limit.header.end(), limit.header.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     limiter->limits_.push_back(std::move(limit));
   }
   for (const auto& [name, tier] : config.tiers) {
@@ -93,45 +95,45 @@ void RateLimiter::decide(uint32_t index, std::string_view key, std::function<voi
   RedisGcraParams params{.limit = limit.params.limit,
                          .emission_interval_us = limit.params.emission_interval_us,
                          .tolerance_us = limit.params.tolerance_us};
-  redis_->decide(redisRateLimitKey(limit.name, key), params,
-                 [this, index, key_text = std::string(key),
-                  done = std::move(done)](RedisGcraResult reply) {
-                   const Limit& l = limits_[index];
-                   Result result;
-                   if (reply.decision) {
-                     result.from_redis = true;
-                     result.decision.allowed = reply.decision->allowed;
-                     result.decision.remaining = reply.decision->remaining;
-                     result.decision.reset_ms = reply.decision->reset_ms;
-                     result.decision.retry_after_ms = reply.decision->retry_after_ms;
-                   } else {
-                     bump(l.record->redis_errors);
-                     switch (l.on_redis_error) {
-                       case OnRedisError::Local:
-                         bump(l.record->fallback_local);
-                         result.decision = decideLocal(l, key_text);
-                         break;
-                       case OnRedisError::Open:
-                         bump(l.record->fallback_open);
-                         result.decision = {.allowed = true,
-                                            .new_tat_us = 0,
-                                            .remaining = l.params.limit,
-                                            .reset_ms = 0,
-                                            .retry_after_ms = 0};
-                         break;
-                       case OnRedisError::Closed:
-                         bump(l.record->fallback_closed);
-                         result.decision = {.allowed = false,
-                                            .new_tat_us = 0,
-                                            .remaining = 0,
-                                            .reset_ms = 1000,
-                                            .retry_after_ms = 1000};
-                         break;
-                     }
-                   }
-                   count(l, result.decision);
-                   done(result);
-                 });
+  redis_->decide(
+      redisRateLimitKey(limit.name, key), params,
+      [this, index, key_text = std::string(key), done = std::move(done)](RedisGcraResult reply) {
+        const Limit& l = limits_[index];
+        Result result;
+        if (reply.decision) {
+          result.from_redis = true;
+          result.decision.allowed = reply.decision->allowed;
+          result.decision.remaining = reply.decision->remaining;
+          result.decision.reset_ms = reply.decision->reset_ms;
+          result.decision.retry_after_ms = reply.decision->retry_after_ms;
+        } else {
+          bump(l.record->redis_errors);
+          switch (l.on_redis_error) {
+            case OnRedisError::Local:
+              bump(l.record->fallback_local);
+              result.decision = decideLocal(l, key_text);
+              break;
+            case OnRedisError::Open:
+              bump(l.record->fallback_open);
+              result.decision = {.allowed = true,
+                                 .new_tat_us = 0,
+                                 .remaining = l.params.limit,
+                                 .reset_ms = 0,
+                                 .retry_after_ms = 0};
+              break;
+            case OnRedisError::Closed:
+              bump(l.record->fallback_closed);
+              result.decision = {.allowed = false,
+                                 .new_tat_us = 0,
+                                 .remaining = 0,
+                                 .reset_ms = 1000,
+                                 .retry_after_ms = 1000};
+              break;
+          }
+        }
+        count(l, result.decision);
+        done(result);
+      });
 }
 
 }  // namespace phalanx::worker

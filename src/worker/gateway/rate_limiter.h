@@ -39,7 +39,7 @@ class RateLimiter {
   struct Limit {
     std::string name;  // "per_ip", or "tier:free"
     shared::LimitKey key = shared::LimitKey::Ip;
-    std::string header;  // key == Header: the header's name
+    std::string header;  // key == Header: the header's name, lower-cased
     shared::policy::GcraParams params;
     bool cluster = false;
     OnRedisError on_redis_error = OnRedisError::Local;
