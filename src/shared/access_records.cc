@@ -3,6 +3,8 @@
 #include <cstring>
 #include <thread>
 
+#include "shared/stable_hash.h"
+
 namespace phalanx::shared {
 
 namespace {
@@ -13,25 +15,11 @@ constexpr uint64_t kClaimingKey = UINT64_MAX;
 // process died in between (then the slot stays claimed: one record lost).
 constexpr int kPublishSpins = 1000;
 
-uint64_t fnv1a(std::string_view text, uint64_t seed) {
-  uint64_t h = 14695981039346656037ull ^ seed;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  if (h == 0 || h == kClaimingKey) h = 1;
-  return h;
-}
-
-uint64_t limitRecordKey(std::string_view name) {
-  return fnv1a(name, 0x6c696d6974ull);
-}
-
-uint64_t usageKey(std::string_view id) {
-  return fnv1a(id, 0x7573616765ull);
+// A limit's name or a key's id, hashed; 0 means free and kClaimingKey a
+// record being written: neither is a key.
+uint64_t recordKey(std::string_view text) {
+  uint64_t h = stableHash(text);
+  return h == 0 || h == kClaimingKey ? 1 : h;
 }
 
 void copyText(char* out, size_t capacity, std::string_view text) {
@@ -91,7 +79,7 @@ bool provisionLimits(const SharedRegion& region, const Config& config, std::stri
   }
   for (const std::string& name : names) {
     if (findLimit(region, name) != nullptr) continue;
-    uint64_t key = limitRecordKey(name);
+    uint64_t key = recordKey(name);
     for (uint32_t step = 0; step < kLimitRecords; ++step) {
       LimitRecord& r = region.limit(static_cast<uint32_t>((key + step) % kLimitRecords));
       if (r.key.load(std::memory_order_relaxed) != 0) continue;
@@ -104,7 +92,7 @@ bool provisionLimits(const SharedRegion& region, const Config& config, std::stri
 }
 
 LimitRecord* findLimit(const SharedRegion& region, std::string_view name) {
-  uint64_t key = limitRecordKey(name);
+  uint64_t key = recordKey(name);
   for (uint32_t step = 0; step < kLimitRecords; ++step) {
     LimitRecord& r = region.limit(static_cast<uint32_t>((key + step) % kLimitRecords));
     uint64_t k = r.key.load(std::memory_order_acquire);
@@ -115,7 +103,7 @@ LimitRecord* findLimit(const SharedRegion& region, std::string_view name) {
 }
 
 KeyUsageRecord* keyUsage(const SharedRegion& region, std::string_view id, std::string_view tier) {
-  uint64_t key = usageKey(id);
+  uint64_t key = recordKey(id);
   // A bounded probe: a full neighbourhood means the table is (nearly) full.
   constexpr uint32_t kProbe = 64;
   for (uint32_t step = 0; step < kProbe; ++step) {

@@ -59,7 +59,7 @@ inline constexpr uint32_t kAuthFailureCount = static_cast<uint32_t>(AuthFailure:
 const char* authFailureName(AuthFailure failure);
 
 struct alignas(64) LimitRecord {
-  std::atomic<uint64_t> key;  // limitRecordKey(name); 0 = free; master
+  std::atomic<uint64_t> key;  // a hash of name; 0 = free; master
   char name[64];              // master, before `key` is published
   std::atomic<uint64_t> allowed;
   std::atomic<uint64_t> limited;          // 429s this limit decided
@@ -71,7 +71,7 @@ struct alignas(64) LimitRecord {
 };
 
 struct alignas(64) KeyUsageRecord {
-  std::atomic<uint64_t> key;  // usageKey(id); 0 = free; kClaimingKey while written
+  std::atomic<uint64_t> key;  // a hash of id; 0 = free; kClaimingKey while written
   char id[64];                // an API key's id or a JWT subject; never a key
   char tier[32];
   std::atomic<uint64_t> requests;

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <optional>
 
+#include "shared/stable_hash.h"
+
 namespace phalanx::shared {
 
 namespace {
@@ -149,22 +151,11 @@ uint32_t RateLimitTable::occupancy(uint64_t now_us) const {
 }
 
 uint64_t rateLimitKeyHash(std::string_view limit_name, std::string_view key) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a offset basis
-  auto mix = [&h](unsigned char byte) {
-    h ^= byte;
-    h *= 0x100000001b3ull;
-  };
-  uint64_t length = limit_name.size();
-  for (int i = 0; i < 8; ++i) mix(static_cast<unsigned char>(length >> (8 * i)));
-  for (unsigned char c : limit_name) mix(c);
-  for (unsigned char c : key) mix(c);
-  // splitmix64's finalizer: FNV's low bits, which pick the slot, mix poorly.
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebull;
-  h ^= h >> 31;
-  return normalized(h);
+  // The name's length first, so ("ab", "c") and ("a", "bc") differ.
+  char length[8];
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<char>(limit_name.size() >> (8 * i));
+  uint64_t h = fnv1a(kFnvOffset, std::string_view(length, sizeof length));
+  return normalized(mix64(fnv1a(fnv1a(h, limit_name), key)));
 }
 
 }  // namespace phalanx::shared

@@ -4,32 +4,20 @@
 #include <cstring>
 #include <vector>
 
+#include "shared/stable_hash.h"
+
 namespace phalanx::shared {
 
 namespace {
 
-// FNV-1a over the bytes, then splitmix64's finalizer so that similar names
-// (api-1, api-2) land far apart in the table.
-uint64_t hashBytes(uint64_t h, std::string_view bytes) {
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
+// stable_hash.h's mix, so that similar names (api-1, api-2) land far apart
+// in the table; 0 means free and kReusingKey a record being rewritten:
+// neither is a key.
 uint64_t finish(uint64_t h) {
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebull;
-  h ^= h >> 31;
-  // 0 means free and kReusingKey a record being rewritten: neither is a key.
+  h = mix64(h);
   if (h == 0 || h == kReusingKey) h = 1;
   return h;
 }
-
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
 
 // What one configured upstream or target needs: its key and its texts.
 struct Want {
@@ -257,11 +245,11 @@ const char* recordStateName(RecordState state) {
 }
 
 uint64_t upstreamKey(std::string_view name) {
-  return finish(hashBytes(kFnvOffset, name));
+  return finish(fnv1a(kFnvOffset, name));
 }
 
 uint64_t targetKey(std::string_view upstream, std::string_view address) {
-  return finish(hashBytes(hashBytes(hashBytes(kFnvOffset, upstream), "\n"), address));
+  return finish(fnv1a(fnv1a(fnv1a(kFnvOffset, upstream), "\n"), address));
 }
 
 UpstreamCapacity upstreamCapacityFor(const Config& config) {

@@ -6,12 +6,6 @@ namespace phalanx::worker {
 
 namespace {
 
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && isBlank(text.front())) text.remove_prefix(1);
-  while (!text.empty() && isBlank(text.back())) text.remove_suffix(1);
-  return text;
-}
-
 bool trustedIp(std::string_view text, const std::vector<shared::Cidr>& trusted, bool* valid) {
   uint8_t bytes[16];
   int family = shared::parseIp(text, bytes);

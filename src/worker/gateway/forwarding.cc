@@ -24,47 +24,16 @@ bool inList(std::string_view name, const auto& list) {
   return false;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && isBlank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && isBlank(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-bool equalsIgnoringCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x | 0x20);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y | 0x20);
-    if (x != y) return false;
-  }
-  return true;
-}
-
 // The field names the Connection fields list ("close" and "keep-alive" are
 // options, and harmless to look for among names).
 template <typename Fields>
-std::vector<std::string_view> connectionOptions(const Fields& fields) {
+std::vector<std::string_view> connectionOptionsOf(const Fields& fields) {
   std::vector<std::string_view> names;
   for (const auto& [name, value] : fields) {
     if (!equalsLowercase(name, "connection")) continue;
-    std::string_view rest = value;
-    while (!rest.empty()) {
-      size_t comma = rest.find(',');
-      std::string_view token = trim(rest.substr(0, comma));
-      if (!token.empty()) names.push_back(token);
-      if (comma == std::string_view::npos) break;
-      rest.remove_prefix(comma + 1);
-    }
+    forEachListElement(value, [&](std::string_view option) { names.push_back(option); });
   }
   return names;
-}
-
-bool namedBy(std::string_view name, const std::vector<std::string_view>& options) {
-  for (std::string_view option : options) {
-    if (equalsIgnoringCase(name, option)) return true;
-  }
-  return false;
 }
 
 void appendField(std::string& out, std::string_view name, std::string_view value) {
@@ -92,6 +61,17 @@ struct RequestFields {
 
 }  // namespace
 
+std::vector<std::string_view> connectionOptions(const ResponseHead& head) {
+  return connectionOptionsOf(head.fields);
+}
+
+bool namedBy(std::string_view name, const std::vector<std::string_view>& options) {
+  for (std::string_view option : options) {
+    if (equalsIgnoringCase(name, option)) return true;
+  }
+  return false;
+}
+
 void appendUpstreamRequestHead(std::string& out, const Request& request, const ForwardContext& ctx) {
   out += request.methodName();
   out += ' ';
@@ -102,7 +82,7 @@ void appendUpstreamRequestHead(std::string& out, const Request& request, const F
   }
   out += " HTTP/1.1\r\n";
   RequestFields fields{request};
-  std::vector<std::string_view> options = connectionOptions(fields);
+  std::vector<std::string_view> options = connectionOptionsOf(fields);
   std::string forwarded_for;
   bool has_host = false;
   for (const auto& [name, value] : fields) {
@@ -146,7 +126,7 @@ void appendClientResponseHead(std::string& out, const ResponseHead& head, Client
   out += ' ';
   out += reasonPhrase(head.status);
   out += "\r\n";
-  std::vector<std::string_view> options = connectionOptions(head.fields);
+  std::vector<std::string_view> options = connectionOptions(head);
   bool has_date = false;
   for (const auto& [name, value] : head.fields) {
     if (equalsLowercase(name, "content-length") && framing == ClientFraming::HeadLength) {
@@ -170,11 +150,7 @@ void appendClientResponseHead(std::string& out, const ResponseHead& head, Client
     case ClientFraming::Length: appendField(out, "Content-Length", std::to_string(length)); break;
     case ClientFraming::Chunked: appendField(out, "Transfer-Encoding", "chunked"); break;
   }
-  switch (connection) {
-    case ConnectionHeader::None: break;
-    case ConnectionHeader::KeepAlive: out += "Connection: keep-alive\r\n"; break;
-    case ConnectionHeader::Close: out += "Connection: close\r\n"; break;
-  }
+  appendConnectionField(out, connection);
   out += "\r\n";
 }
 

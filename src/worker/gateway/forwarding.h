@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "worker/gateway/upstream_response_parser.h"
 #include "worker/http/http_parser.h"
@@ -58,6 +59,12 @@ void appendClientResponseHead(std::string& out, const ResponseHead& head, Client
                               uint64_t length, ConnectionHeader connection,
                               std::string_view request_id, std::string_view date,
                               std::string_view extra = {});
+
+// The field names a response's Connection fields list: they concern one
+// connection, so they are neither forwarded nor replayed from a cache.
+std::vector<std::string_view> connectionOptions(const ResponseHead& head);
+// Whether `name` is among `options` (ASCII case ignored).
+bool namedBy(std::string_view name, const std::vector<std::string_view>& options);
 
 // Appends one chunk of a chunked body (nothing for an empty one), and the
 // last chunk.

@@ -5,6 +5,7 @@
 #include "shared/policy/cache_control.h"
 #include "shared/shm.h"
 #include "worker/gateway/client_address.h"
+#include "worker/gateway/forwarding.h"
 #include "worker/gateway/gateway.h"
 #include "worker/handlers.h"
 #include "worker/http/ascii.h"
@@ -17,61 +18,8 @@ void bump(std::atomic<uint64_t>& counter) {
   counter.fetch_add(1, std::memory_order_relaxed);
 }
 
-std::string_view headerValue(const Request& request, std::string_view lower_name) {
-  for (size_t i = 0; i < request.headerCount(); ++i) {
-    auto [name, value] = request.header(i);
-    if (name.size() == lower_name.size() && equalsLowercase(name, lower_name)) return value;
-  }
-  return {};
-}
-
 bool isUnsafe(uint8_t method) {
   return method == HTTP_POST || method == HTTP_PUT || method == HTTP_PATCH || method == HTTP_DELETE;
-}
-
-void appendConnection(std::string& out, ConnectionHeader connection) {
-  switch (connection) {
-    case ConnectionHeader::None: break;
-    case ConnectionHeader::KeepAlive: out += "Connection: keep-alive\r\n"; break;
-    case ConnectionHeader::Close: out += "Connection: close\r\n"; break;
-  }
-}
-
-bool equalsIgnoringCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
-           return std::tolower(x) == std::tolower(y);
-         });
-}
-
-std::string_view trimmed(std::string_view text) {
-  while (!text.empty() && isBlank(text.front())) text.remove_prefix(1);
-  while (!text.empty() && isBlank(text.back())) text.remove_suffix(1);
-  return text;
-}
-
-// Calls f(token) for each element of a comma-separated field value.
-template <typename F>
-void forEachToken(std::string_view value, F f) {
-  while (!value.empty()) {
-    size_t comma = value.find(',');
-    std::string_view token = trimmed(value.substr(0, comma));
-    if (!token.empty()) f(token);
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-}
-
-// Whether the response's Connection header names `name`: such a field
-// concerns one connection and is not replayed from the cache.
-bool namedByConnection(const ResponseHead& head, std::string_view name) {
-  bool named = false;
-  for (const auto& [field, value] : head.fields) {
-    if (!equalsLowercase(field, "connection")) continue;
-    forEachToken(value,
-                 [&](std::string_view token) { named = named || equalsIgnoringCase(token, name); });
-  }
-  return named;
 }
 
 std::string lowercase(std::string_view text) {
@@ -137,7 +85,7 @@ std::string_view GuardedExchange::limitKey(const RateLimiter::Limit& limit) cons
     case shared::LimitKey::Ip:
       return clientAddress(sink_.client(), request_, gateway_.guard().trustedProxies());
     case shared::LimitKey::ApiKey: return identity_.id;
-    case shared::LimitKey::Header: return headerValue(request_, limit.header);
+    case shared::LimitKey::Header: return request_.field(limit.header);
     case shared::LimitKey::Route: return route_.path;
   }
   return {};
@@ -145,20 +93,19 @@ std::string_view GuardedExchange::limitKey(const RateLimiter::Limit& limit) cons
 
 void GuardedExchange::checkLimits() {
   RateLimiter& limiter = gateway_.guard().limiter();
-  std::vector<uint32_t> limits = guard_.limits;
-  if (guard_.auth) {
-    if (auto tier = gateway_.guard().tierLimit(identity_.tier)) limits.push_back(*tier);
-  }
+  // The route's limits, then the caller's tier's.
+  std::optional<uint32_t> tier;
+  if (guard_.auth) tier = gateway_.guard().tierLimit(identity_.tier);
   // A limit whose key the request lacks does not apply. Local limits are
   // decided here and now (one CAS); cluster ones go to Redis together.
-  applied_.reserve(limits.size());
+  applied_.reserve(guard_.limits.size() + (tier ? 1 : 0));
   std::vector<std::pair<size_t, std::string>> remote;
-  for (uint32_t index : limits) {
+  auto apply = [&](uint32_t index) {
     const RateLimiter::Limit& limit = limiter.limit(index);
     std::string_view key = limitKey(limit);
     if (key.empty()) {
       bump(limit.record->unkeyed);
-      continue;
+      return;
     }
     applied_.push_back({.limit = index, .decision = {}});
     if (limit.cluster) {
@@ -166,7 +113,9 @@ void GuardedExchange::checkLimits() {
     } else {
       applied_.back().decision = limiter.decideHere(index, key);
     }
-  }
+  };
+  for (uint32_t index : guard_.limits) apply(index);
+  if (tier) apply(*tier);
   if (applied_.empty()) return pass();
   if (remote.empty()) return onLimitsDecided();
   undecided_ = remote.size() + 1;  // +1: held until every decide() was issued
@@ -311,7 +260,7 @@ void GuardedExchange::lookUpCache() {
   if (mode == shared::policy::RequestCacheMode::Use) {
     uint64_t now = gateway_.nowMs();
     auto hit = cache.l1().find(
-        cache_key_, [this](std::string_view name) { return headerValue(request_, name); }, now);
+        cache_key_, [this](std::string_view name) { return request_.field(name); }, now);
     if (hit && shared::policy::acceptsAge(asked, ageSeconds(*hit, now))) {
       bump(info.cache_hits);
       return serveHit(*hit);
@@ -338,7 +287,7 @@ void GuardedExchange::afterLevel2(std::optional<std::string> bytes) {
     std::optional<CachedResponse> parsed = parseCachedResponse(*bytes, now);
     bool matches = parsed.has_value();
     for (size_t i = 0; matches && i < parsed->vary.size(); ++i) {
-      matches = headerValue(request_, parsed->vary[i].first) == parsed->vary[i].second;
+      matches = request_.field(parsed->vary[i].first) == parsed->vary[i].second;
     }
     if (matches) {
       bump(cache.info().cache_hits);
@@ -374,7 +323,7 @@ void GuardedExchange::onLeaderDone() {
   unhold();
   uint64_t now = gateway_.nowMs();
   auto hit = gateway_.cache().l1().find(
-      cache_key_, [this](std::string_view name) { return headerValue(request_, name); }, now);
+      cache_key_, [this](std::string_view name) { return request_.field(name); }, now);
   if (hit) {
     cache_status_ = "HIT";
     serveHit(*hit);
@@ -407,7 +356,7 @@ void GuardedExchange::serveHit(const CachedResponse& hit) {
     out += std::to_string(hit.body.size());
     out += "\r\n";
   }
-  appendConnection(out, connection);
+  appendConnectionField(out, connection);
   out += "\r\n";
   if (!request_.isHead() && !bodyless) out += hit.body;
   gateway_.cache().info().cache_hit_bytes.fetch_add(hit.body.size(), std::memory_order_relaxed);
@@ -442,14 +391,14 @@ void GuardedExchange::onTapHead(const ResponseHead& head) {
     } else if (equalsLowercase(name, "age")) {
       age_s = std::strtoull(std::string(value).c_str(), nullptr, 10);
     } else if (equalsLowercase(name, "vary")) {
-      forEachToken(value, [&](std::string_view token) {
+      forEachListElement(value, [&](std::string_view token) {
         if (token == "*") vary_star = true;
         vary.push_back(lowercase(token));
       });
     }
   }
-  bool credentials = !headerValue(request_, "authorization").empty() ||
-                     !headerValue(request_, "x-api-key").empty();
+  bool credentials =
+      !request_.field("authorization").empty() || !request_.field("x-api-key").empty();
   store_ttl_ms_ = shared::policy::storeTtlMs({.status = head.status,
                                               .response = directives,
                                               .has_set_cookie = set_cookie,
@@ -463,18 +412,19 @@ void GuardedExchange::onTapHead(const ResponseHead& head) {
       head.content_length > cache.maxEntryBytes()) {
     return;
   }
+  std::vector<std::string_view> per_connection = connectionOptions(head);
   storing_ = std::make_unique<CachedResponse>();
   storing_->status = head.status;
   storing_->age_at_store_s = age_s;
   for (const auto& [name, value] : head.fields) {
-    if (!isReplayedField(name) || namedByConnection(head, name)) continue;
+    if (!isReplayedField(name) || namedBy(name, per_connection)) continue;
     storing_->head += name;
     storing_->head += ": ";
     storing_->head += value;
     storing_->head += "\r\n";
   }
   for (std::string& name : vary) {
-    std::string value(headerValue(request_, name));
+    std::string value(request_.field(name));
     storing_->vary.emplace_back(std::move(name), std::move(value));
   }
 }

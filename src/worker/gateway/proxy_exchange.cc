@@ -32,14 +32,6 @@ bool retriesOn(const Route& route, int status) {
   }
 }
 
-std::string_view requestIdOf(const Request& request) {
-  for (size_t i = 0; i < request.headerCount(); ++i) {
-    auto [name, value] = request.header(i);
-    if (equalsLowercase(name, "x-request-id")) return value;
-  }
-  return {};
-}
-
 }  // namespace
 
 ProxyExchange::ProxyExchange(Gateway& gateway, UpstreamGroup& group, const Route& route,
@@ -54,7 +46,7 @@ ProxyExchange::ProxyExchange(Gateway& gateway, UpstreamGroup& group, const Route
   chunked_body_ = request.framing == Request::BodyFraming::Chunked;
   client_minor_ = request.http_minor;
   retries_left_ = group.config().retries;
-  std::string_view sent = requestIdOf(request);
+  std::string_view sent = request.field("x-request-id");
   request_id_ = RequestIds::isSane(sent) ? std::string(sent) : gateway.requestIds().next();
   ForwardContext ctx{.client_ip = sink.client().address, .proto = "http", .request_id = request_id_};
   appendUpstreamRequestHead(head_, request, ctx);

@@ -22,6 +22,38 @@ inline bool isBlank(char c) {
   return c == ' ' || c == '\t';
 }
 
+// Either string, ASCII case ignored.
+inline bool equalsIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x | 0x20);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y | 0x20);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// `s` without leading and trailing optional whitespace.
+inline std::string_view trim(std::string_view s) {
+  while (!s.empty() && isBlank(s.front())) s.remove_prefix(1);
+  while (!s.empty() && isBlank(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// Calls f(element) for each non-empty element of a comma-separated field
+// value (RFC 9110 5.6.1), trimmed.
+template <typename F>
+void forEachListElement(std::string_view value, F f) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view element = trim(value.substr(0, comma));
+    if (!element.empty()) f(element);
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+}
+
 // The value of a hex digit, or -1.
 inline int hexValue(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';

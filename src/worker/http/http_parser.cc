@@ -13,6 +13,14 @@
 
 namespace phalanx::worker {
 
+std::string_view Request::field(std::string_view lower_name) const {
+  for (size_t i = 0; i < headerCount(); ++i) {
+    auto [name, value] = header(i);
+    if (equalsLowercase(name, lower_name)) return value;
+  }
+  return {};
+}
+
 namespace {
 
 // What a connection keeps between requests; a larger request's storage is

@@ -94,6 +94,9 @@ struct Request {
   std::pair<std::string_view, std::string_view> header(size_t i) const {
     return {slice(fields_[i].name), slice(fields_[i].value)};
   }
+  // The value of the first field named `lower_name` (lowercase), or "" when
+  // there is none.
+  std::string_view field(std::string_view lower_name) const;
 
  private:
   friend class RequestParser;

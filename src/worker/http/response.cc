@@ -86,6 +86,14 @@ Response makeJsonError(int status, std::string_view message, const HeaderList& e
   return makeResponse(status, std::move(body), headers);
 }
 
+void appendConnectionField(std::string& out, ConnectionHeader connection) {
+  switch (connection) {
+    case ConnectionHeader::None: break;
+    case ConnectionHeader::KeepAlive: out += "Connection: keep-alive\r\n"; break;
+    case ConnectionHeader::Close: out += "Connection: close\r\n"; break;
+  }
+}
+
 void appendResponse(std::string& out, const Response& response, std::string_view date,
                     ConnectionHeader connection, bool head_only, std::string_view extra) {
   out += response.head;

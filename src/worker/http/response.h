@@ -35,6 +35,10 @@ enum class ConnectionHeader { None, KeepAlive, Close };
 void appendResponse(std::string& out, const Response& response, std::string_view date,
                     ConnectionHeader connection, bool head_only, std::string_view extra = {});
 
+// Appends "Connection: keep-alive" or "Connection: close" and its CRLF, or
+// nothing for None: for heads built field by field (a proxied or cached answer).
+void appendConnectionField(std::string& out, ConnectionHeader connection);
+
 std::string_view reasonPhrase(int status);
 
 }  // namespace phalanx::worker

@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "shared/stable_hash.h"
+
 namespace phalanx::worker {
 
 namespace {
@@ -53,21 +55,6 @@ std::optional<RedisGcraDecision> parseDecision(const RedisReply& reply) {
                            .retry_after_ms = static_cast<uint64_t>(reply.elements[3].integer)};
 }
 
-// FNV-1a, then splitmix64's finalizer: the same on every host and build, as
-// every host must name a bucket alike.
-uint64_t stableHash(std::string_view bytes) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebull;
-  h ^= h >> 31;
-  return h;
-}
 
 constexpr size_t kMaxNameBytes = 128;
 constexpr char kHex[] = "0123456789ABCDEF";
@@ -90,7 +77,7 @@ std::string sanitize(std::string_view raw) {
     }
   }
   if (out.size() <= kMaxNameBytes) return out;
-  uint64_t h = stableHash(raw);
+  uint64_t h = shared::stableHash(raw);  // the same on every host and build
   out = "#";
   for (int shift = 60; shift >= 0; shift -= 4) out += "0123456789abcdef"[(h >> shift) & 0xf];
   return out;
