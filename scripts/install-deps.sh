@@ -21,6 +21,9 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev llvm-14
   # bench anchors (../shared/bench/compare.py)
   nginx-light haproxy
+  # make loadtest (scripts/loadtest/): locust for user behaviour, matplotlib for
+  # the plots, psutil for per-process figures; chromium for the status page test
+  python3-locust python3-matplotlib python3-psutil chromium
 )
 
 missing=()
