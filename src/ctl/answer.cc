@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "ctl/access_table.h"
+#include "ctl/route_table.h"
 #include "ctl/status_table.h"
 #include "ctl/upstream_table.h"
 
@@ -157,6 +158,8 @@ std::optional<std::string> renderAnswer(Command command, const Answer& answer, u
       return out;
     }
     case Command::Access: return renderAccess(root, error);
+    case Command::Routes: return renderRoutes(root, error);
+    case Command::Errors: return renderErrors(root, error);
     case Command::CachePurge: {
       std::optional<uint64_t> workers = unsignedMember(root, "workers");
       std::optional<uint64_t> done = unsignedMember(root, "workers_done");

@@ -17,7 +17,7 @@ constexpr double kMaxTimeoutSeconds = 86400;
 
 constexpr const char* kCommandList =
     "status, reload, scale N, stop, show info, show stat, upstreams, breaker open|close UPSTREAM "
-    "TARGET, access, keys [N], cache purge [PREFIX], help";
+    "TARGET, access, keys [N], cache purge [PREFIX], routes, errors [N], help";
 
 struct Parser {
   Invocation invocation;
@@ -130,6 +130,17 @@ bool parseCommand(Parser& p) {
   }
   if (first == "upstreams") return noArguments(Command::Upstreams);
   if (first == "access") return noArguments(Command::Access);
+  if (first == "routes") return noArguments(Command::Routes);
+  if (first == "errors") {
+    if (w.size() > 2 || (w.size() == 2 && (w[1].empty() || w[1].size() > 3 ||
+                                           w[1].find_first_not_of("0123456789") !=
+                                               std::string_view::npos))) {
+      return p.fail("usage: errors [N] (the N most recent, default 20, at most 100)");
+    }
+    inv.command = Command::Errors;
+    inv.line = w.size() == 2 ? "errors " + std::string(w[1]) + "\n" : "errors\n";
+    return true;
+  }
   if (first == "cache") {
     if (w.size() < 2 || w.size() > 3 || w[1] != "purge" || (w.size() == 3 && w[2][0] != '/')) {
       return p.fail("usage: cache purge [PREFIX] (a path prefix like /api/; none: everything)");
@@ -233,6 +244,8 @@ std::string usage() {
          "  access      rate limits (allowed, limited, Redis fallbacks), table, auth failures,\n"
          "              cache hits and misses, Redis connections\n"
          "  keys [N]    the N busiest API keys / JWT subjects: requests, refusals, last seen\n"
+         "  routes      every route by traffic: requests, status classes, p50/p95/p99\n"
+         "  errors [N]  the N most recent 5xx: time, route, status, client, request id, upstream\n"
          "  cache purge [PREFIX]\n"
          "              empty the response cache of paths starting with PREFIX (both levels)\n"
          "  help        the commands the master knows\n"

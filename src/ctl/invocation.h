@@ -50,6 +50,8 @@ enum class Command {
   Keys,
   CachePurge,
   Access,
+  Routes,
+  Errors,
 };
 
 struct Invocation {

@@ -25,6 +25,8 @@
 #include "shared/status_report.h"
 #include "shared/access_records.h"
 #include "shared/access_report.h"
+#include "shared/route_records.h"
+#include "shared/route_report.h"
 #include "shared/upstream_records.h"
 
 namespace phalanx::master {
@@ -234,7 +236,10 @@ class Master {
     if (error.empty() && fd < 0) error = std::string("memfd_create: ") + std::strerror(errno);
     // Last, as it writes shm: the new generation's records exist before its
     // workers look for them. A reload that fails later provisions back.
-    if (error.empty() && !shared::provisionLimits(region_, *loaded.config, &error)) close(fd);
+    if (error.empty() && (!shared::provisionLimits(region_, *loaded.config, &error) ||
+                          !shared::provisionRoutes(region_, *loaded.config, &error))) {
+      close(fd);
+    }
     if (error.empty() &&
         !shared::provisionUpstreams(region_, *loaded.config, last_generation_ + 1, &error)) {
       close(fd);
@@ -396,6 +401,26 @@ class Master {
                          shared::writeKeys(w, view, top);
                        });
                      }});
+    table.push_back({{"routes"}, "",
+                     "every route by traffic: requests by method and status, latency",
+                     [this](const auto&, auto reply) {
+                       std::vector<shared::RouteView> routes = shared::takeRouteViews(region_);
+                       reply->ok([&](shared::JsonWriter& w) { shared::writeRoutes(w, routes); });
+                     }});
+    table.push_back({{"errors"}, "[N]",
+                     "the N most recent 5xx responses (default 20, at most 100), newest first",
+                     [this](const std::vector<std::string>& args, auto reply) {
+                       size_t count = 20;
+                       if (args.size() > 1 ||
+                           (args.size() == 1 && (!parseTop(args[0], &count) ||
+                                                 count > shared::kRecentErrors))) {
+                         reply->fail("usage: errors [N] (N from 1 to 100)");
+                         return;
+                       }
+                       std::vector<shared::ErrorView> errors =
+                           shared::takeErrors(region_, static_cast<uint32_t>(count));
+                       reply->ok([&](shared::JsonWriter& w) { shared::writeErrors(w, errors); });
+                     }});
     return table;
   }
 
@@ -537,7 +562,8 @@ int runMaster(const std::string& config_path) {
   auto region = shared::SharedRegion::create(shared::kMaxWorkers, shared::kMaxWorkers * 4,
                                              shared::upstreamCapacityFor(config));
   if (!shared::provisionUpstreams(region, config, 1, &error) ||
-      !shared::provisionLimits(region, config, &error)) {
+      !shared::provisionLimits(region, config, &error) ||
+      !shared::provisionRoutes(region, config, &error)) {
     spdlog::critical("{}", error);
     return 1;
   }

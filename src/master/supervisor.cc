@@ -10,6 +10,7 @@
 
 #include "master/process_stats.h"
 #include "shared/exit_codes.h"
+#include "shared/route_records.h"
 
 namespace phalanx::master {
 
@@ -105,6 +106,8 @@ Supervisor::~Supervisor() = default;
 void Supervisor::start(std::shared_ptr<const Generation> generation, uint32_t workers) {
   current_ = std::move(generation);
   target_ = workers;
+  region_.master().max_memory_bytes.store(current_->config.supervisor.max_memory_bytes,
+                                          std::memory_order_relaxed);
   store(region_.master().workers, workers);
   store(region_.master().generation, current_->number);
   initSlots(workers);
@@ -184,6 +187,7 @@ Supervisor::Process* Supervisor::spawn(Slot& slot, std::shared_ptr<const Generat
   cell.generation.store(generation->number, std::memory_order_relaxed);
   cell.started_at_ms.store(shared::wallMs(), std::memory_order_relaxed);
   store(cell.state, static_cast<uint32_t>(WorkerState::Starting));
+  shared::noteSlotUsed(region_, slot.index);
 
   uv_process_options_t options{};
   options.file = exe_path_.c_str();
@@ -470,6 +474,8 @@ void Supervisor::finishReload(const std::string& error) {
     return;
   }
   current_ = txn->generation;
+  region_.master().max_memory_bytes.store(current_->config.supervisor.max_memory_bytes,
+                                          std::memory_order_relaxed);
   for (auto& slot : slots_) slot->policy.configure(current_->config.supervisor);
   for (uint32_t i = 0; i < txn->workers; ++i) {
     Slot& slot = *slots_[i];

@@ -237,6 +237,9 @@ enum class RouteKind { Static, Builtin, Upstream };
 struct RouteConfig {
   RouteMatch match = RouteMatch::Exact;
   std::string path;  // starts with '/'
+  // The name its figures are kept under (metric label "route", status,
+  // errors); "" = the path. Routes may share a name, and then its figures.
+  std::string name;
   RouteKind kind = RouteKind::Static;
   StaticResponseConfig static_response;  // kind == Static
   Builtin builtin = Builtin::Live;       // kind == Builtin

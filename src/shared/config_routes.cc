@@ -103,6 +103,17 @@ void parseRouteMatch(Parse& p, ObjectReader& r, RouteConfig& route) {
     p.errors.add(path, "must not contain '?', '#', spaces or control characters");
     route.path.clear();
   }
+  // The name of the route's figures (metric label, status, errors).
+  if (r.string("name", route.name, false) &&
+      (route.name.empty() || route.name.size() > 63 || route.name[0] == '(' ||
+       std::any_of(route.name.begin(), route.name.end(), [](unsigned char c) {
+         return c <= 0x20 || c >= 0x7f || c == '"' || c == '\\';
+       }))) {
+    p.errors.add(r.pathOf("name"),
+                 "must be 1-63 printable ASCII characters without spaces, quotes or "
+                 "backslashes, not starting with '('");
+    route.name.clear();
+  }
 }
 
 void parseRouteHandler(Parse& p, ObjectReader& r, RouteConfig& route) {

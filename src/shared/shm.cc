@@ -1,6 +1,7 @@
 #include "shared/shm.h"
 
 #include "shared/access_records.h"
+#include "shared/route_records.h"
 #include "shared/upstream_records.h"
 
 #include <spdlog/spdlog.h>
@@ -26,7 +27,8 @@ constexpr size_t alignUp(size_t n) {
 
 struct Layout {
   size_t master_offset, slots_offset, cells_offset, gateway_offset, upstreams_offset,
-      targets_offset, access_offset, limits_offset, key_usage_offset, rate_limit_offset, total;
+      targets_offset, access_offset, limits_offset, key_usage_offset, rate_limit_offset, route_info_offset,
+      routes_offset, route_counters_offset, errors_offset, total;
 
   bool operator==(const Layout&) const = default;
 };
@@ -45,7 +47,13 @@ Layout layoutFor(uint32_t slot_capacity, uint32_t cell_capacity, UpstreamCapacit
   l.key_usage_offset = alignUp(l.limits_offset + size_t{kLimitRecords} * sizeof(LimitRecord));
   l.rate_limit_offset =
       alignUp(l.key_usage_offset + size_t{kKeyUsageRecords} * sizeof(KeyUsageRecord));
-  l.total = l.rate_limit_offset + RateLimitTable::bytesFor(upstreams.rate_limit_entries);
+  l.route_info_offset =
+      alignUp(l.rate_limit_offset + RateLimitTable::bytesFor(upstreams.rate_limit_entries));
+  l.routes_offset = alignUp(l.route_info_offset + sizeof(RouteInfo));
+  l.route_counters_offset = alignUp(l.routes_offset + size_t{kRouteRecords} * sizeof(RouteRecord));
+  l.errors_offset = alignUp(l.route_counters_offset +
+                            size_t{slot_capacity} * kRouteRecords * sizeof(RouteCounters));
+  l.total = l.errors_offset + size_t{kErrorRing} * sizeof(ErrorEntry);
   return l;
 }
 
@@ -60,6 +68,10 @@ Layout layoutOf(const ShmHeader& h) {
                 .limits_offset = h.limits_offset,
                 .key_usage_offset = h.key_usage_offset,
                 .rate_limit_offset = h.rate_limit_offset,
+                .route_info_offset = h.route_info_offset,
+                .routes_offset = h.routes_offset,
+                .route_counters_offset = h.route_counters_offset,
+                .errors_offset = h.errors_offset,
                 .total = h.total_bytes};
 }
 
@@ -166,6 +178,10 @@ SharedRegion SharedRegion::create(uint32_t slot_capacity, uint32_t cell_capacity
   header->limits_offset = layout.limits_offset;
   header->key_usage_offset = layout.key_usage_offset;
   header->rate_limit_offset = layout.rate_limit_offset;
+  header->route_info_offset = layout.route_info_offset;
+  header->routes_offset = layout.routes_offset;
+  header->route_counters_offset = layout.route_counters_offset;
+  header->errors_offset = layout.errors_offset;
   return region;
 }
 
@@ -265,6 +281,29 @@ KeyUsageRecord& SharedRegion::keyUsage(uint32_t index) const {
 
 RateLimitEntry* SharedRegion::rateLimitEntries() const {
   return reinterpret_cast<RateLimitEntry*>(static_cast<char*>(base_) + header().rate_limit_offset);
+}
+
+RouteInfo& SharedRegion::routeInfo() const {
+  return *reinterpret_cast<RouteInfo*>(static_cast<char*>(base_) + header().route_info_offset);
+}
+
+RouteRecord& SharedRegion::route(uint32_t index) const {
+  if (index >= kRouteRecords) pastCapacity("route record", index, kRouteRecords);
+  auto* bytes = static_cast<char*>(base_) + header().routes_offset;
+  return reinterpret_cast<RouteRecord*>(bytes)[index];
+}
+
+RouteCounters& SharedRegion::routeCounters(uint32_t slot, uint32_t route) const {
+  if (slot >= slotCapacity()) pastCapacity("slot", slot, slotCapacity());
+  if (route >= kRouteRecords) pastCapacity("route record", route, kRouteRecords);
+  auto* bytes = static_cast<char*>(base_) + header().route_counters_offset;
+  return reinterpret_cast<RouteCounters*>(bytes)[size_t{slot} * kRouteRecords + route];
+}
+
+ErrorEntry& SharedRegion::errorEntry(uint32_t index) const {
+  if (index >= kErrorRing) pastCapacity("error entry", index, kErrorRing);
+  auto* bytes = static_cast<char*>(base_) + header().errors_offset;
+  return reinterpret_cast<ErrorEntry*>(bytes)[index];
 }
 
 GatewayInfo& SharedRegion::gateway() const {

@@ -31,7 +31,7 @@
 namespace phalanx::shared {
 
 inline constexpr uint64_t kShmMagic = 0x31584c4148504850ull;  // "PHPHALX1"
-inline constexpr uint32_t kShmLayoutVersion = 4;
+inline constexpr uint32_t kShmLayoutVersion = 5;
 
 // What a worker process says about itself, in its cell.
 enum class WorkerState : uint32_t { Empty = 0, Starting, Ready, Draining, Stopped };
@@ -140,6 +140,7 @@ struct alignas(64) MasterInfo {
   // so a sum never counts a process twice or not at all (a seqlock).
   std::atomic<uint64_t> fold_sequence;
   TrafficCounters retired;
+  std::atomic<uint64_t> max_memory_bytes;  // supervisor.max_memory of the serving config, 0 = none
 };
 
 struct ShmHeader {
@@ -161,6 +162,10 @@ struct ShmHeader {
   uint64_t limits_offset;
   uint64_t key_usage_offset;
   uint64_t rate_limit_offset;
+  uint64_t route_info_offset;  // route_records.h
+  uint64_t routes_offset;
+  uint64_t route_counters_offset;  // slot_capacity × kRouteRecords, by slot then record
+  uint64_t errors_offset;
 };
 
 // Defined in upstream_records.h (which includes this header).
@@ -172,6 +177,11 @@ struct AccessInfo;
 struct LimitRecord;
 struct KeyUsageRecord;
 struct RateLimitEntry;
+// Defined in route_records.h.
+struct RouteInfo;
+struct RouteRecord;
+struct RouteCounters;
+struct ErrorEntry;
 
 // How many upstream and target records a region holds: fixed when the master
 // creates it (upstreamCapacityFor(config) in upstream_records.h adds the
@@ -191,9 +201,9 @@ static_assert(sizeof(WorkerCell) == 320 && offsetof(WorkerCell, traffic) == 56 &
               "WorkerCell layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(sizeof(SlotRecord) == 64 && offsetof(SlotRecord, restart_at_ms) == 32,
               "SlotRecord layout changed: bump kShmLayoutVersion and update this assert");
-static_assert(offsetof(MasterInfo, retired) == 128,
+static_assert(offsetof(MasterInfo, retired) == 128 && offsetof(MasterInfo, max_memory_bytes) == 352,
               "MasterInfo layout changed: bump kShmLayoutVersion and update this assert");
-static_assert(sizeof(ShmHeader) == 120 && offsetof(ShmHeader, rate_limit_offset) == 112,
+static_assert(sizeof(ShmHeader) == 152 && offsetof(ShmHeader, errors_offset) == 144,
               "ShmHeader layout changed: bump kShmLayoutVersion");
 static_assert(std::is_standard_layout_v<WorkerCell> && std::is_standard_layout_v<SlotRecord> &&
               std::is_standard_layout_v<MasterInfo> && std::is_standard_layout_v<ShmHeader>);
@@ -244,6 +254,11 @@ class SharedRegion {
   LimitRecord& limit(uint32_t index) const;        // index < kLimitRecords
   KeyUsageRecord& keyUsage(uint32_t index) const;  // index < kKeyUsageRecords
   RateLimitEntry* rateLimitEntries() const;
+  // Per-route figures and the recent errors (route_records.h).
+  RouteInfo& routeInfo() const;
+  RouteRecord& route(uint32_t index) const;                          // index < kRouteRecords
+  RouteCounters& routeCounters(uint32_t slot, uint32_t route) const;  // slot < slotCapacity()
+  ErrorEntry& errorEntry(uint32_t index) const;                      // index < kErrorRing
 
  private:
   void reset();

@@ -96,6 +96,7 @@ Snapshot takeSnapshot(const SharedRegion& region) {
   s.last_reload_ms = get(m.last_reload_ms);
   s.reloads_ok = get(m.reloads_ok);
   s.reloads_failed = get(m.reloads_failed);
+  s.max_memory_bytes = get(m.max_memory_bytes);
   for (uint32_t i = 0; i < kExitReasonCount; ++i) s.restarts_by_reason[i] = get(m.restarts_by_reason[i]);
 
   for (uint32_t i = 0; i < region.slotCapacity(); ++i) {
@@ -136,6 +137,8 @@ Snapshot takeSnapshot(const SharedRegion& region) {
   s.totals = sumTraffic(region);
   readUpstreams(region, s);
   s.access = takeAccessView(region);
+  s.routes = takeRouteViews(region);
+  s.errors = takeErrors(region);
   return s;
 }
 

@@ -9,6 +9,7 @@
 
 #include "shared/access_report.h"
 #include "shared/policy/circuit_breaker.h"
+#include "shared/route_records.h"
 #include "shared/shm.h"
 #include "shared/upstream_records.h"
 
@@ -90,6 +91,9 @@ struct Snapshot {
   std::vector<UpstreamView> upstreams;  // by name
   std::vector<TargetView> targets;      // by upstream, then position, then address
   AccessView access;
+  std::vector<RouteView> routes;  // most requests first
+  std::vector<ErrorView> errors;  // newest first
+  uint64_t max_memory_bytes = 0;  // supervisor.max_memory, 0 = none
 };
 
 Snapshot takeSnapshot(const SharedRegion& region);

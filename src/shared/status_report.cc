@@ -1,6 +1,7 @@
 #include "shared/status_report.h"
 
 #include "shared/access_report.h"
+#include "shared/route_report.h"
 
 #include "shared/prometheus_text.h"
 #include "shared/upstream_report.h"
@@ -275,6 +276,9 @@ void workers(Exposition& e, const Snapshot& s) {
   }
   e.family("phalanx_workers_target", "gauge", "Worker slots the master is asked to run.");
   e.sample("phalanx_workers_target", "", s.workers);
+  e.family("phalanx_worker_memory_limit_bytes", "gauge",
+           "supervisor.max_memory: a worker above it is replaced (0 = no limit).");
+  e.sample("phalanx_worker_memory_limit_bytes", "", s.max_memory_bytes);
 }
 
 void master(Exposition& e, const Snapshot& s) {
@@ -298,7 +302,12 @@ void writeStatus(JsonWriter& w, const Snapshot& snapshot, std::string_view last_
   w.key("workers");
   w.beginArray();
   for (const Row& row : statusRows(snapshot)) writeRow(w, snapshot, row);
-  w.endArray();  writeUpstreams(w, snapshot);
+  w.endArray();
+  writeUpstreams(w, snapshot);
+  w.key("access");
+  writeAccess(w, snapshot.access);
+  writeRoutes(w, snapshot.routes);
+  writeErrors(w, snapshot.errors);
 }
 
 const char* rowState(const WorkerView& worker, const SlotView* slot) {
@@ -400,6 +409,7 @@ std::string prometheusMetrics(const Snapshot& snapshot) {
   master(e, snapshot);
   upstreamMetrics(e, snapshot);
   accessMetrics(e, snapshot.access);
+  routeMetrics(e, snapshot.routes);
   return e.take();
 }
 

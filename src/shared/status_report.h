@@ -15,6 +15,8 @@
 //      "latency_us": {"bounds": [...], "counts": [...], "sum"},
 //      "restart_in_ms" (only while waiting-restart or errored without a process)} ]
 //   "upstreams": [ per upstream and target, see upstream_report.h ]
+//   "access": { limits, the rate-limit table, auth, cache, Redis: access_report.h }
+//   "routes": [ per route name ], "errors": [ the most recent 5xx ]: route_report.h
 // state is one of starting, ready, draining, waiting-restart, errored, fatal.
 // last_exit is "none", "exit N", "signal N (Name)", "memory", "heartbeat",
 // "max_requests", "reload", "scale" or "stop".
@@ -37,7 +39,8 @@
 
 namespace phalanx::shared {
 
-// Writes the members "master", "totals", "workers" and "upstreams" into the object `w` has
+// Writes the members "master", "totals", "workers", "upstreams", "access",
+// "routes" and "errors" into the object `w` has
 // open. `last_reload_error` is what the master knows of a failed reload ("" if
 // none or unknown to the caller).
 void writeStatus(JsonWriter& w, const Snapshot& snapshot, std::string_view last_reload_error);
@@ -67,8 +70,9 @@ std::string showStat(const Snapshot& snapshot);
 //   phalanx_worker_cpu_seconds_total{slot,pid,generation} per live process,
 //   phalanx_workers{state} (status rows by state, zeros included),
 //   phalanx_workers_target, phalanx_reloads_total{result="ok"|"failed"},
-//   phalanx_generation, phalanx_master_uptime_seconds;
-//   then the upstream families (upstream_report.h).
+//   phalanx_worker_memory_limit_bytes, phalanx_generation, phalanx_master_uptime_seconds;
+//   then the upstream, access and route families (upstream_report.h,
+//   access_report.h, route_report.h).
 // Counters over all workers count exited processes too, so they never go back.
 std::string prometheusMetrics(const Snapshot& snapshot);
 

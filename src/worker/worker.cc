@@ -55,6 +55,7 @@ Worker::Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion regi
                  .pid = getpid(),
                  .started_at_ms = shared::wallMs()},
                 region_),
+      route_figures_(config_, region_, options.slot),
       read_buffer_(new char[kReadBufferBytes]) {}
 
 uv_buf_t Worker::readBuffer() {

@@ -22,6 +22,7 @@
 #include "worker/handlers.h"
 #include "worker/http/connection.h"
 #include "worker/http/socket_adopter.h"
+#include "worker/route_figures.h"
 
 namespace phalanx::worker {
 
@@ -62,6 +63,7 @@ class Worker {
   }
   AccessLog* accessLog() const { return access_log_.get(); }
   shared::WorkerCell& cell() { return cell_; }
+  RouteFigures& routeFigures() { return route_figures_; }
   bool draining() const { return draining_; }
   // True for as many keep-alive responses as this worker should close to even
   // out connections with its siblings (see connection_balance.h).
@@ -117,6 +119,7 @@ class Worker {
   shared::WorkerCell& cell_;
   WorkerOptions options_;
   Handlers handlers_;
+  RouteFigures route_figures_;
   std::unique_ptr<Gateway> gateway_;
   std::unique_ptr<AccessLog> access_log_;
   uint64_t access_log_dropped_before_ = 0;  // lines dropped by access logs since reopened

@@ -397,7 +397,25 @@ TEST_CASE("config: a route matches by exactly one of path and prefix") {
   Config c =
       valid(withRoute(R"({"prefix": "/a/", "builtin": "live"}, {"path": "/a/", "static": {}})"));
   CHECK(c.routes[0].match == RouteMatch::Prefix);
+  CHECK(c.routes[0].name.empty());
   CHECK(c.routes[1].match == RouteMatch::Exact);
+}
+
+TEST_CASE("config: a route's name labels its figures: printable, short, not like (none)") {
+  CHECK(valid(withRoute(R"({"path": "/a", "static": {}, "name": "users-v1"})")).routes[0].name ==
+        "users-v1");
+  const char* kMessage =
+      "routes[0].name: must be 1-63 printable ASCII characters without spaces, quotes or "
+      "backslashes, not starting with '('";
+  for (const char* bad : {R"("a b")", R"x("(none)")x", R"("a\"b")", R"("\u00e9")"}) {
+    CAPTURE(bad);
+    CHECK(errorsOf(withRoute(std::string(R"({"path": "/a", "static": {}, "name": )") + bad + "}")) ==
+          Errors{kMessage});
+  }
+  CHECK(errorsOf(withRoute(std::string(R"({"path": "/a", "static": {}, "name": ")") +
+                           std::string(64, 'x') + "\"}")) == Errors{kMessage});
+  CHECK(errorsOf(withRoute(R"({"path": "/a", "static": {}, "name": ""})")) ==
+        Errors{"routes[0].name: must not be empty"});
 }
 
 TEST_CASE("config: a route has exactly one handler") {

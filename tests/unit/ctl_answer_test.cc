@@ -122,3 +122,24 @@ TEST_CASE("upstreams goes through the upstream table") {
   CHECK(renderError(Command::Upstreams, R"({"version":1,"ok":true})") ==
         "no \"upstreams\" array in the answer");
 }
+
+TEST_CASE("routes and errors render as tables, busiest and newest first") {
+  std::string routes = rendered(Command::Routes, R"({"version":1,"ok":true,"routes":[
+      {"name":"api","requests":10,"methods":{"GET":10},"responses":{"200":8,"2xx":1,"502":1},
+       "latency_us":{"bounds":[100,1000],"counts":[5,4,1],"sum":9000}}]})");
+  // p50 in the first bucket; p95 and p99 above every bound.
+  CHECK(routes.find("api                                    10        9        0        0        1   100us    >10s    >10s") !=
+        std::string::npos);
+  CHECK(rendered(Command::Routes, R"({"version":1,"ok":true,"routes":[]})") == "no routes\n");
+  CHECK(renderError(Command::Routes, R"({"version":1,"ok":true,"routes":[{"name":"a"}]})") ==
+        "a route row needs name, requests, responses and latency_us");
+
+  std::string errors = rendered(Command::Errors, R"({"version":1,"ok":true,"errors":[
+      {"at_ms":1796216669309,"route":"api","method":"GET","path":"/api/x","status":502,
+       "client":"127.0.0.1","request_id":"abc","upstream":"127.0.0.1:9001"}]})");
+  CHECK(errors.find("2026-12-02 ") != std::string::npos);
+  CHECK(errors.find(".309    502 api                  GET     /api/x") != std::string::npos);
+  CHECK(errors.find("127.0.0.1:9001         abc") != std::string::npos);
+  CHECK(rendered(Command::Errors, R"({"version":1,"ok":true,"errors":[]})") ==
+        "no errors recorded\n");
+}

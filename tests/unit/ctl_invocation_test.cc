@@ -88,11 +88,15 @@ TEST_CASE("help and version answer whatever else the line holds") {
 TEST_CASE("usage errors name what is wrong") {
   CHECK(failure({}) ==
         "no command given (commands: status, reload, scale N, stop, show info, show stat, "
-        "upstreams, breaker open|close UPSTREAM TARGET, access, keys [N], cache purge [PREFIX], help)");
+        "upstreams, breaker open|close UPSTREAM TARGET, access, keys [N], cache purge [PREFIX], routes, errors [N], help)");
   CHECK(failure({"restart"}) ==
         "unknown command 'restart' (commands: status, reload, scale N, "
-        "stop, show info, show stat, upstreams, breaker open|close UPSTREAM TARGET, access, keys [N], cache purge [PREFIX], help)");
+        "stop, show info, show stat, upstreams, breaker open|close UPSTREAM TARGET, access, keys [N], cache purge [PREFIX], routes, errors [N], help)");
   CHECK(failure({"status", "now"}) == "'status' takes no arguments");
+  CHECK(failure({"routes", "10"}) == "'routes' takes no arguments");
+  CHECK(failure({"errors", "x"}) == "usage: errors [N] (the N most recent, default 20, at most 100)");
+  CHECK(failure({"errors", "1", "2"}) ==
+        "usage: errors [N] (the N most recent, default 20, at most 100)");
   CHECK(failure({"show"}) == "usage: show info | show stat");
   CHECK(failure({"show", "errors"}) == "usage: show info | show stat");
   CHECK(failure({"scale"}) == "usage: scale N (a worker count from 1 to 256)");

@@ -284,7 +284,7 @@ void Connection::answer(const Route* route, const Request& request) {
   if (out_.empty()) out_.reserve(kOutputReserve);
   size_t before = out_.size();
   int status = worker_.handlers().respond(route, request, header, out_);
-  countResponse(status, out_.size() - before, &request);
+  countResponse(status, out_.size() - before, &request, route);
   setDeadline(uv_now(worker_.loop()) + worker_.limits().idle_timeout_ms);
 }
 
@@ -321,6 +321,9 @@ void Connection::answerDelayed() {
 
 void Connection::failRequest(int status, const char* reason) {
   bool began = exchange_ && exchange_began_;
+  // route_ is this request's only while its exchange runs; before that it may
+  // be the previous request's.
+  const Route* route = exchange_ ? route_ : nullptr;
   abortExchange();
   if (began) {
     // Part of an upstream's response went out already: no answer fits after
@@ -334,7 +337,7 @@ void Connection::failRequest(int status, const char* reason) {
   if (out_.empty()) out_.reserve(kOutputReserve);
   size_t before = out_.size();
   worker_.handlers().respondError(status, reason, out_);
-  countResponse(status, out_.size() - before, nullptr);
+  countResponse(status, out_.size() - before, nullptr, route);
   spdlog::debug("connection {}: {} {}", client_, status, reason);
   parser_.stop();
   discard(pending_input_);
@@ -343,7 +346,7 @@ void Connection::failRequest(int status, const char* reason) {
 }
 
 void Connection::countResponse(int status, uint64_t bytes, const Request* request,
-                               const Exchange::Report* report) {
+                               const Route* route, const Exchange::Report* report) {
   uint64_t now_ns = uv_hrtime();
   // A refusal before a complete request counts from that request's first byte,
   // or from accept when none came (a 408 on a silent connection).
@@ -355,6 +358,20 @@ void Connection::countResponse(int status, uint64_t bytes, const Request* reques
   shared::bump(traffic.responses_by_class[status / 100 < 6 ? status / 100 : 5]);
   shared::bump(traffic.latency_buckets[shared::latencyBucket(elapsed_us)]);
   shared::bump(traffic.latency_sum_us, elapsed_us);
+  RouteFigures::Response figures{.route_index = route != nullptr ? static_cast<int>(route->index) : -1,
+                                 .has_request = request != nullptr,
+                                 .method = request != nullptr ? request->method : uint8_t{0},
+                                 .status = status,
+                                 .elapsed_us = elapsed_us};
+  worker_.routeFigures().count(figures);
+  if (RouteFigures::isError(status)) {
+    worker_.routeFigures().recordError(
+        figures, {.method = request != nullptr ? request->methodName() : std::string_view(),
+                  .path = request != nullptr ? request->path() : std::string_view(),
+                  .client = client().address,
+                  .request_id = report != nullptr ? report->request_id : std::string_view(),
+                  .upstream = report != nullptr ? report->target : std::string_view()});
+  }
   if (AccessLog* log = worker_.accessLog()) {
     AccessEntry entry;
     entry.status = status;
@@ -572,7 +589,7 @@ const ClientInfo& Connection::client() const {
 // one's body when the answer came early.
 void Connection::completeExchange() {
   Exchange::Report report = exchange_->report();
-  countResponse(exchange_status_, exchange_out_bytes_, exchange_request_, &report);
+  countResponse(exchange_status_, exchange_out_bytes_, exchange_request_, route_, &report);
   exchange_.reset();
   exchange_request_ = nullptr;
   input_paused_ = false;

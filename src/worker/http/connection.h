@@ -174,8 +174,9 @@ class Connection final : public RequestParser::Listener, private ExchangeSink {
   void onHandleClosed();
   void onTimer();
   void setDeadline(uint64_t deadline_ms);
-  // `request` is nullptr for a refusal before a request was complete.
-  void countResponse(int status, uint64_t bytes, const Request* request,
+  // `request` is nullptr for a refusal before a request was complete, `route`
+  // for one no route took (counted under the unmatched route).
+  void countResponse(int status, uint64_t bytes, const Request* request, const Route* route,
                      const Exchange::Report* report = nullptr);
   bool idle() const;
   bool writing() const { return queued_write_ != nullptr; }
