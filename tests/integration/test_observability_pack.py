@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import tempfile
+import warnings
 
 import pytest
 import yaml
@@ -29,10 +30,12 @@ ALERT_TESTS = os.path.join(PROMETHEUS_DIR, "phalanx-alerts.test.yml")
 DASHBOARD = os.path.join(REPO, "etc", "grafana", "phalanx-dashboard.json")
 
 # ---------------------------------------------------------------------------
-# PENDING_FAMILIES: families the pack uses that phalanx does not expose yet
-# (being added on another branch, with these names, types and labels). Whoever
-# merges that branch empties this dict: test_pending_families_are_not_exposed_yet
-# fails as soon as one of them appears in /metrics, to say so.
+# PENDING_FAMILIES: families the pack uses that phalanx on this branch does not
+# expose yet (being added on another branch, with these names, types and
+# labels). Only while a family is absent from /metrics is it taken on trust here
+# (its label names checked against this list); once phalanx exposes it, it is
+# checked like every other family. Whoever merges that branch empties this dict;
+# test_pending_families_are_not_exposed_yet warns while one of them is exposed.
 PENDING_FAMILIES = {
     "phalanx_route_requests_total": ("counter", {"route", "method"}),
     "phalanx_route_responses_total": ("counter", {"route", "code"}),
@@ -277,18 +280,22 @@ def test_the_scrape_passes_promtool_check_metrics(scrape):
 
 
 def test_pending_families_are_not_exposed_yet(exposed):
+    """A reminder, not a failure: a binary built with the other branch merged
+    exposes them, and they are then checked for real (unknown_uses)."""
     types, _, _ = exposed
     landed = sorted(set(PENDING_FAMILIES) & set(types))
-    assert not landed, (f"{landed} are in /metrics now: remove them from PENDING_FAMILIES in "
-                        f"{os.path.basename(__file__)} so that they are checked like the others")
+    if landed:
+        warnings.warn(f"{landed} are in /metrics now: remove them from PENDING_FAMILIES in "
+                      f"{os.path.basename(__file__)}")
 
 
 # ------------------------------------------------------------------ the checks
 
 def unknown_uses(uses, exposed):
     """What in `uses` ([(where, expr)]) phalanx does not expose: a list of messages."""
-    _, series, samples = exposed
-    pending_series = series_of({f: kind for f, (kind, _) in PENDING_FAMILIES.items()})
+    types, series, samples = exposed
+    pending_series = series_of({f: kind for f, (kind, _) in PENDING_FAMILIES.items()
+                                if f not in types})
     recorded = {rule["record"] for rule in load_rules(RECORDING)}
     problems = []
     for where, expr in uses:
