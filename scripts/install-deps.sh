@@ -14,8 +14,10 @@ PACKAGES=(
   openssl
   # systemd-analyze verify for the unit (tests/integration/test_install.py)
   systemd
-  # promtool check metrics on /metrics (tests/integration/test_upstream_view.py)
-  prometheus
+  # promtool check metrics on /metrics (tests/integration/test_upstream_view.py), and
+  # check/test rules for etc/prometheus (ctest promtool_*); PyYAML reads the rules
+  # in tests/integration/test_observability_pack.py
+  prometheus python3-yaml
   # make fuzz: clang 14 with libFuzzer and the sanitizer runtimes (libclang-rt), and
   # llvm-symbolizer for readable stacks (gcc's SANITIZE=1 build needs nothing more)
   clang-14 libclang-rt-14-dev llvm-14
