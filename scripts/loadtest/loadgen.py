@@ -55,8 +55,7 @@ def run_locust(base_url, stages, workdir, keys, wait=None, endpoints=None, timeo
         json.dump(plan, f)
     total = sum(s["duration"] for s in stages)
     cmd = [LOCUST, "-f", LOCUSTFILE, "--headless", "--host", base_url, "--only-summary",
-           "--loglevel", "ERROR", "--stop-timeout", "1", "--exit-code-on-error", "0",
-           "--run-time", f"{int(total + 5)}s"]
+           "--loglevel", "ERROR", "--stop-timeout", "1", "--exit-code-on-error", "0"]
     env = dict(os.environ, LOADTEST_PLAN=plan_path, PYTHONUNBUFFERED="1")
     logf = open(log or os.path.join(workdir, "locust.log"), "ab")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=env,

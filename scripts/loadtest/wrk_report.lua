@@ -14,7 +14,7 @@ function init(args)
   if key and key ~= "" then
     wrk.headers["X-API-Key"] = key
   end
-  per_second = {}
+  sec_n, sec_e, sec_rl = {}, {}, {}
   classes = { ["2xx"] = 0, ["3xx"] = 0, ["4xx"] = 0, ["429"] = 0, ["5xx"] = 0 }
 end
 
@@ -22,11 +22,13 @@ function response(status, headers, body)
   local c
   if status == 429 then c = "429" else c = tostring(math.floor(status / 100)) .. "xx" end
   classes[c] = (classes[c] or 0) + 1
-  local s = os.time()
-  local b = per_second[s]
-  if b == nil then b = { n = 0, e = 0, rl = 0 }; per_second[s] = b end
-  b.n = b.n + 1
-  if status == 429 then b.rl = b.rl + 1 elseif status >= 400 then b.e = b.e + 1 end
+  -- string keys: wrk copies tables between Lua states with lua_tostring on
+  -- each key, which breaks lua_next on number keys
+  -- (flat tables only: nested ones crash wrk's copy between threads)
+  local s = tostring(os.time())
+  sec_n[s] = (sec_n[s] or 0) + 1
+  if status == 429 then sec_rl[s] = (sec_rl[s] or 0) + 1
+  elseif status >= 400 then sec_e[s] = (sec_e[s] or 0) + 1 end
 end
 
 function done(summary, latency, requests)
@@ -35,16 +37,16 @@ function done(summary, latency, requests)
   for _, t in ipairs(threads) do
     local c = t:get("classes")
     for k, v in pairs(c) do total[k] = (total[k] or 0) + v end
-    local ps = t:get("per_second")
-    for s, b in pairs(ps) do
+    local n, e, rl = t:get("sec_n"), t:get("sec_e"), t:get("sec_rl")
+    for s, v in pairs(n) do
       local acc = seconds[s]
       if acc == nil then acc = { n = 0, e = 0, rl = 0 }; seconds[s] = acc end
-      acc.n = acc.n + b.n; acc.e = acc.e + b.e; acc.rl = acc.rl + b.rl
+      acc.n = acc.n + v; acc.e = acc.e + (e[s] or 0); acc.rl = acc.rl + (rl[s] or 0)
     end
   end
   local sec = {}
   for s, b in pairs(seconds) do
-    table.insert(sec, string.format('[%d,%d,%d,%d]', s, b.n, b.e, b.rl))
+    table.insert(sec, string.format('[%d,%d,%d,%d]', tonumber(s), b.n, b.e, b.rl))
   end
   local e = summary.errors
   io.write(string.format(
