@@ -10,8 +10,15 @@ import stats
 from scenarios.common import fill_from_records, finish, new_result, totals
 
 
+def _endpoints(sc, endpoints=None):
+    """The weighted tasks, without the paths in the scenario's skip_paths."""
+    skip = set(sc.get("skip_paths", []))
+    return [e for e in (endpoints or loadgen.default_endpoints()) if e["path"] not in skip]
+
+
 def _run(ctx, name, sc, stages, wait, endpoints=None):
     res = new_result(name, sc, "locust")
+    endpoints = _endpoints(sc, endpoints)
     keys = loadgen.key_mix(ctx.dep.keys, sc.get("tiers"))
     records, _start, phases = loadgen.run_locust(
         ctx.dep.base_url, stages, os.path.join(ctx.workdir, name), keys, wait=wait,
@@ -88,7 +95,7 @@ def run_spike(ctx, name, sc):
 def run_burst(ctx, name, sc):
     """sustained rate (≥ per_endpoint_per_min on each endpoint) → multiplier × that
     for burst_s → sustained again; users with a constant throughput each."""
-    eps = [dict(e, weight=1) for e in loadgen.default_endpoints()]  # same rate on every endpoint
+    eps = [dict(e, weight=1) for e in _endpoints(sc)]  # the same rate on every endpoint
     rate = float(sc["per_endpoint_per_min"]) * len(eps) / 60.0
     per_user = float(sc.get("per_user_rps", 5))
     u_sus = max(1, math.ceil(rate / per_user))
@@ -96,7 +103,7 @@ def run_burst(ctx, name, sc):
     stages = [{"name": "sustained", "duration": float(sc["sustained_s"]), "users": u_sus,
                "spawn_rate": u_sus},
               {"name": "burst", "duration": float(sc["burst_s"]), "users": u_burst,
-               "spawn_rate": u_burst},
+               "spawn_rate": 10 * u_burst},
               {"name": "after", "duration": float(sc["after_s"]), "users": u_sus,
                "spawn_rate": u_burst}]
     res, records, phases = _run(ctx, name, sc, stages, {"throughput": per_user}, endpoints=eps)

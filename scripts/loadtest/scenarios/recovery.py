@@ -147,7 +147,7 @@ def run(ctx, name, sc):
             while time.time() < deadline:
                 s = poller.share(up.address, time.time())
                 if time.time() > t_r + 1.5 and s is not None and s >= float(sc.get("full_share", 0.4)):
-                    time.sleep(1.0)
+                    time.sleep(0.5)
                     break
                 time.sleep(0.2)
             t_end = time.time()
