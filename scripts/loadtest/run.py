@@ -104,6 +104,8 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=VALUE")
     ap.add_argument("--tolerance", type=float, default=None,
                     help="default degradation tolerance for the report (default: the file's, else 0.2)")
+    ap.add_argument("--keys", help="with --target: a JSON file [{\"key\": ..., \"tier\": "
+                    "\"free|standard|premium\"}] of API keys the target accepts")
     ap.add_argument("--keep", action="store_true", help="keep the deployment's directory (configs, logs)")
     args = ap.parse_args(argv)
 
@@ -122,12 +124,18 @@ def main(argv=None):
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored (background)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
 
     dep_cfg = cfg.get("deployment", {})
     if args.target:
-        dep = deployment.Remote(args.target)
+        keys = None
+        if args.keys:
+            import json
+            with open(args.keys) as f:
+                keys = json.load(f)
+        dep = deployment.Remote(args.target, keys)
     else:
         limited = {"rate": dep_cfg.get("limited_rate", "50/s"), "burst": dep_cfg.get("limited_burst", 0),
                    "key": dep_cfg.get("limited_key", "ip")}

@@ -45,7 +45,7 @@ def skipped(name, sc, tool, reason):
     r = new_result(name, sc, tool)
     r["skipped"] = reason
     r["ended_at"] = r["started_at"]
-    r["passed"] = None
+    r["passed"] = False  # not run: read "skipped" first
     return r
 
 
