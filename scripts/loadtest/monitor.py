@@ -215,6 +215,83 @@ def worker_rows(status):
 
 
 # --------------------------------------------------------------------------
+# alerts
+# --------------------------------------------------------------------------
+
+class AlertTracker:
+    """Turns samples into alerts: value > threshold; consecutive samples over the
+    same threshold are one alert {"t", "what", "value" (= peak), "threshold",
+    "start", "end", "peak", "samples", "duration_s"}. A sample without the value
+    (a gap) neither extends nor ends an open alert."""
+
+    def __init__(self, thresholds, interval_s=1.0):
+        self.thresholds = thresholds
+        self.interval_s = interval_s
+        self.open = {}
+        self.closed = []
+
+    def checks(self, sample):
+        th = self.thresholds
+        out = []
+        for k in ("cpu_pct", "mem_pct"):
+            if th.get(k) is not None:
+                out.append((f"host {k}", (sample.get("host") or {}).get(k), th[k]))
+        for name, proc in (sample.get("processes") or {}).items():
+            for tkey, field in (("process_cpu_pct", "cpu_pct"),
+                                ("process_rss_bytes", "rss_bytes"),
+                                ("connections", "connections")):
+                if th.get(tkey) is not None:
+                    out.append((f"{name} {field}", proc.get(field), th[tkey]))
+        return out
+
+    def add(self, sample):
+        seen = set()
+        for what, value, limit in self.checks(sample):
+            if value is None:
+                if what in self.open:
+                    seen.add(what)
+                continue
+            if value > limit:
+                seen.add(what)
+                a = self.open.get(what)
+                if a is None:
+                    self.open[what] = {"t": sample["t"], "what": what, "value": value,
+                                       "threshold": limit, "start": sample["t"],
+                                       "end": sample["t"], "peak": value, "samples": 1}
+                else:
+                    a["end"] = sample["t"]
+                    a["samples"] += 1
+                    if value > a["peak"]:
+                        a["peak"] = a["value"] = value
+        for what in list(self.open):
+            if what not in seen:
+                self._close(what)
+
+    def _close(self, what):
+        a = self.open.pop(what)
+        a["duration_s"] = round(a["end"] - a["start"] + self.interval_s, 3)
+        self.closed.append(a)
+
+    def finish(self):
+        """Closes the open alerts; every alert, by start time."""
+        for what in list(self.open):
+            self._close(what)
+        return sorted(self.closed, key=lambda a: a["t"])
+
+
+def alerts_from_samples(samples, thresholds, interval_s=1.0):
+    """The alerts a Monitor with these thresholds would have raised on these samples."""
+    th = dict(DEFAULT_THRESHOLDS)
+    for k, v in (thresholds or {}).items():
+        if k in MONITOR_THRESHOLD_KEYS:
+            th[k] = None if v is None else float(v)
+    tracker = AlertTracker(th, interval_s)
+    for s in sorted(samples, key=lambda s: s["t"]):
+        tracker.add(s)
+    return tracker.finish()
+
+
+# --------------------------------------------------------------------------
 # the monitor
 # --------------------------------------------------------------------------
 
@@ -236,8 +313,7 @@ class Monitor:
         self._thread = None
         self._samples = []
         self._events = []
-        self._alerts = []
-        self._open_alerts = {}
+        self._alert_tracker = AlertTracker(self.thresholds, self.interval_s)
         self._gaps = []
         self._open_gaps = {}
         self._prev_cpu = {}      # pid -> (ticks, monotonic)
@@ -279,13 +355,11 @@ class Monitor:
             self._thread = None
         self.stopped_at = time.time()
         with self._lock:
-            for key in list(self._open_alerts):
-                self._close_alert(key)
             for key in list(self._open_gaps):
                 self._close_gap(key)
             return {
                 "samples": list(self._samples),
-                "alerts": sorted(self._alerts, key=lambda a: a["t"]),
+                "alerts": self._alert_tracker.finish(),
                 "events": list(self._events),
                 "gaps": sorted(self._gaps, key=lambda g: g["start"]),
                 "interval_s": self.interval_s,
@@ -438,43 +512,7 @@ class Monitor:
 
     # -- alerts and gaps (called with the lock held)
     def _check_alerts(self, sample):
-        seen = set()
-        th = self.thresholds
-        checks = []
-        for k in ("cpu_pct", "mem_pct"):
-            if th.get(k) is not None:
-                checks.append((f"host {k}", sample["host"].get(k), th[k]))
-        for name, proc in sample["processes"].items():
-            for tkey, field in (("process_cpu_pct", "cpu_pct"),
-                                ("process_rss_bytes", "rss_bytes"),
-                                ("connections", "connections")):
-                if th.get(tkey) is not None:
-                    checks.append((f"{name} {field}", proc.get(field), th[tkey]))
-        for what, value, limit in checks:
-            if value is None:
-                if what in self._open_alerts:
-                    seen.add(what)  # a gap does not end an alert
-                continue
-            if value > limit:
-                seen.add(what)
-                a = self._open_alerts.get(what)
-                if a is None:
-                    self._open_alerts[what] = {"t": sample["t"], "what": what, "value": value,
-                                               "threshold": limit, "start": sample["t"],
-                                               "end": sample["t"], "peak": value, "samples": 1}
-                else:
-                    a["end"] = sample["t"]
-                    a["samples"] += 1
-                    if value > a["peak"]:
-                        a["peak"] = a["value"] = value
-        for what in list(self._open_alerts):
-            if what not in seen:
-                self._close_alert(what)
-
-    def _close_alert(self, what):
-        a = self._open_alerts.pop(what)
-        a["duration_s"] = round(a["end"] - a["start"] + self.interval_s, 3)
-        self._alerts.append(a)
+        self._alert_tracker.add(sample)
 
     def _gap(self, source, t, error):
         g = self._open_gaps.get(source)

@@ -24,6 +24,10 @@ Rules (also stated in report.md):
   (100% = one core: a phalanx worker, the master, redis, an upstream, the load
   generator if the runner named it), host memory, a process's fds against its
   RLIMIT_NOFILE. At or above 85% of its limit it is "the" bottleneck;
+* alerts of a scenario: the monitor's alerts overlapping its time window; when
+  the scenario's thresholds name resource thresholds (cpu_pct, mem_pct,
+  process_cpu_pct, process_rss_bytes, connections), those are applied to the
+  window's samples instead (over the monitor's own);
 * baseline regression: p95 (worst phase) up by more than the tolerance and
   1 ms, throughput (requests over the phases' time) down by more than the
   tolerance, error rate up by more than the tolerance and 0.1 point.
@@ -38,9 +42,11 @@ import time
 
 if __package__:
     from . import plots
+    from .monitor import MONITOR_THRESHOLD_KEYS, alerts_from_samples
 else:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import plots
+    from monitor import MONITOR_THRESHOLD_KEYS, alerts_from_samples
 
 VERSION = 1
 BOTTLENECK_AT = 0.85
@@ -720,7 +726,13 @@ def write_report(out_dir, results, monitor_data, *, options):
         t0, t1 = sc.get("started_at"), sc.get("ended_at")
         window = [] if sc.get("skipped") else _window_samples(samples, t0, t1)
         sc["resources"], sc["host"] = resource_summary(window)
-        sc["alerts"] = [a for a in alerts if _overlaps(a, t0, t1)] if not sc.get("skipped") else []
+        sc["alerts"] = [] if sc.get("skipped") else [a for a in alerts if _overlaps(a, t0, t1)]
+        own = {k: v for k, v in sc["thresholds"].items() if k in MONITOR_THRESHOLD_KEYS}
+        if own and window:
+            # the scenario sets its own resource thresholds: its alerts are those
+            th = dict(monitor_data.get("thresholds") or {})
+            th.update(own)
+            sc["alerts"] = alerts_from_samples(window, th, monitor_data.get("interval_s") or 1.0)
         sc["degradations"] = [] if sc.get("skipped") else find_degradations(sc, sc_tol)
         sc["bottleneck"] = None if sc.get("skipped") else find_bottleneck(sc, samples, cores)
         sc["plots"] = []

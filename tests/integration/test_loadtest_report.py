@@ -56,7 +56,7 @@ def stress_result(scale=1.0):
     return {
         "name": "stress", "description": "Ramp until throughput stops growing.", "tool": "wrk",
         "started_at": T0, "ended_at": T0 + 30, "skipped": None,
-        "thresholds": {"p95_ms": 50, "error_rate": 0.05, "cpu_pct": 80},
+        "thresholds": {"p95_ms": 50, "error_rate": 0.05, "cpu_pct": 60, "process_cpu_pct": 90},
         "tolerance": 0.2, "phases": phases, "timeline": timeline,
         "endpoints": [
             {"name": "GET /api/users", "requests": 30000, "errors": 40, "rate_limited": 7,
@@ -193,7 +193,12 @@ def test_report_from_synthetic_results(synthetic):
     b = stress["bottleneck"]
     assert b["phase"] == "ramp-100" and b["phase_chosen_as"] == "breaking point"
     assert b["resource"] == "worker0 CPU" and b["kind"] == "worker_cpu" and b["at_limit"] is True
-    assert len(stress["alerts"]) == 1
+    # alerts from the scenario's own thresholds: host CPU > 60, a process > 90% of a core
+    alerts = {a["what"]: a for a in stress["alerts"]}
+    assert set(alerts) == {"host cpu_pct", "worker0 cpu_pct"}, stress["alerts"]
+    w0 = alerts["worker0 cpu_pct"]
+    assert (w0["start"], w0["end"], w0["peak"], w0["threshold"]) == (T0 + 10, T0 + 20, 98, 90)
+    assert loaded["alerts"] == monitor_data()["alerts"]  # the monitor's, run-wide
     # plots
     assert stress["plots"] == ["plots/stress-traffic.png", "plots/stress-workers.png"]
     pngs = sorted(os.listdir(out / "plots"))
@@ -424,3 +429,20 @@ def test_monitor_records_gaps_not_crashes(tmp_path):
     sources = {g["source"] for g in data["gaps"]}
     assert sources == {"ctl", "metrics"}
     assert all(g["count"] == len(data["samples"]) for g in data["gaps"])
+
+
+def test_alerts_group_consecutive_seconds():
+    def s(t, cpu, mem=10.0, w0=None):
+        procs = {} if w0 is None else {"worker0": {"pid": 1, "cpu_pct": w0}}
+        return {"t": T0 + t, "host": {"cpu_pct": cpu, "mem_pct": mem}, "processes": procs}
+    samples = [s(0, 10), s(1, 90), s(2, 95), s(3, None), s(4, 85), s(5, 50), s(6, 81, mem=90),
+               s(7, 20, w0=99)]
+    alerts = lt_monitor.alerts_from_samples(samples, {"p95_ms": 3, "process_cpu_pct": 95})
+    got = [(a["what"], a["start"] - T0, a["end"] - T0, a["peak"], a["samples"]) for a in alerts]
+    assert got == [("host cpu_pct", 1, 4, 95, 3),       # a gap (None) does not split it
+                   ("host cpu_pct", 6, 6, 81, 1),
+                   ("host mem_pct", 6, 6, 90, 1),
+                   ("worker0 cpu_pct", 7, 7, 99, 1)], got
+    assert all(a["threshold"] == {"host cpu_pct": 80, "host mem_pct": 85,
+                                  "worker0 cpu_pct": 95}[a["what"]] for a in alerts)
+    assert alerts[0]["duration_s"] == 4.0
