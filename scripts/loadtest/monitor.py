@@ -9,7 +9,9 @@ A background thread samples, every ``interval_s``:
   replaced), plus the extra processes the runner names (redis-server, the
   upstreams, ...): CPU % from /proc/PID/stat deltas (100 = one core), RSS, TCP
   connections (the pid's socket fds that are TCP sockets not in LISTEN state),
-  open fds and the fd limit;
+  open fds and the fd limit. An extra process counts with its descendants (an
+  upstream that is itself a phalanx master does its work in its workers): CPU
+  and RSS summed, "cpu_pct_max" the busiest single process, "tree" their number;
 * phalanx's own ``/metrics`` (a handful of summed families, see promtext.py).
 
 Nothing here raises into the caller: a failed phalanxctl, scrape or /proc read is
@@ -108,6 +110,33 @@ def proc_fd_limit(pid):
     except (OSError, IndexError, ValueError):
         pass
     return None
+
+
+def children_map():
+    """{ppid: [pid, ...]} of every live process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                data = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        rest = data[data.rindex(")") + 2:].split()
+        if rest[0] != "Z":
+            out.setdefault(int(rest[1]), []).append(int(d))
+    return out
+
+
+def process_tree(pid, children):
+    """pid and its descendants (breadth first)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
 
 
 def tcp_socket_states():
@@ -424,20 +453,25 @@ class Monitor:
                 targets.append((name, int(pid), {}))
 
         tcp = tcp_socket_states() if targets else {}
+        children = children_map() if extra else {}
         live_pids = set()
         for key, pid, fields in targets:
             entry = {"pid": pid or None}
             entry.update(fields)
-            if pid:
+            if pid and key in extra and not fields:
+                got = self._sample_tree(pid, mono, tcp, children, live_pids)
+                if got is None:
+                    gaps[f"process {key}"] = f"pid {pid} is gone"
+                    continue
+                entry.update(got)
+            elif pid:
                 live_pids.add(pid)
                 got = self._sample_process(pid, mono, tcp)
                 if got is None:
-                    if not fields:  # an extra process: gone
-                        gaps[f"process {key}"] = f"pid {pid} is gone"
-                        continue
                     entry.update({"cpu_pct": None, "rss_bytes": fields.get("status_rss_bytes"),
                                   "connections": None})
                 else:
+                    got.pop("_inodes")
                     entry.update(got)
             else:
                 entry.update({"cpu_pct": None, "rss_bytes": None, "connections": None})
@@ -508,7 +542,34 @@ class Monitor:
         if pid not in self._fd_limits:
             self._fd_limits[pid] = proc_fd_limit(pid)
         return {"cpu_pct": cpu, "rss_bytes": proc_rss_bytes(pid), "connections": conns,
-                "fds": nfds, "fd_limit": self._fd_limits[pid]}
+                "fds": nfds, "fd_limit": self._fd_limits[pid], "_inodes": inodes}
+
+    def _sample_tree(self, pid, mono, tcp, children, live_pids):
+        """An extra process with its descendants (an upstream phalanx and its workers):
+        CPU and RSS summed, TCP connections counted once; cpu_pct_max is the busiest
+        single process. None when pid is gone."""
+        root = self._sample_process(pid, mono, tcp)
+        if root is None:
+            return None
+        live_pids.add(pid)
+        members = [root]
+        for child in process_tree(pid, children)[1:]:
+            got = self._sample_process(child, mono, tcp)
+            if got is not None:
+                live_pids.add(child)
+                members.append(got)
+        cpus = [m["cpu_pct"] for m in members if m["cpu_pct"] is not None]
+        inodes = set().union(*(m["_inodes"] for m in members))
+        limits = [m["fd_limit"] for m in members if m["fd_limit"]]
+        return {
+            "cpu_pct": round(sum(cpus), 2) if cpus else None,
+            "cpu_pct_max": max(cpus) if cpus else None,
+            "rss_bytes": sum(m["rss_bytes"] or 0 for m in members),
+            "connections": sum(1 for i in inodes if i in tcp and tcp[i] != TCP_LISTEN),
+            "fds": max((m["fds"] or 0) for m in members),
+            "fd_limit": min(limits) if limits else None,
+            "tree": len(members),
+        }
 
     # -- alerts and gaps (called with the lock held)
     def _check_alerts(self, sample):

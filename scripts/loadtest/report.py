@@ -22,7 +22,8 @@ Rules (also stated in report.md):
   name or an index) or else the phase of highest rps, the monitored resource
   closest to its limit: host CPU (100% = every core), the CPU of one process
   (100% = one core: a phalanx worker, the master, redis, an upstream, the load
-  generator if the runner named it), host memory, a process's fds against its
+  generator if the runner named it; for a process tree such as an upstream
+  phalanx, its busiest process), host memory, a process's fds against its
   RLIMIT_NOFILE. At or above 85% of its limit it is "the" bottleneck;
 * alerts of a scenario: the monitor's alerts overlapping its time window; when
   the scenario's thresholds name resource thresholds (cpu_pct, mem_pct,
@@ -284,7 +285,17 @@ def find_bottleneck(result, samples, cores):
     for name, rows in procs.items():
         kind = _process_kind(name)
         cpu = _stats(r.get("cpu_pct") for r in rows)
-        if cpu["avg"] is not None:
+        busiest = _stats(r.get("cpu_pct_max") for r in rows)
+        if busiest["avg"] is not None and any((r.get("tree") or 1) > 1 for r in rows):
+            # a process tree (an upstream phalanx and its workers): its busiest process
+            # against one core, and the whole tree against the host's cores
+            cands.append({"resource": f"{name} CPU (busiest process)", "kind": f"{kind}_cpu",
+                          "process": name, "value": busiest["avg"], "peak": busiest["peak"],
+                          "limit": 100, "unit": "% of one core"})
+            cands.append({"resource": f"{name} CPU (all its processes)", "kind": f"{kind}_cpu",
+                          "process": name, "value": cpu["avg"], "peak": cpu["peak"],
+                          "limit": 100 * cores, "unit": f"% of one core, of {100 * cores}"})
+        elif cpu["avg"] is not None:
             cands.append({"resource": f"{name} CPU", "kind": f"{kind}_cpu", "process": name,
                           "value": cpu["avg"], "peak": cpu["peak"], "limit": 100,
                           "unit": "% of one core"})

@@ -446,3 +446,14 @@ def test_alerts_group_consecutive_seconds():
     assert all(a["threshold"] == {"host cpu_pct": 80, "host mem_pct": 85,
                                   "worker0 cpu_pct": 95}[a["what"]] for a in alerts)
     assert alerts[0]["duration_s"] == 4.0
+
+
+def test_bottleneck_in_an_upstream_tree():
+    """An upstream that is a phalanx master: its workers' CPU counts (cpu_pct_max)."""
+    md = monitor_data()
+    for s in md["samples"]:
+        s["processes"]["upstream-a"].update(cpu_pct=120.0, cpu_pct_max=99.0, tree=3)
+    b = lt_report.find_bottleneck(stress_result(), md["samples"], 2)
+    assert b["resource"] == "upstream-a CPU (busiest process)" and b["kind"] == "upstream_cpu"
+    assert "worker0 CPU" in b["also_at_limit"]
+    assert "upstream" in b["summary"]
