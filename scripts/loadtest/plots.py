@@ -103,7 +103,7 @@ def plot_traffic(path, scenario, events=None):
     ax_err.plot(ts, errs, color="#d62728", lw=1.2, label="errors/s")
     ax_err.plot(ts, limited, color="#9467bd", lw=1.2, label="429/s (rate limited)")
     ax_err.set_ylabel("errors and 429s (per s)")
-    ax_err.set_xlabel(f"time since scenario start (s)")
+    ax_err.set_xlabel("time since scenario start (s)")
     for ax in axes:
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
