@@ -15,6 +15,9 @@ import pytest
 
 from conftest import PHALANX_BIN, REPO
 
+sys.path.insert(0, os.path.join(REPO, "scripts", "loadtest"))
+from report_schema import check_report_schema  # noqa: E402
+
 RUN = os.path.join(REPO, "scripts", "loadtest", "run.py")
 SCENARIO_FILE = os.path.join(REPO, "scripts", "loadtest", "scenarios.toml")
 PHALANXCTL_BIN = os.environ.get("PHALANXCTL_BIN") or os.path.join(REPO, "build", "phalanxctl")
@@ -106,10 +109,17 @@ def test_quick_run_reports_every_scenario(tmp_path):
     for k in ("errors_before_open", "failover_s", "return_to_full_s"):
         assert k in results["recovery"]["measures"], k
     assert (out / "report.md").is_file() and (out / "report.md").stat().st_size > 0
+    report = json.loads(report_json.read_text())
+    check_report_schema(report)
     plots = out / "plots"
-    if plots.is_dir():
-        for p in plots.iterdir():
-            assert_png(p)
+    pngs = sorted(plots.iterdir())
+    # two figures per scenario: traffic, and the workers' CPU and RSS
+    assert len(pngs) >= 2 * len(names), [p.name for p in pngs]
+    for p in pngs:
+        assert_png(p)
+    for res in report["scenarios"]:
+        for rel in res["plots"]:
+            assert (out / rel).is_file(), rel
     # nothing left running: no process still has the run's deployment open
     assert "phalanx-loadtest-" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
                                                      text=True).stdout

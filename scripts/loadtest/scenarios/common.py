@@ -28,6 +28,14 @@ class Context:
             except Exception as e:  # the monitor must never stop a scenario
                 self.log(f"monitor.mark({label!r}) failed: {e}")
 
+    def restarted(self, name, pid):
+        """A deployment process came back under a new pid: the monitor follows it."""
+        if self.monitor is not None and hasattr(self.monitor, "add_process"):
+            try:
+                self.monitor.add_process(name, pid)
+            except Exception as e:
+                self.log(f"monitor.add_process({name!r}) failed: {e}")
+
     def key(self, tier="premium"):
         return next(k["key"] for k in self.dep.keys if k["tier"] == tier)
 

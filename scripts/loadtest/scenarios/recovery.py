@@ -140,6 +140,7 @@ def run(ctx, name, sc):
             ctx.mark(f"restore {up.name}")
             if fault == "kill":
                 up.start()
+                ctx.restarted(up.name, up.proc.pid)
             else:
                 up.reload("ok")
             # wait until the target has its share back (plus a second), at most back_s
