@@ -26,7 +26,7 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ         ?=
 
-.PHONY: all deps build run test unit integration fuzz fuzz-replay bench install uninstall clean
+.PHONY: all deps build run test unit integration fuzz fuzz-replay bench loadtest install uninstall clean
 
 all: build
 
@@ -73,6 +73,14 @@ bench: build
 	bash scripts/bench.sh $(BUILD)/phalanx
 	/usr/bin/python3 scripts/bench/supervision.py --bin $(BUILD)/phalanx
 	/usr/bin/python3 scripts/bench/access.py --bin $(BUILD)/phalanx
+
+# Load scenarios (scripts/loadtest/scenarios.toml) against a local deployment it
+# starts and stops (or LOADTEST_ARGS="--target URL"); a report directory under
+# loadtest-reports/. LOADTEST_ARGS="--quick", "normal spike", "--set normal.duration_s=60",
+# "--baseline loadtest-reports/OLD", "--out DIR": see scripts/loadtest/README.md.
+LOADTEST_ARGS ?=
+loadtest: build
+	/usr/bin/python3 scripts/loadtest/run.py --bin $(BUILD)/phalanx --ctl $(BUILD)/phalanxctl $(LOADTEST_ARGS)
 
 # make install (as root): phalanx and phalanxctl in PREFIX/bin, the systemd unit,
 # the system user phalanx, and /etc/phalanx/phalanx.json unless one exists
