@@ -114,7 +114,7 @@ class Chromium:
         # Root in a container: no sandbox. No GPU, no first-run or background noise.
         cmd = [CHROMIUM_BIN, "--headless=new", "--no-sandbox", "--disable-gpu",
                "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
-               "--disable-extensions", "--disable-background-networking",
+               "--disable-extensions", "--disable-background-networking", "--no-proxy-server",
                "--remote-debugging-port=0", f"--user-data-dir={self.profile_dir}", "about:blank"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
@@ -134,8 +134,9 @@ class Chromium:
             try:
                 with open(port_file) as f:
                     port = int(f.readline().strip())
-                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json",
-                                                            timeout=2))
+                # No proxy from the environment: DevTools is on loopback.
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                targets = json.load(opener.open(f"http://127.0.0.1:{port}/json", timeout=2))
                 pages = [t for t in targets if t.get("type") == "page"]
                 if pages:
                     self.ws = WebSocket(pages[0]["webSocketDebuggerUrl"])

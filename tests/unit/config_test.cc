@@ -1157,8 +1157,6 @@ TEST_CASE("config: the same path on other listen addresses is still reachable") 
         Errors{"routes[1]: same path as routes[0], which always matches first"});
 }
 
-}  // namespace phalanx::shared
-
 TEST_CASE("config: a dashboard route needs a status route on its listen addresses") {
   auto config = [](const std::string& routes) {
     return R"({"listen": ["127.0.0.1:8080", "127.0.0.1:8081"], "routes": [)" + routes + "]}";
@@ -1193,3 +1191,5 @@ TEST_CASE("config: a dashboard route needs a status route on its listen addresse
         Errors{"routes[0].builtin: unknown builtin \"dashbord\" (known: live, ready, status, "
                "metrics, dashboard)"});
 }
+
+}  // namespace phalanx::shared
