@@ -221,7 +221,9 @@ struct StaticResponseConfig {
 //   ready    readiness: 200, or 503 while draining (or a required dependency is down)
 //   status   the status object of every worker, as the control socket's `status`
 //   metrics  Prometheus text exposition of the sums over every worker
-enum class Builtin { Live, Ready, Status, Metrics };
+//   dashboard  an HTML status page that polls a `status` route from the browser
+//              (the config must have one on the dashboard's listen addresses)
+enum class Builtin { Live, Ready, Status, Metrics, Dashboard };
 
 struct CacheConfig {
   uint32_t ttl_ms = 60000;  // when the upstream gives no max-age / s-maxage
@@ -264,6 +266,13 @@ struct RouteConfig {
 
 // Request methods a route may list in "methods" (llhttp's HTTP methods but CONNECT).
 bool isRouteMethod(std::string_view name);
+
+// The route a dashboard route's page polls: the first one in `routes` with builtin
+// "status" that serves on every listen address `dashboard` does (`listen`: the
+// config's top-level addresses), or nullptr. A valid config has one for each
+// dashboard route: validation refuses a dashboard without it.
+const RouteConfig* statusRouteFor(const std::vector<RouteConfig>& routes,
+                                  const std::vector<Address>& listen, const RouteConfig& dashboard);
 
 struct Config {
   std::vector<Address> listen;  // required, at least one, no duplicates

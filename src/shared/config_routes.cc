@@ -9,6 +9,21 @@
 
 namespace phalanx::shared {
 
+namespace {
+
+// Whether `earlier` is on every listen address `route` is on (`listen`: the
+// config's top-level addresses).
+bool listensWherever(const std::vector<Address>& listen, const RouteConfig& earlier,
+                     const RouteConfig& route) {
+  if (earlier.listen.empty()) return true;
+  const std::vector<Address>& addresses = route.listen.empty() ? listen : route.listen;
+  return std::all_of(addresses.begin(), addresses.end(), [&](const Address& address) {
+    return std::find(earlier.listen.begin(), earlier.listen.end(), address) != earlier.listen.end();
+  });
+}
+
+}  // namespace
+
 namespace config_parse {
 
 namespace {
@@ -135,14 +150,15 @@ void parseRouteHandler(Parse& p, ObjectReader& r, RouteConfig& route) {
         {"live", Builtin::Live},
         {"ready", Builtin::Ready},
         {"status", Builtin::Status},
-        {"metrics", Builtin::Metrics}};
+        {"metrics", Builtin::Metrics},
+        {"dashboard", Builtin::Dashboard}};
     auto known = std::find_if(std::begin(kBuiltins), std::end(kBuiltins),
                               [&](const auto& b) { return b.first == name; });
     if (known != std::end(kBuiltins)) {
       route.builtin = known->second;
     } else {
-      p.errors.add(r.pathOf("builtin"),
-                   "unknown builtin " + inQuotes(name) + " (known: live, ready, status, metrics)");
+      p.errors.add(r.pathOf("builtin"), "unknown builtin " + inQuotes(name) +
+                                            " (known: live, ready, status, metrics, dashboard)");
     }
   } else {
     route.kind = RouteKind::Upstream;
@@ -304,26 +320,33 @@ void parseRouteListen(Parse& p, ObjectReader& r, RouteConfig& route) {
               });
 }
 
-// Whether `earlier` is on every listen address `route` is on.
-bool listensWherever(const Config& config, const RouteConfig& earlier, const RouteConfig& route) {
-  if (earlier.listen.empty()) return true;
-  const std::vector<Address>& addresses = route.listen.empty() ? config.listen : route.listen;
-  return std::all_of(addresses.begin(), addresses.end(), [&](const Address& address) {
-    return std::find(earlier.listen.begin(), earlier.listen.end(), address) != earlier.listen.end();
-  });
-}
-
 // Routes match in order: an identical earlier route on the same listeners
 // makes this one unreachable.
 void checkReachable(Parse& p, const std::string& path, const RouteConfig& route) {
   for (size_t i = 0; i < p.config.routes.size() && !route.path.empty(); ++i) {
     const RouteConfig& earlier = p.config.routes[i];
     if (earlier.match == route.match && earlier.path == route.path &&
-        listensWherever(p.config, earlier, route)) {
+        listensWherever(p.config.listen, earlier, route)) {
       const char* how = route.match == RouteMatch::Exact ? "path" : "prefix";
       return p.errors.add(path, std::string("same ") + how + " as " + indexPath("routes", i) +
                                     ", which always matches first");
     }
+  }
+}
+
+// A dashboard's page polls a status route from the browser, over the same
+// listener it was loaded from: without one there, the page could show nothing.
+void checkDashboards(Parse& p) {
+  const std::vector<RouteConfig>& routes = p.config.routes;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    if (routes[i].kind != RouteKind::Builtin || routes[i].builtin != Builtin::Dashboard) continue;
+    if (statusRouteFor(routes, p.config.listen, routes[i]) != nullptr) continue;
+    bool elsewhere = std::any_of(routes.begin(), routes.end(), [](const RouteConfig& route) {
+      return route.kind == RouteKind::Builtin && route.builtin == Builtin::Status;
+    });
+    p.errors.add(indexPath("routes", i) + ".builtin",
+                 std::string("\"dashboard\" needs a route with builtin \"status\"") +
+                     (elsewhere ? " on every listen address the dashboard is on" : ""));
   }
 }
 
@@ -347,6 +370,7 @@ void parseRoutes(Parse& p, element value) {
     // Pushed even when invalid, so routes[i] in a message is the file's i.
     p.config.routes.push_back(std::move(route));
   });
+  checkDashboards(p);
 }
 
 }  // namespace config_parse
@@ -359,6 +383,18 @@ bool isRouteMethod(std::string_view name) {
       "CHECKOUT", "MERGE",      "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PATCH",
       "PURGE",    "MKCALENDAR", "LINK",     "UNLINK", "SOURCE"};
   return std::find(std::begin(kMethods), std::end(kMethods), name) != std::end(kMethods);
+}
+
+const RouteConfig* statusRouteFor(const std::vector<RouteConfig>& routes,
+                                  const std::vector<Address>& listen,
+                                  const RouteConfig& dashboard) {
+  for (const RouteConfig& route : routes) {
+    if (route.kind == RouteKind::Builtin && route.builtin == Builtin::Status &&
+        !route.path.empty() && listensWherever(listen, route, dashboard)) {
+      return &route;
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace phalanx::shared

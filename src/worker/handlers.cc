@@ -41,8 +41,7 @@ int Handlers::respond(const Route* route, const Request& request, ConnectionHead
     case shared::RouteKind::Static:
       appendResponse(out, route->static_response, date_.now(), connection, request.isHead(), extra);
       return route->static_response.status;
-    case shared::RouteKind::Builtin:
-      return respondBuiltin(route->builtin, request, connection, out, extra);
+    case shared::RouteKind::Builtin: return respondBuiltin(*route, request, connection, out, extra);
     case shared::RouteKind::Upstream: break;  // the connection hands these to the gateway
   }
   Response r = makeJsonError(502, "route has no handler");
@@ -81,11 +80,11 @@ std::string Handlers::identityJson(const char* status) const {
   return w.take() + "\n";
 }
 
-int Handlers::respondBuiltin(shared::Builtin builtin, const Request& request,
+int Handlers::respondBuiltin(const Route& route, const Request& request,
                              ConnectionHeader connection, std::string& out,
                              std::string_view extra) {
   Response r;
-  switch (builtin) {
+  switch (route.builtin) {
     case shared::Builtin::Live: r = makeResponse(200, identityJson("alive"), kJsonHeaders); break;
     case shared::Builtin::Ready: {
       const char* problem = notReadyReason();
@@ -107,6 +106,10 @@ int Handlers::respondBuiltin(shared::Builtin builtin, const Request& request,
       r = makeResponse(200, shared::prometheusMetrics(shared::takeSnapshot(region_)),
                        kMetricsHeaders);
       break;
+    case shared::Builtin::Dashboard:
+      // Fixed bytes, rendered with the route (router.cc): written without a copy.
+      appendResponse(out, route.static_response, date_.now(), connection, request.isHead(), extra);
+      return route.static_response.status;
   }
   appendResponse(out, r, date_.now(), connection, request.isHead(), extra);
   return r.status;

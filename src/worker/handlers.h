@@ -16,6 +16,8 @@
 //            while an upstream marked "required" has no usable target
 //   status   200 {"status":"ok", then writeStatus()'s members} from shared memory
 //   metrics  200 Prometheus text (version 0.0.4) of the sums over every worker
+//   dashboard  200 an HTML page polling the status route (dashboard.h), the same
+//            bytes for every request: rendered when the router is built
 #pragma once
 
 #include <cstdint>
@@ -75,7 +77,7 @@ class Handlers {
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
  private:
-  int respondBuiltin(shared::Builtin builtin, const Request& request, ConnectionHeader connection,
+  int respondBuiltin(const Route& route, const Request& request, ConnectionHeader connection,
                      std::string& out, std::string_view extra);
   std::string identityJson(const char* status) const;
   // Why this worker should not get traffic now, or nullptr when it is ready.

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "worker/dashboard.h"
+
 namespace phalanx::worker {
 
 namespace {
@@ -77,6 +79,13 @@ void Router::build(const std::vector<shared::RouteConfig>& routes,
       const auto& s = config.static_response;
       route.static_response = makeResponse(s.status, s.body, s.headers);
       route.delay_ms = s.delay_ms;
+    }
+    if (config.kind == shared::RouteKind::Builtin && config.builtin == shared::Builtin::Dashboard) {
+      // The page polls the status route; its path is put in once, here.
+      const shared::RouteConfig* status = shared::statusRouteFor(routes, listen, config);
+      route.static_response = status != nullptr
+                                  ? makeDashboardResponse(status->path)
+                                  : makeJsonError(500, "dashboard without a status route");
     }
     if (config.kind == shared::RouteKind::Upstream) {
       auto it = upstreams.find(config.upstream);  // validation made sure it exists

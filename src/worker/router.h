@@ -28,7 +28,7 @@ struct Route {
   shared::RouteMatch match = shared::RouteMatch::Exact;
   std::string path;
   shared::RouteKind kind = shared::RouteKind::Static;
-  Response static_response;  // kind == Static: rendered once, written as is
+  Response static_response;  // kind == Static, or a dashboard (its page): rendered once, as is
   uint32_t delay_ms = 0;     // kind == Static: answer this long after the request
   shared::Builtin builtin = shared::Builtin::Live;
   uint32_t upstream = 0;  // kind == Upstream: index of the upstream in config order (by name)

@@ -430,7 +430,7 @@ TEST_CASE("config: builtins and upstream references are checked") {
   CHECK(errorsOf(withRoute(
             R"({"path": "/a", "builtin": "live"}, {"path": "/m", "builtin": "prometheus"})")) ==
         Errors{"routes[1].builtin: unknown builtin \"prometheus\" (known: live, ready, status, "
-               "metrics)"});
+               "metrics, dashboard)"});
   CHECK(errorsOf(withRoute(R"({"path": "/a", "builtin": 1})")) ==
         Errors{"routes[0].builtin: expected a string, got number"});
   CHECK(errorsOf(withRoute(R"({"path": "/", "static": {}}, {"path": "/x", "static": {}},
@@ -1173,6 +1173,41 @@ TEST_CASE("config: the same path on other listen addresses is still reachable") 
             config(R"({"path": "/", "static": {}, "listen": ["127.0.0.1:8080", "127.0.0.1:8081"]},
                            {"path": "/", "static": {}})")) ==
         Errors{"routes[1]: same path as routes[0], which always matches first"});
+}
+
+TEST_CASE("config: a dashboard route needs a status route on its listen addresses") {
+  auto config = [](const std::string& routes) {
+    return R"({"listen": ["127.0.0.1:8080", "127.0.0.1:8081"], "routes": [)" + routes + "]}";
+  };
+  Config c = valid(config(R"({"path": "/dashboard", "builtin": "dashboard"},
+                             {"path": "/health/status", "builtin": "status"})"));
+  CHECK(c.routes[0].kind == RouteKind::Builtin);
+  CHECK(c.routes[0].builtin == Builtin::Dashboard);
+  // Before or after it in the file: the page polls it later, from the browser.
+  const RouteConfig* status = statusRouteFor(c.routes, c.listen, c.routes[0]);
+  REQUIRE(status != nullptr);
+  CHECK(status->path == "/health/status");
+
+  CHECK(errorsOf(config(R"({"path": "/", "static": {}},
+                           {"path": "/dashboard", "builtin": "dashboard"},
+                           {"path": "/health/live", "builtin": "live"})")) ==
+        Errors{"routes[1].builtin: \"dashboard\" needs a route with builtin \"status\""});
+  // A status route on another listener only: the browser could not reach it.
+  CHECK(errorsOf(config(R"({"path": "/dashboard", "builtin": "dashboard"},
+                           {"path": "/s", "builtin": "status", "listen": ["127.0.0.1:8081"]})")) ==
+        Errors{"routes[0].builtin: \"dashboard\" needs a route with builtin \"status\" on every "
+               "listen address the dashboard is on"});
+  // The first status route that serves wherever the dashboard does is the one polled.
+  c = valid(config(R"({"path": "/dashboard", "builtin": "dashboard", "listen": ["127.0.0.1:8081"]},
+                      {"path": "/a/status", "builtin": "status", "listen": ["127.0.0.1:8080"]},
+                      {"path": "/b/status", "builtin": "status"})"));
+  status = statusRouteFor(c.routes, c.listen, c.routes[0]);
+  REQUIRE(status != nullptr);
+  CHECK(status->path == "/b/status");
+
+  CHECK(errorsOf(withRoute(R"({"path": "/", "builtin": "dashbord"})")) ==
+        Errors{"routes[0].builtin: unknown builtin \"dashbord\" (known: live, ready, status, "
+               "metrics, dashboard)"});
 }
 
 }  // namespace phalanx::shared
