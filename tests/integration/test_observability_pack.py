@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import tempfile
-import warnings
 
 import pytest
 import yaml
@@ -28,16 +27,6 @@ ALERTS = os.path.join(PROMETHEUS_DIR, "phalanx-alerts.yml")
 RECORDING = os.path.join(PROMETHEUS_DIR, "phalanx-recording.yml")
 ALERT_TESTS = os.path.join(PROMETHEUS_DIR, "phalanx-alerts.test.yml")
 DASHBOARD = os.path.join(REPO, "etc", "grafana", "phalanx-dashboard.json")
-
-# ---------------------------------------------------------------------------
-# PENDING_FAMILIES: families the pack uses that phalanx on this branch does not
-# expose yet (being added on another branch, with these names, types and
-# labels). Only while a family is absent from /metrics is it taken on trust here
-# (its label names checked against this list); once phalanx exposes it, it is
-# checked like every other family. Whoever merges that branch empties this dict;
-# test_pending_families_are_not_exposed_yet warns while one of them is exposed.
-PENDING_FAMILIES = {}
-# ---------------------------------------------------------------------------
 
 # Series Prometheus makes itself, not phalanx.
 PROMETHEUS_SERIES = {"up"}
@@ -274,35 +263,16 @@ def test_the_scrape_passes_promtool_check_metrics(scrape):
     assert res.returncode == 0, f"promtool check metrics:\n{res.stdout}{res.stderr}"
 
 
-def test_pending_families_are_not_exposed_yet(exposed):
-    """A reminder, not a failure: a binary built with the other branch merged
-    exposes them, and they are then checked for real (unknown_uses)."""
-    types, _, _ = exposed
-    landed = sorted(set(PENDING_FAMILIES) & set(types))
-    if landed:
-        warnings.warn(f"{landed} are in /metrics now: remove them from PENDING_FAMILIES in "
-                      f"{os.path.basename(__file__)}")
-
-
 # ------------------------------------------------------------------ the checks
 
 def unknown_uses(uses, exposed):
     """What in `uses` ([(where, expr)]) phalanx does not expose: a list of messages."""
-    types, series, samples = exposed
-    pending_series = series_of({f: kind for f, (kind, _) in PENDING_FAMILIES.items()
-                                if f not in types})
+    _types, series, samples = exposed
     recorded = {rule["record"] for rule in load_rules(RECORDING)}
     problems = []
     for where, expr in uses:
         for name, matchers in selectors(expr):
             if name in PROMETHEUS_SERIES or name in recorded:
-                continue
-            if name in pending_series:
-                family = pending_series[name]
-                known = PENDING_FAMILIES[family][1] | TARGET_LABELS | ({"le"} if name.endswith("_bucket") else set())
-                for label, _op, _value in matchers:
-                    if label not in known:
-                        problems.append(f"{where}: {name} (pending) has no label {label!r}")
                 continue
             if name not in series:
                 problems.append(f"{where}: {name!r} is not a series phalanx exposes")
@@ -345,11 +315,8 @@ def test_every_family_the_dashboard_reads_is_exposed(exposed):
         ((name, _),) = selectors(selector)
         if label in TARGET_LABELS:
             continue
-        if name in series:
-            if not any(n == name and label in labels for n, labels in samples):
-                problems.append(f"{where}: {name} has no label {label!r}")
-        elif name in PENDING_FAMILIES and label not in PENDING_FAMILIES[name][1]:
-            problems.append(f"{where}: {name} (pending) has no label {label!r}")
+        if name in series and not any(n == name and label in labels for n, labels in samples):
+            problems.append(f"{where}: {name} has no label {label!r}")
     assert not problems, "\n".join(problems)
 
 
@@ -370,9 +337,9 @@ def test_a_misspelt_family_or_label_value_is_caught(exposed):
         ("label", 'phalanx_responses_total{code="5XX"}'),
         ("regex", 'phalanx_worker_restarts_total{reason=~"exit|crash"}'),
         ("histogram", 'rate(phalanx_request_duration_seconds[5m])'),
-        ("pending", 'phalanx_route_requests_total{path="/"}'),
+        ("unknown label", 'phalanx_route_requests_total{path="/"}'),
     ], exposed)
-    assert [p.split(":")[0] for p in problems] == ["typo", "label", "regex", "histogram", "pending"], \
+    assert [p.split(":")[0] for p in problems] == ["typo", "label", "regex", "histogram", "unknown label"], \
         problems
 
 
