@@ -21,8 +21,7 @@ std::string latency(uint64_t us) {
   } else if (us < 1'000'000) {
     std::snprintf(buf, sizeof buf, "%" PRIu64 "ms", us / 1000);
   } else {
-    std::snprintf(buf, sizeof buf, "%" PRIu64 ".%" PRIu64 "s", us / 1'000'000,
-                  us / 100'000 % 10);
+    std::snprintf(buf, sizeof buf, "%" PRIu64 ".%" PRIu64 "s", us / 1'000'000, us / 100'000 % 10);
   }
   return buf;
 }
@@ -93,8 +92,9 @@ std::optional<std::string> renderRoutes(element answer, std::string* error) {
       return std::nullopt;
     }
     char line[256];
-    std::snprintf(line, sizeof line, "%-32s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
-                                     " %8" PRIu64 " %7s %7s %7s\n",
+    std::snprintf(line, sizeof line,
+                  "%-32s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+                  " %7s %7s %7s\n",
                   clip(name, 32).c_str(), requests, classCount(responses, '2'),
                   classCount(responses, '3'), classCount(responses, '4'),
                   classCount(responses, '5'), latency(quantileBoundUs(bounds, counts, 0.5)).c_str(),
@@ -126,7 +126,8 @@ std::optional<std::string> renderErrors(element answer, std::string* error) {
         e.at_key("client").get_string().get(client) != simdjson::SUCCESS ||
         e.at_key("request_id").get_string().get(request_id) != simdjson::SUCCESS ||
         e.at_key("upstream").get_string().get(upstream) != simdjson::SUCCESS) {
-      *error = "an error row needs at_ms, status, route, method, path, client, request_id, upstream";
+      *error =
+          "an error row needs at_ms, status, route, method, path, client, request_id, upstream";
       return std::nullopt;
     }
     std::time_t seconds = static_cast<std::time_t>(at_ms / 1000);
@@ -135,8 +136,8 @@ std::optional<std::string> renderErrors(element answer, std::string* error) {
     char when[32];
     std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
     char line[512];
-    std::snprintf(line, sizeof line, "%s.%03u %6" PRIu64 " %-20s %-7s %-32s %-16s %-22s %s\n",
-                  when, static_cast<unsigned>(at_ms % 1000), status, clip(route, 20).c_str(),
+    std::snprintf(line, sizeof line, "%s.%03u %6" PRIu64 " %-20s %-7s %-32s %-16s %-22s %s\n", when,
+                  static_cast<unsigned>(at_ms % 1000), status, clip(route, 20).c_str(),
                   clip(method, 7).c_str(), clip(path, 32).c_str(), clip(client, 16).c_str(),
                   clip(upstream.empty() ? "-" : upstream, 22).c_str(),
                   request_id.empty() ? "-" : std::string(request_id).c_str());

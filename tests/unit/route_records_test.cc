@@ -14,7 +14,8 @@ using namespace phalanx::shared;
 namespace {
 
 Config configWith(const char* routes_json) {
-  std::string json = std::string(R"({"listen": ["127.0.0.1:8080"], "routes": )") + routes_json + "}";
+  std::string json =
+      std::string(R"({"listen": ["127.0.0.1:8080"], "routes": )") + routes_json + "}";
   ConfigResult result = parseConfig(json);
   std::string first_error = result.errors.empty() ? "" : result.errors[0];
   REQUIRE_MESSAGE(result.config.has_value(), first_error);
@@ -42,7 +43,8 @@ TEST_CASE("route records: codes are counted one by one when tracked, else by cla
 
 TEST_CASE("route records: names come from the config; reloads add, never remove") {
   SharedRegion region = SharedRegion::create(4, 8);
-  Config first = configWith(R"([{"path": "/a", "static": {}}, {"prefix": "/api/", "static": {}, "name": "api"},
+  Config first =
+      configWith(R"([{"path": "/a", "static": {}}, {"prefix": "/api/", "static": {}, "name": "api"},
                                 {"path": "/b", "static": {}, "name": "api"}])");
   CHECK(routeName(first.routes[0]) == "/a");
   CHECK(routeName(first.routes[1]) == "api");
@@ -96,8 +98,8 @@ TEST_CASE("route records: a reload past the record capacity is refused with a me
   SharedRegion region = SharedRegion::create(4, 8);
   std::string routes = "[";
   for (uint32_t i = 0; i < kRouteRecords; ++i) {
-    routes += std::string(i ? "," : "") + R"({"path": "/r)" + std::to_string(i) +
-              R"(", "static": {}})";
+    routes +=
+        std::string(i ? "," : "") + R"({"path": "/r)" + std::to_string(i) + R"(", "static": {}})";
   }
   routes += "]";
   std::string error;
@@ -133,8 +135,14 @@ TEST_CASE("route records: the error ring keeps the newest 100, newest first, tex
 
   std::string long_path = "/api/" + std::string(200, 'x') + "\xff\n";
   auto facts = [api](std::string_view path) {
-    return ErrorFacts{.at_ms = 1, .status = 500, .route = api, .method = "GET", .path = path,
-                      .client = "", .request_id = "", .upstream = ""};
+    return ErrorFacts{.at_ms = 1,
+                      .status = 500,
+                      .route = api,
+                      .method = "GET",
+                      .path = path,
+                      .client = "",
+                      .request_id = "",
+                      .upstream = ""};
   };
   recordError(region, facts(long_path));
   ErrorView newest = takeErrors(region, 1).at(0);
@@ -150,8 +158,14 @@ TEST_CASE("route records: concurrent writers never show a torn entry") {
     writers.emplace_back([&region, t] {
       std::string path = "/" + std::string(40, static_cast<char>('a' + t));
       for (int i = 0; i < 20'000; ++i) {
-        recordError(region, {.at_ms = 1, .status = 500 + t, .route = 0, .method = "GET",
-                             .path = path, .client = path, .request_id = "", .upstream = ""});
+        recordError(region, {.at_ms = 1,
+                             .status = 500 + t,
+                             .route = 0,
+                             .method = "GET",
+                             .path = path,
+                             .client = path,
+                             .request_id = "",
+                             .upstream = ""});
       }
     });
   }
@@ -179,8 +193,14 @@ TEST_CASE("route report: JSON and metrics carry only what was seen") {
   JsonWriter w;
   w.beginObject();
   writeRoutes(w, {v});
-  writeErrors(w, {ErrorView{.at_ms = 5, .status = 503, .route = "api", .method = "GET",
-                            .path = "/x", .client = "::1", .request_id = "r", .upstream = ""}});
+  writeErrors(w, {ErrorView{.at_ms = 5,
+                            .status = 503,
+                            .route = "api",
+                            .method = "GET",
+                            .path = "/x",
+                            .client = "::1",
+                            .request_id = "r",
+                            .upstream = ""}});
   w.endObject();
   std::string json = w.take();
   CHECK(json.find(R"("methods":{"GET":2,"POST":1})") != std::string::npos);

@@ -358,11 +358,12 @@ void Connection::countResponse(int status, uint64_t bytes, const Request* reques
   shared::bump(traffic.responses_by_class[status / 100 < 6 ? status / 100 : 5]);
   shared::bump(traffic.latency_buckets[shared::latencyBucket(elapsed_us)]);
   shared::bump(traffic.latency_sum_us, elapsed_us);
-  RouteFigures::Response figures{.route_index = route != nullptr ? static_cast<int>(route->index) : -1,
-                                 .has_request = request != nullptr,
-                                 .method = request != nullptr ? request->method : uint8_t{0},
-                                 .status = status,
-                                 .elapsed_us = elapsed_us};
+  RouteFigures::Response figures{
+      .route_index = route != nullptr ? static_cast<int>(route->index) : -1,
+      .has_request = request != nullptr,
+      .method = request != nullptr ? request->method : uint8_t{0},
+      .status = status,
+      .elapsed_us = elapsed_us};
   worker_.routeFigures().count(figures);
   if (RouteFigures::isError(status)) {
     worker_.routeFigures().recordError(
