@@ -151,3 +151,31 @@ def test_a_wrong_expected_limit_fails_the_rate_limit_scenario(tmp_path):
     assert res["passed"] is True, (m, res["checks"], r.stdout)
     assert abs(m["effectiveness_pct"] - 100) <= tol, m
     assert m["header_violations"] == 0 and m["refused"] > 0, m
+
+
+def test_target_mode_runs_against_an_existing_gateway_and_skips_what_needs_its_processes(tmp_path):
+    """--target starts nothing: the scenarios that only send requests run against
+    the given gateway (here one deployment.py started, as an operator's would
+    be), those that kill or reload processes are reported skipped."""
+    sys.path.insert(0, os.path.join(REPO, "scripts", "loadtest"))
+    import deployment  # noqa: E402
+
+    dep = deployment.Deployment(PHALANX_BIN, PHALANXCTL_BIN,
+                                {"rate": "50/s", "burst": 0, "key": "ip"})
+    dep.start()
+    try:
+        out = tmp_path / "report"
+        r, _ = run_loadtest(out, "--target", dep.base_url, "normal", "rate-limit", "operations")
+        report = json.loads((out / "report.json").read_text())
+        check_report_schema(report)
+        assert report["target"] == dep.base_url
+        results = scenario_results(report)
+        assert results["operations"]["skipped"], results["operations"]
+        for name in ("normal", "rate-limit"):
+            assert results[name]["skipped"] is None, results[name]
+            assert sum(p["requests"] for p in results[name]["phases"]) > 0, name
+        assert results["rate-limit"]["measures"]["refused"] > 0
+        # the target's own processes are left running
+        assert dep.gateway.running(), r.stdout
+    finally:
+        dep.stop()
