@@ -89,7 +89,20 @@ std::optional<std::string> renderAnswer(Command command, const Answer& answer, u
     case Command::Status: {
       std::optional<StatusView> status = readStatus(root, error);
       if (!status) return std::nullopt;
-      return renderStatus(*status, now_ms);
+      std::string text = renderStatus(*status, now_ms);
+      // Then the busiest routes, when the master reports them (it lists them
+      // busiest first) and any took traffic; a row it cannot read drops the
+      // section, never the status.
+      simdjson::dom::array routes;
+      std::string ignored;
+      if (root.at_key("routes").get_array().get(routes) == simdjson::SUCCESS && routes.size() > 0) {
+        uint64_t busiest = 0;
+        bool read =
+            (*routes.begin()).at_key("requests").get_uint64().get(busiest) == simdjson::SUCCESS;
+        std::optional<std::string> top = renderRoutes(root, &ignored, kStatusTopRoutes);
+        if (read && busiest > 0 && top) text += "\n" + *top;
+      }
+      return text;
     }
     case Command::Reload: {
       std::optional<uint64_t> generation = unsignedMember(root, "generation");

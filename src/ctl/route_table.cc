@@ -69,7 +69,7 @@ uint64_t quantileBoundUs(const std::vector<uint64_t>& bounds, const std::vector<
   return UINT64_MAX;
 }
 
-std::optional<std::string> renderRoutes(element answer, std::string* error) {
+std::optional<std::string> renderRoutes(element answer, std::string* error, size_t max_rows) {
   simdjson::dom::array routes;
   if (answer.at_key("routes").get_array().get(routes) != simdjson::SUCCESS) {
     *error = "a routes answer needs \"routes\"";
@@ -78,7 +78,9 @@ std::optional<std::string> renderRoutes(element answer, std::string* error) {
   std::string out =
       "ROUTE                            REQUESTS      2XX      3XX      4XX      5XX     P50     "
       "P95     P99\n";
+  size_t rows = 0;
   for (element route : routes) {
+    if (rows++ == max_rows) break;
     std::string_view name;
     uint64_t requests = 0;
     simdjson::dom::object responses;

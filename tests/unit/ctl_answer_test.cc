@@ -101,6 +101,19 @@ TEST_CASE("status goes through the status table") {
   std::string text = rendered(Command::Status, R"({"version":1,"ok":true,"master":{"pid":9},
                                                    "totals":{},"workers":[]})");
   CHECK(text.starts_with("phalanx  master 9  "));
+  CHECK(text.find("ROUTE") == std::string::npos);  // no routes: no section
+  std::string route = R"({"name":"r0","requests":7,"methods":{},"responses":{},
+                          "latency_us":{"bounds":[100],"counts":[7,0],"sum":1}})";
+  std::string routes;
+  for (int i = 0; i < 7; ++i) routes += (i ? "," : "") + route;
+  text = rendered(Command::Status, R"({"version":1,"ok":true,"master":{"pid":9},
+                                       "totals":{},"workers":[],"routes":[)" +
+                                       routes + "]}");
+  CHECK(text.find("\nROUTE ") != std::string::npos);
+  size_t rows = 0;
+  for (size_t at = text.find("\nr0 "); at != std::string::npos; at = text.find("\nr0 ", at + 1))
+    ++rows;
+  CHECK(rows == 5);  // the busiest five
   CHECK(renderError(Command::Status, R"({"version":1,"ok":true})") ==
         "status without a \"master\" object");
 }
@@ -128,8 +141,8 @@ TEST_CASE("routes and errors render as tables, busiest and newest first") {
       {"name":"api","requests":10,"methods":{"GET":10},"responses":{"200":8,"2xx":1,"502":1},
        "latency_us":{"bounds":[100,1000],"counts":[5,4,1],"sum":9000}}]})");
   // p50 in the first bucket; p95 and p99 above every bound.
-  CHECK(routes.find("api                                    10        9        0        0        1   100us    >10s    >10s") !=
-        std::string::npos);
+  CHECK(routes.find("api                                    10        9        0        0        1 "
+                    "  100us    >10s    >10s") != std::string::npos);
   CHECK(rendered(Command::Routes, R"({"version":1,"ok":true,"routes":[]})") == "no routes\n");
   CHECK(renderError(Command::Routes, R"({"version":1,"ok":true,"routes":[{"name":"a"}]})") ==
         "a route row needs name, requests, responses and latency_us");
