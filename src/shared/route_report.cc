@@ -1,5 +1,7 @@
 #include "shared/route_report.h"
 
+#include "shared/status_report.h"  // writeLatency
+
 namespace phalanx::shared {
 
 void writeRoutes(JsonWriter& w, const std::vector<RouteView>& routes) {
@@ -21,18 +23,7 @@ void writeRoutes(JsonWriter& w, const std::vector<RouteView>& routes) {
       if (r.codes[k] != 0) w.field(routeCodeLabel(k), r.codes[k]);
     }
     w.endObject();
-    w.key("latency_us");
-    w.beginObject();
-    w.key("bounds");
-    w.beginArray();
-    for (uint64_t bound : kLatencyBoundsUs) w.value(bound);
-    w.endArray();
-    w.key("counts");
-    w.beginArray();
-    for (uint64_t count : r.latency_buckets) w.value(count);
-    w.endArray();
-    w.field("sum", r.latency_sum_us);
-    w.endObject();
+    writeLatency(w, r.latency_buckets, r.latency_sum_us);
     w.endObject();
   }
   w.endArray();

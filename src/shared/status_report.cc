@@ -150,20 +150,6 @@ void writeTotals(JsonWriter& w, const Snapshot& s) {
   w.endObject();
 }
 
-void writeLatency(JsonWriter& w, const TrafficTotals& traffic) {
-  w.key("latency_us");
-  w.beginObject();
-  w.key("bounds");
-  w.beginArray();
-  for (uint64_t bound : kLatencyBoundsUs) w.value(bound);
-  w.endArray();
-  w.key("counts");
-  w.beginArray();
-  for (uint64_t count : traffic.latency_buckets) w.value(count);
-  w.endArray();
-  w.field("sum", traffic.latency_sum_us);
-  w.endObject();
-}
 
 void writeRow(JsonWriter& w, const Snapshot& s, const Row& row) {
   const TrafficTotals& traffic = rowTraffic(row);
@@ -185,7 +171,7 @@ void writeRow(JsonWriter& w, const Snapshot& s, const Row& row) {
   static constexpr const char* kClasses[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
   for (int i = 1; i <= 5; ++i) w.field(kClasses[i], traffic.responses_by_class[i]);
   w.endObject();
-  writeLatency(w, traffic);
+  writeLatency(w, traffic.latency_buckets, traffic.latency_sum_us);
   if (row.waiting) w.field("restart_in_ms", row.restart_in_ms);
   w.endObject();
 }
@@ -295,6 +281,21 @@ void master(Exposition& e, const Snapshot& s) {
 }
 
 }  // namespace
+
+void writeLatency(JsonWriter& w, const uint64_t (&buckets)[kLatencyBuckets], uint64_t sum_us) {
+  w.key("latency_us");
+  w.beginObject();
+  w.key("bounds");
+  w.beginArray();
+  for (uint64_t bound : kLatencyBoundsUs) w.value(bound);
+  w.endArray();
+  w.key("counts");
+  w.beginArray();
+  for (uint64_t count : buckets) w.value(count);
+  w.endArray();
+  w.field("sum", sum_us);
+  w.endObject();
+}
 
 void writeStatus(JsonWriter& w, const Snapshot& snapshot, std::string_view last_reload_error) {
   writeMaster(w, snapshot, last_reload_error);

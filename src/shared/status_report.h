@@ -45,6 +45,10 @@ namespace phalanx::shared {
 // none or unknown to the caller).
 void writeStatus(JsonWriter& w, const Snapshot& snapshot, std::string_view last_reload_error);
 
+// Writes the member "latency_us" ({"bounds", "counts", "sum"}, as above) of a
+// latency histogram into the object `w` has open.
+void writeLatency(JsonWriter& w, const uint64_t (&buckets)[kLatencyBuckets], uint64_t sum_us);
+
 // The state a row shows for a live process of `slot` (see above).
 const char* rowState(const WorkerView& worker, const SlotView* slot);
 
