@@ -150,7 +150,6 @@ void writeTotals(JsonWriter& w, const Snapshot& s) {
   w.endObject();
 }
 
-
 void writeRow(JsonWriter& w, const Snapshot& s, const Row& row) {
   const TrafficTotals& traffic = rowTraffic(row);
   w.beginObject();
