@@ -77,11 +77,26 @@ def _legend(ax):
         ax.legend(loc="upper left", fontsize=8, framealpha=0.8)
 
 
+def _finish(fig, axes, scenario, events, t0, t1, title, path, *, xmax, ylim=(0, None)):
+    """What every figure ends with: grids and legends, the time axis, the phases
+    shaded, the events marked, the title; then the PNG written and the figure freed."""
+    for ax in axes:
+        ax.set_ylim(*ylim)
+        ax.grid(True, alpha=0.3)
+        _legend(ax)
+    axes[0].set_xlim(0, xmax)
+    _shade_phases(axes, scenario.get("phases") or [], t0)
+    _mark_events(axes, events, t0, t1)
+    fig.suptitle(f"{scenario.get('name')}: {title}", y=0.995)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
 def plot_traffic(path, scenario, events=None):
     """requests/s, latency percentiles, errors and 429s per second over time."""
     timeline = sorted((x for x in scenario.get("timeline") or [] if x.get("t") is not None),
                       key=lambda x: x["t"])
-    phases = scenario.get("phases") or []
     t0, t1 = _window(scenario)
     fig, axes = plt.subplots(3, 1, figsize=(10, 8.5), sharex=True)
     ts, rps, errs, limited = [], [], [], []
@@ -104,19 +119,10 @@ def plot_traffic(path, scenario, events=None):
     ax_err.plot(ts, limited, color="#9467bd", lw=1.2, label="429/s (rate limited)")
     ax_err.set_ylabel("errors and 429s (per s)")
     ax_err.set_xlabel("time since scenario start (s)")
-    for ax in axes:
-        ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-        _legend(ax)
-    ax_rps.set_xlim(0, max(t1 - t0, ts[-1] if ts else 0, 1))
-    _shade_phases(axes, phases, t0)
-    _mark_events(axes, events, t0, t1)
     if not timeline:
         ax_rps.text(0.5, 0.5, "no per-second data", transform=ax_rps.transAxes, ha="center")
-    fig.suptitle(f"{scenario.get('name')}: throughput, latency and errors over time", y=0.995)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _finish(fig, list(axes), scenario, events, t0, t1, "throughput, latency and errors over time",
+            path, xmax=max(t1 - t0, ts[-1] if ts else 0, 1))
 
 
 def _series(samples, key, field, t0):
@@ -152,17 +158,8 @@ def plot_workers(path, scenario, samples, events=None):
     ax_cpu.set_ylabel("CPU (% of one core)")
     ax_rss.set_ylabel("RSS (MiB)")
     ax_rss.set_xlabel("time since scenario start (s)")
-    for ax in (ax_cpu, ax_rss):
-        ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-        _legend(ax)
-    ax_cpu.set_xlim(0, max(t1 - t0, 1))
-    _shade_phases((ax_cpu, ax_rss), scenario.get("phases") or [], t0)
-    _mark_events((ax_cpu, ax_rss), events, t0, t1)
-    fig.suptitle(f"{scenario.get('name')}: CPU and memory per phalanx process", y=0.995)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _finish(fig, [ax_cpu, ax_rss], scenario, events, t0, t1,
+            "CPU and memory per phalanx process", path, xmax=max(t1 - t0, 1))
 
 
 def plot_host(path, scenario, samples, events=None):
@@ -177,17 +174,8 @@ def plot_host(path, scenario, samples, events=None):
     ax_cpu.set_ylabel("CPU (% of all cores)")
     ax_mem.set_ylabel("memory used (%)")
     ax_mem.set_xlabel("time since scenario start (s)")
-    for ax in (ax_cpu, ax_mem):
-        ax.set_ylim(0, 105)
-        ax.grid(True, alpha=0.3)
-        _legend(ax)
-    ax_cpu.set_xlim(0, max(t1 - t0, 1))
-    _shade_phases((ax_cpu, ax_mem), scenario.get("phases") or [], t0)
-    _mark_events((ax_cpu, ax_mem), events, t0, t1)
-    fig.suptitle(f"{scenario.get('name')}: host CPU and memory", y=0.995)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _finish(fig, [ax_cpu, ax_mem], scenario, events, t0, t1, "host CPU and memory", path,
+            xmax=max(t1 - t0, 1), ylim=(0, 105))
 
 
 def plot_scenario(out_dir, scenario, samples, events=None):
