@@ -1334,3 +1334,28 @@ def nginx_upstream(tmp_path):
     yield start
     for n in made:
         _stop_process(n.proc, signal.SIGTERM, 5.0, group=True)
+
+
+import struct  # noqa: E402
+import zlib  # noqa: E402
+
+
+def assert_png(path):
+    """A PNG file that decodes: signature, IHDR with its CRC, over 100×100 pixels, not blank."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert len(data) > 33, f"{path}: {len(data)} bytes"
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: not a PNG signature"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13, f"{path}: first chunk is {kind!r}, not IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > 100 and height > 100, f"{path}: {width}x{height}"
+    crc = struct.unpack(">I", data[29:33])[0]
+    assert crc == zlib.crc32(data[12:29]) & 0xFFFFFFFF, f"{path}: IHDR CRC mismatch"
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    img = mpimg.imread(path)
+    assert img.size > 0 and img.shape[0] == height and img.shape[1] == width
+    # not a blank canvas
+    assert float(img.min()) < float(img.max()), f"{path}: a uniform image"

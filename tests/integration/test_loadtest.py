@@ -4,16 +4,14 @@ the rate-limit scenario fails when the scenario file's limit is wrong."""
 
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
 import tomllib
-import zlib
 
 import pytest
 
-from conftest import PHALANX_BIN, REPO
+from conftest import PHALANX_BIN, REPO, assert_png
 
 sys.path.insert(0, os.path.join(REPO, "scripts", "loadtest"))
 from report_schema import check_report_schema  # noqa: E402
@@ -59,17 +57,6 @@ def scenario_results(report):
     raise AssertionError(f"no scenario results in report.json (keys {sorted(report)})")
 
 
-def assert_png(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    assert len(data) > 33, f"{path}: {len(data)} bytes"
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: not a PNG signature"
-    length, kind = struct.unpack(">I4s", data[8:16])
-    assert kind == b"IHDR" and length == 13, f"{path}: first chunk {kind!r} ({length})"
-    width, height = struct.unpack(">II", data[16:24])
-    assert width > 0 and height > 0, f"{path}: {width}x{height}"
-    crc = struct.unpack(">I", data[29:33])[0]
-    assert crc == zlib.crc32(data[12:29]) & 0xFFFFFFFF, f"{path}: bad IHDR CRC"
 
 
 def test_quick_run_reports_every_scenario(tmp_path):

@@ -7,14 +7,12 @@ test runs against a real phalanx (2 workers, control socket, /metrics)."""
 import copy
 import json
 import os
-import struct
 import sys
 import time
-import zlib
 
 import pytest
 
-from conftest import REPO, http_get, make_config
+from conftest import REPO, assert_png, http_get, make_config
 
 sys.path.insert(0, os.path.join(REPO, "scripts", "loadtest"))
 
@@ -129,23 +127,6 @@ def options(**kw):
 # PNG checks
 # --------------------------------------------------------------------------
 
-def assert_png(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: not a PNG signature"
-    length, kind = struct.unpack(">I4s", data[8:16])
-    assert kind == b"IHDR" and length == 13, f"{path}: first chunk is {kind!r}, not IHDR"
-    width, height = struct.unpack(">II", data[16:24])
-    assert width > 100 and height > 100, f"{path}: {width}x{height}"
-    crc = struct.unpack(">I", data[29:33])[0]
-    assert crc == zlib.crc32(data[12:29]) & 0xFFFFFFFF, f"{path}: IHDR CRC mismatch"
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.image as mpimg
-    img = mpimg.imread(path)
-    assert img.size > 0 and img.shape[0] == height and img.shape[1] == width
-    # not a blank canvas
-    assert float(img.min()) < float(img.max()), f"{path}: a uniform image"
 
 
 # --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include "builtin_route.h"
 #include "parsed_request.h"
 #include "worker/handlers.h"
 #include "worker/router.h"
@@ -15,14 +16,6 @@ size_t count(std::string_view text, std::string_view what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string_view::npos; at = text.find(what, at + 1)) ++n;
   return n;
-}
-
-shared::RouteConfig builtin(std::string path, shared::Builtin which) {
-  shared::RouteConfig r;
-  r.path = std::move(path);
-  r.kind = shared::RouteKind::Builtin;
-  r.builtin = which;
-  return r;
 }
 
 std::string headerValue(const std::string& head, const std::string& name) {

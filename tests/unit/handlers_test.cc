@@ -3,19 +3,12 @@
 #include <doctest/doctest.h>
 #include <simdjson.h>
 
+#include "builtin_route.h"
 #include "parsed_request.h"
 
 using namespace phalanx;
 
 namespace {
-
-shared::RouteConfig builtin(std::string path, shared::Builtin which) {
-  shared::RouteConfig r;
-  r.path = std::move(path);
-  r.kind = shared::RouteKind::Builtin;
-  r.builtin = which;
-  return r;
-}
 
 shared::Config demoConfig() {
   shared::Config config;
