@@ -14,11 +14,21 @@ each bounded in time:
            socket's request counter): how long until it is back to >= 90%.
   spread   requests per worker after a wrk run, as the control socket
            reports them: each worker's deviation from the mean.
+  reload-time
+           how long from SIGHUP until the new config answers: the body of "/"
+           changes with each reload and fresh connections ask for it every
+           millisecond; --reloads x2 reloads, median and range, for phalanx
+           and for nginx (its `return 200 "..."`) side by side.
+  storm    wrk -t2 -c256 for --seconds x3 while a random worker gets SIGKILL
+           every second (every fourth time all of them): the windows in which
+           no worker was ready (status polled as fast as it answers), the
+           longest, and wrk's errors.
 Needs wrk and nginx (Debian packages wrk, nginx-light).
 """
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -54,26 +64,30 @@ def wait_http(port, seconds=10):
 
 
 class Phalanx:
-    def __init__(self, binary, work, workers=2):
+    def __init__(self, binary, work, workers=2, body="ok\n"):
         os.makedirs(work)
         self.port = free_port()
         self.work = work
         self.sock = os.path.join(work, "ctl.sock")
-        config = {
+        self.config = config = {
             "listen": [f"127.0.0.1:{self.port}"],
             "workers": workers,
             "control_socket": self.sock,
             "log": {"level": os.environ.get("BENCH_LOG_LEVEL", "warn"), "access": "off"},
-            "routes": [{"path": "/", "static": {"status": 200, "body": "ok\n",
+            "routes": [{"path": "/", "static": {"status": 200, "body": body,
                                                 "headers": {"Content-Type": "text/plain"}}}],
         }
         self.config_path = os.path.join(work, "phalanx.json")
-        with open(self.config_path, "w") as f:
-            json.dump(config, f)
+        self.write_config()
         self.log = open(os.path.join(work, "phalanx.log"), "wb")
         self.proc = subprocess.Popen([binary, "-c", self.config_path], stderr=self.log,
                                      start_new_session=True, cwd=work)
         wait_http(self.port)
+
+    def write_config(self):
+        with open(self.config_path + ".tmp", "w") as f:
+            json.dump(self.config, f)
+        os.replace(self.config_path + ".tmp", self.config_path)
 
     def control(self, command):
         with socket.socket(socket.AF_UNIX) as s:
@@ -216,12 +230,145 @@ def spread_scenario(args, work):
         ph.stop()
 
 
+def body_of(port):
+    """The body of GET / on a fresh connection, or None while nothing answers."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+        return data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else None
+    except OSError:
+        return None
+
+
+def time_until_body(port, body, limit=10.0):
+    """Seconds until GET / answers `body`, asking every millisecond."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        if body_of(port) == body:
+            return time.monotonic() - t0
+        time.sleep(0.001)
+    return None
+
+
+def summarize(times):
+    ms = sorted(t * 1000 for t in times if t is not None)
+    missed = sum(1 for t in times if t is None)
+    if not ms:
+        return "no reload took effect"
+    return (f"median {statistics.median(ms):.0f} ms, range {ms[0]:.0f}-{ms[-1]:.0f} ms "
+            f"over {len(ms)} reloads" + (f", {missed} not seen within 10 s" if missed else "") +
+            " (in order: " + ", ".join(f"{t * 1000:.0f}" if t is not None else "-" for t in times) + ")")
+
+
+def reload_time_scenario(args, work):
+    count = args.reloads * 2
+    ph = Phalanx(args.bin, os.path.join(work, "reload-time"), body="gen 0\n")
+    try:
+        times = []
+        for i in range(1, count + 1):
+            ph.config["routes"][0]["static"]["body"] = f"gen {i}\n"
+            ph.write_config()
+            time.sleep(0.3)  # the previous generation settles a little
+            os.kill(ph.proc.pid, signal.SIGHUP)
+            times.append(time_until_body(ph.port, f"gen {i}\n".encode()))
+        print(f"reload-time phalanx: SIGHUP to the new config answering: {summarize(times)}")
+    finally:
+        ph.stop()
+
+    nginx_dir = os.path.join(work, "nginx-reload-time")
+    os.makedirs(os.path.join(nginx_dir, "tmp"))
+    port = free_port()
+
+    def write(gen):
+        with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
+            f.write(f"""worker_processes 2; daemon off; pid nginx.pid; error_log nginx.err warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; client_body_temp_path tmp/body; proxy_temp_path tmp/proxy;
+  fastcgi_temp_path tmp/fcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+  server {{ listen 127.0.0.1:{port} reuseport;
+           location / {{ default_type text/plain; return 200 "gen {gen}\\n"; }} }} }}
+""")
+
+    write(0)
+    nginx = subprocess.Popen(["nginx", "-p", nginx_dir + "/", "-c", "nginx.conf"],
+                             start_new_session=True, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(port)
+        times = []
+        for i in range(1, count + 1):
+            write(i)
+            time.sleep(0.3)
+            nginx.send_signal(signal.SIGHUP)
+            times.append(time_until_body(port, f"gen {i}\n".encode()))
+        print(f"reload-time nginx:   SIGHUP to the new config answering: {summarize(times)}")
+    finally:
+        os.killpg(nginx.pid, signal.SIGTERM)
+        nginx.wait(timeout=10)
+
+
+def storm_scenario(args, work):
+    ph = Phalanx(args.bin, os.path.join(work, "storm"))
+    seconds = args.seconds * 3
+    windows, samples = [], [0]
+    stop = threading.Event()
+
+    def ready_pids():
+        return [w["pid"] for w in ph.control("status")["workers"]
+                if w["pid"] and w["state"] in ("ready", "errored")]
+
+    def watch():
+        since = None
+        while not stop.is_set():
+            t = time.monotonic()
+            ready = ready_pids()
+            samples[0] += 1
+            if not ready and since is None:
+                since = t
+            elif ready and since is not None:
+                windows.append(t - since)
+                since = None
+
+    try:
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        _, parse = wrk(f"http://127.0.0.1:{ph.port}/", seconds, conns=256)
+        rng = random.Random(1)
+        kills = 0
+        t_end = time.monotonic() + seconds - 1
+        while time.monotonic() < t_end:
+            time.sleep(1.0)
+            pids = [w["pid"] for w in ph.control("status")["workers"] if w["pid"]]
+            for pid in (pids if kills % 4 == 3 else [rng.choice(pids)] if pids else []):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            kills += 1
+        result = parse()
+        stop.set()
+        watcher.join()
+        restarts = {w["slot"]: (w["state"], w["restarts"]) for w in ph.control("status")["workers"]
+                    if not w["pid"] or w["state"] != "draining"}
+        print(f"storm    phalanx: {kills} SIGKILL rounds in {seconds}s under wrk -c256: "
+              f"{len(windows)} windows without a ready worker, longest "
+              f"{max(windows, default=0) * 1000:.0f} ms, total {sum(windows) * 1000:.0f} ms "
+              f"({samples[0]} status samples); wrk socket errors {result['errors']}, "
+              f"non-2xx {result['non2xx']}; slots {restarts}")
+    finally:
+        stop.set()
+        ph.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bin", default=os.path.join(REPO, "build", "phalanx"))
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--reloads", type=int, default=5)
-    parser.add_argument("scenarios", nargs="*", default=["reload", "kill", "spread"])
+    parser.add_argument("scenarios", nargs="*",
+                        default=["reload", "reload-time", "kill", "storm", "spread"])
     args = parser.parse_args()
     args.bin = os.path.abspath(args.bin)
     for tool in ("wrk", "nginx"):
@@ -230,7 +377,9 @@ def main():
     work = tempfile.mkdtemp(prefix="phalanx-bench-")
     try:
         for name in args.scenarios:
-            {"reload": reload_scenario, "kill": kill_scenario, "spread": spread_scenario}[name](args, work)
+            {"reload": reload_scenario, "reload-time": reload_time_scenario,
+             "kill": kill_scenario, "storm": storm_scenario,
+             "spread": spread_scenario}[name](args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

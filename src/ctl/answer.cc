@@ -114,6 +114,16 @@ std::optional<std::string> renderAnswer(Command command, const Answer& answer, u
       return "reload ok: generation " + std::to_string(*generation) + ", " +
              std::to_string(*workers) + (*workers == 1 ? " worker\n" : " workers\n");
     }
+    case Command::Upgrade: {
+      std::optional<uint64_t> next = unsignedMember(root, "new_master");
+      std::optional<uint64_t> old = unsignedMember(root, "old_master");
+      if (!next || !old) {
+        *error = "an upgrade answer needs \"new_master\" and \"old_master\"";
+        return std::nullopt;
+      }
+      return "upgrade ok: master pid " + std::to_string(*next) + " serves; pid " +
+             std::to_string(*old) + " drains and exits\n";
+    }
     case Command::Scale: {
       std::optional<uint64_t> workers = unsignedMember(root, "workers");
       if (!workers) {

@@ -113,6 +113,7 @@ bool parseCommand(Parser& p) {
   };
   if (first == "status") return noArguments(Command::Status);
   if (first == "reload") return noArguments(Command::Reload);
+  if (first == "upgrade") return noArguments(Command::Upgrade);
   if (first == "stop") return noArguments(Command::Stop);
   if (first == "help") return noArguments(Command::Help);
   if (first == "scale") {
@@ -230,6 +231,8 @@ std::string usage() {
          "commands:\n"
          "  status      the master and every worker, as a table\n"
          "  reload      reload the config and replace the workers; waits for the outcome\n"
+         "  upgrade     run the binary on disk as a new master that takes over (like\n"
+         "              SIGUSR2); waits until it serves or failed\n"
          "  scale N     run N workers (1 to " +
          std::to_string(shared::kMaxWorkers) +
          ")\n"
@@ -254,7 +257,7 @@ std::string usage() {
          "  -s, --socket PATH      the control socket\n"
          "  -c, --config FILE      use control_socket from this phalanx config\n"
          "      --json             print the master's JSON answer as it came\n"
-         "      --timeout SECONDS  how long to wait for the answer (default 5, reload 120)\n"
+         "      --timeout SECONDS  how long to wait for the answer (default 5, reload and upgrade 120)\n"
          "  -h, --help             this text\n"
          "  -v, --version          phalanxctl's version\n"
          "\n"
@@ -269,7 +272,9 @@ std::string usage() {
 
 std::chrono::milliseconds effectiveTimeout(const Invocation& invocation) {
   if (invocation.timeout) return *invocation.timeout;
-  return invocation.command == Command::Reload ? kReloadTimeout : kDefaultTimeout;
+  return invocation.command == Command::Reload || invocation.command == Command::Upgrade
+             ? kReloadTimeout
+             : kDefaultTimeout;
 }
 
 SocketChoice resolveSocket(const Invocation& invocation, const char* env_socket) {

@@ -32,13 +32,14 @@ inline constexpr int kExitUnreachable = 3;  // no master, no answer, or no usabl
 inline constexpr const char* kDefaultSocket = "/run/phalanx/phalanx.sock";
 inline constexpr const char* kSocketEnv = "PHALANX_SOCKET";
 inline constexpr std::chrono::milliseconds kDefaultTimeout{5'000};
-// A reload answers once the new workers are ready (or failed), which takes
-// as long as they need to start.
+// A reload (or an upgrade) answers once the new workers are ready (or
+// failed), which takes as long as they need to start.
 inline constexpr std::chrono::milliseconds kReloadTimeout{120'000};
 
 enum class Command {
   Status,
   Reload,
+  Upgrade,
   Scale,
   Stop,
   ShowInfo,

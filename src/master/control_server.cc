@@ -26,8 +26,8 @@ bool socketIsStale(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  bool stale = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 &&
-               errno == ECONNREFUSED;
+  bool stale =
+      connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno == ECONNREFUSED;
   ::close(fd);
   return stale;
 }
@@ -172,11 +172,29 @@ bool ControlServer::listen(const std::string& path, std::string* error) {
     }
     unlink(path.c_str());  // a stale socket of a master that died
   }
+  // Bound here, not with uv_pipe_bind: libuv unlinks the path of a pipe it
+  // bound when the handle closes, and after an upgrade that path is the new
+  // master's socket. close() unlinks only what is still ours.
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    *error = path + ": socket: " + std::strerror(errno);
+    return false;
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  mode_t old_mask = umask(0177);  // created 0600: no window where others may connect
+  int bound = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  umask(old_mask);
+  if (bound != 0 || ::listen(fd, 16) != 0) {
+    *error = path + ": " + std::strerror(errno);
+    ::close(fd);
+    if (bound == 0) unlink(path.c_str());
+    return false;
+  }
   uv_pipe_init(loop_, &server_, 0);
   server_.data = this;
-  mode_t old_mask = umask(0177);  // created 0600: no window where others may connect
-  int rc = uv_pipe_bind(&server_, path.c_str());
-  umask(old_mask);
+  int rc = uv_pipe_open(&server_, fd);
   if (rc == 0) {
     rc = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 16, [](uv_stream_t* s, int status) {
       if (status == 0) static_cast<ControlServer*>(s->data)->onConnection();
@@ -184,11 +202,22 @@ bool ControlServer::listen(const std::string& path, std::string* error) {
   }
   if (rc != 0) {
     *error = path + ": " + uv_strerror(rc);
-    uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);  // closes fd
+    unlink(path.c_str());
     return false;
   }
   chmod(path.c_str(), 0600);
   listening_ = true;
+  path_ = path;
+  if (lstat(path.c_str(), &st) == 0) inode_ = st.st_ino;
+  return true;
+}
+
+bool ControlServer::moveTo(const std::string& path, std::string* error) {
+  if (rename(path_.c_str(), path.c_str()) != 0) {
+    *error = path_ + " → " + path + ": " + std::strerror(errno);
+    return false;
+  }
   path_ = path;
   return true;
 }
@@ -197,7 +226,9 @@ void ControlServer::close() {
   if (!listening_) return;
   listening_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
-  unlink(path_.c_str());
+  // Not when the path is another socket now: a new master's, after an upgrade.
+  struct stat st {};
+  if (lstat(path_.c_str(), &st) == 0 && st.st_ino == inode_) unlink(path_.c_str());
   auto open = connections_;  // close() erases from the list
   for (auto& c : open) c->close();
 }
@@ -211,8 +242,8 @@ void ControlServer::onConnection() {
   uv_timer_init(loop_, &c->timer);
   c->timer.data = c.get();
   connections_.push_back(c);
-  if (uv_accept(reinterpret_cast<uv_stream_t*>(&server_), reinterpret_cast<uv_stream_t*>(&c->pipe)) !=
-      0) {
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(&server_),
+                reinterpret_cast<uv_stream_t*>(&c->pipe)) != 0) {
     c->close();
     return;
   }

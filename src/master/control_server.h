@@ -11,6 +11,7 @@
 // reload answers once it is done): it keeps the ControlReply.
 #pragma once
 
+#include <sys/types.h>
 #include <uv.h>
 
 #include <functional>
@@ -69,8 +70,13 @@ class ControlServer {
   // an error, as is any other file at that path.
   bool listen(const std::string& path, std::string* error);
 
-  // Stops listening and removes the socket file; connections still waiting
-  // for an answer are closed.
+  // Renames the socket file to `path` (atomically replacing what is there):
+  // how the new master of an upgrade takes the control socket over, once it
+  // serves, from a socket bound beside it.
+  bool moveTo(const std::string& path, std::string* error);
+
+  // Stops listening and removes the socket file, unless the path is another
+  // socket by now; connections still waiting for an answer are closed.
   void close();
 
  private:
@@ -83,6 +89,7 @@ class ControlServer {
   uv_pipe_t server_{};
   bool listening_ = false;
   std::string path_;
+  ino_t inode_ = 0;  // of the socket file bound
   std::list<std::shared_ptr<Connection>> connections_;
 };
 

@@ -1,6 +1,10 @@
 // The listening sockets: one SO_REUSEPORT socket per worker slot and per listen
-// address, opened by the master and kept for its whole life, so a replaced
-// worker inherits the same socket and the connections queued in its backlog.
+// address, opened by the master and kept while an address is configured, so a
+// replaced worker inherits the same socket and the connections queued in its
+// backlog. A reload may add addresses (opened, and checked free, before
+// anything changes) and remove some (closed here once the reload commits; the
+// old workers' copies close as they drain). A binary upgrade hands every
+// socket to the new master (adopt).
 #pragma once
 
 #include <cstdint>
@@ -18,25 +22,36 @@ namespace phalanx::master {
 // line saying what holds, for the log.
 std::string enableRequestMigration();
 
+// Fails (with `error` naming the address) when another process already holds
+// `address`: SO_REUSEPORT would otherwise silently share the port with it.
+bool checkAvailable(const shared::Address& address, std::string* error);
+
 class Listeners {
  public:
-  explicit Listeners(std::vector<shared::Address> addresses);
+  Listeners() = default;
   Listeners(const Listeners&) = delete;
   Listeners& operator=(const Listeners&) = delete;
   ~Listeners();
 
-  // Fails (with `error` naming the address) when another process already holds
-  // one of the addresses: SO_REUSEPORT would otherwise silently share the port
-  // with it.
-  bool checkAvailable(std::string* error) const;
+  // Starts holding the addresses of `addresses` not held yet: each is checked
+  // free, then opened in every open slot. All or nothing: on failure the ones
+  // added by this call are closed again and `error` names the address.
+  bool add(const std::vector<shared::Address>& addresses, std::string* error);
+  // Closes the sockets of every address not in `addresses`.
+  void keepOnly(const std::vector<shared::Address>& addresses);
+  // Takes `fd` as slot `slot`'s socket for `address` (an upgrade: the old
+  // master's socket, inherited). Fails when it is not a listening TCP socket
+  // bound to that address.
+  bool adopt(const shared::Address& address, uint32_t slot, int fd, std::string* error);
 
-  // Opens sockets until `slots` slots have one per address.
+  // Opens sockets until `slots` slots have one per held address.
   bool ensureSlots(uint32_t slots, std::string* error);
+  uint32_t slotCount() const { return static_cast<uint32_t>(open_.size()); }
 
-  // One fd per listen address, in config order. CLOEXEC: a worker gets only its
-  // own slot's sockets, mapped explicitly at spawn.
-  const std::vector<int>& slotFds(uint32_t slot) const { return slots_.at(slot); }
-  uint32_t slotCount() const { return static_cast<uint32_t>(slots_.size()); }
+  // The slot's fds for `addresses`, in that order (a worker of the generation
+  // whose config lists them). CLOEXEC: a worker gets only these, mapped
+  // explicitly at spawn. Every address must be held.
+  std::vector<int> slotFds(uint32_t slot, const std::vector<shared::Address>& addresses) const;
 
   // Closes a slot's sockets: the kernel stops handing that slot new
   // connections, and migrates or resets the ones queued on them
@@ -45,12 +60,27 @@ class Listeners {
   void closeSlot(uint32_t slot);
   // Opens fresh sockets for a closed slot (before its worker is spawned again).
   bool openSlot(uint32_t slot, std::string* error);
-  bool isOpen(uint32_t slot) const;
-  const std::vector<shared::Address>& addresses() const { return addresses_; }
+  bool isOpen(uint32_t slot) const { return slot < open_.size() && open_[slot]; }
+
+  // Every open socket, for handing over to a new master.
+  struct Socket {
+    std::string address;  // Address::text
+    uint32_t slot;
+    int fd;
+  };
+  std::vector<Socket> sockets() const;
 
  private:
-  std::vector<shared::Address> addresses_;
-  std::vector<std::vector<int>> slots_;
+  struct Held {
+    shared::Address address;
+    std::vector<int> fds;  // by slot; -1 while the slot is closed
+  };
+  Held* find(const shared::Address& address);
+  const Held* find(const shared::Address& address) const;
+  bool openIn(Held& held, uint32_t slot, std::string* error);
+
+  std::vector<Held> held_;
+  std::vector<bool> open_;  // by slot
 };
 
 }  // namespace phalanx::master

@@ -12,21 +12,24 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "master/control_server.h"
+#include "master/inheritance.h"
 #include "master/listeners.h"
 #include "master/sd_notify.h"
 #include "master/supervisor.h"
+#include "master/upgrade.h"
 #include "master/upstream_commands.h"
+#include "shared/access_records.h"
+#include "shared/access_report.h"
 #include "shared/config.h"
 #include "shared/logging.h"
+#include "shared/route_records.h"
+#include "shared/route_report.h"
 #include "shared/shm.h"
 #include "shared/shm_snapshot.h"
 #include "shared/status_report.h"
-#include "shared/access_records.h"
-#include "shared/access_report.h"
-#include "shared/route_records.h"
-#include "shared/route_report.h"
 #include "shared/upstream_records.h"
 
 namespace phalanx::master {
@@ -104,38 +107,44 @@ std::string addressList(const std::vector<shared::Address>& addresses) {
   return text;
 }
 
-// What a reload cannot change in a running master (it would need new
-// sockets or a new region); "" when `next` can replace `current`.
-std::string needsRestart(const shared::Config& current, const shared::Config& next) {
-  if (addressList(current.listen) != addressList(next.listen)) {
-    return "listen: changing the listen addresses (" + addressList(current.listen) + " → " +
-           addressList(next.listen) + ") needs a restart, not a reload";
-  }
-  return "";
-}
+// How long an upgrade's new master may take to serve: its own start, config
+// and workers (each bounded by ready_timeout_ms), plus this margin.
+constexpr uint64_t kUpgradeMarginMs = 5000;
 
 class Master {
  public:
+  // `inherited`: this master is the new one of a binary upgrade; it hands
+  // over (control socket, "ready" to the old master) once its workers serve.
   Master(uv_loop_t* loop, std::string config_path, Listeners& listeners,
-         shared::SharedRegion& region, std::string exe)
+         shared::SharedRegion& region, std::string exe, std::optional<Inheritance> inherited)
       : loop_(loop),
         config_path_(std::move(config_path)),
+        exe_(exe),
+        listeners_(listeners),
         region_(region),
         supervisor_(loop, region, listeners, std::move(exe)),
-        control_(loop, commands()) {}
+        control_(loop, commands()),
+        upgrade_(loop),
+        inherited_(std::move(inherited)) {
+    if (inherited_) last_generation_ = inherited_->generation + 1;
+  }
 
+  // An upgrade's new master binds beside the old master's socket, and moves
+  // it into place when it takes over.
   bool listenControl(const std::string& path, std::string* error) {
-    return control_.listen(path, error);
+    control_path_ = path;
+    return control_.listen(inherited_ ? path + ".upgrade" : path, error);
   }
 
   void start(std::shared_ptr<const Generation> first) {
-    control_path_ = first->config.control_socket;
     supervisor_.on_all_fatal = [this] {
       spdlog::critical("no worker can start; exiting");
       exit_code_ = 1;
       stop(false);
     };
-    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU}) watchSignal(s);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU}) {
+      watchSignal(s);
+    }
     uv_timer_init(loop_, &tick_);
     tick_.data = this;
     uv_timer_start(
@@ -144,8 +153,8 @@ class Master {
       uv_timer_init(loop_, &watchdog_);
       watchdog_.data = this;
       uv_timer_start(
-          &watchdog_, [](uv_timer_t* t) { static_cast<Master*>(t->data)->notifier_.watchdog(); },
-          0, interval);
+          &watchdog_, [](uv_timer_t* t) { static_cast<Master*>(t->data)->notifier_.watchdog(); }, 0,
+          interval);
     }
     uint32_t workers = shared::effectiveWorkers(first->config);
     supervisor_.start(std::move(first), workers);
@@ -183,8 +192,16 @@ class Master {
         spdlog::info("SIGUSR1: workers reopen their log files");
         supervisor_.forward(SIGUSR1);
         break;
+      case SIGUSR2:
+        spdlog::info("SIGUSR2: upgrading to the binary {}", exe_);
+        requestUpgrade(nullptr);
+        break;
       case SIGTTIN:
       case SIGTTOU: {
+        if (upgrade_.running()) {
+          spdlog::warn("{}: an upgrade is in progress; not scaling", strsignal(signum));
+          break;
+        }
         uint32_t now = supervisor_.targetWorkers();
         uint32_t next = signum == SIGTTIN ? now + 1 : now - 1;
         if (!supervisor_.scale(next, &error)) {
@@ -199,8 +216,8 @@ class Master {
   // --- reload: validate, then a new generation; a bounded number drain at once
 
   void requestReload(Supervisor::ReloadDone done) {
-    if (stopping_) {
-      if (done) done("phalanx is stopping");
+    if (stopping_ || upgrade_.running()) {
+      if (done) done(stopping_ ? "phalanx is stopping" : "an upgrade is in progress");
       return;
     }
     reload_waiters_.push_back(std::move(done));
@@ -230,8 +247,13 @@ class Master {
       return;
     }
     const shared::Config& current = supervisor_.current().config;
-    std::string error = needsRestart(current, *loaded.config);
-    if (error.empty()) accessLogWritable(loaded.config->log.access, &error);
+    std::string error;
+    accessLogWritable(loaded.config->log.access, &error);
+    // New addresses are bound now, before anything changes: a taken port
+    // fails the reload here. finishReload closes what is not needed after.
+    if (error.empty() && !listeners_.add(loaded.config->listen, &error)) {
+      error = "listen: " + error;
+    }
     int fd = error.empty() ? configMemfd(text) : -1;
     if (error.empty() && fd < 0) error = std::string("memfd_create: ") + std::strerror(errno);
     // Last, as it writes shm: the new generation's records exist before its
@@ -262,14 +284,16 @@ class Master {
                            ? supervisor_.targetWorkers()
                            : shared::effectiveWorkers(*loaded.config);
     shared::setupErrorLog("master", loaded.config->log.level);
-    auto next = std::make_shared<const Generation>(++last_generation_, std::move(*loaded.config), fd);
-    supervisor_.reload(next, workers, [this](const std::string& e) {
-      finishReload(e);
-    });
+    auto next =
+        std::make_shared<const Generation>(++last_generation_, std::move(*loaded.config), fd);
+    supervisor_.reload(next, workers, [this](const std::string& e) { finishReload(e); });
   }
 
   void finishReload(const std::string& error) {
     reload_running_ = false;
+    // The addresses of the generation serving now; the old workers keep
+    // their own copies of removed ones until they have drained.
+    listeners_.keepOnly(supervisor_.current().config.listen);
     if (!error.empty() && upstreams_provisioned_) restoreUpstreams();
     upstreams_provisioned_ = false;
     // A stop cuts a reload short: nothing to record then, and systemd has been
@@ -290,8 +314,8 @@ class Master {
     std::string error;
     const Generation& current = supervisor_.current();
     if (!shared::provisionUpstreams(region_, current.config, current.number, &error)) {
-      spdlog::error("reload: restoring the upstream records of generation {}: {}",
-                    current.number, error);
+      spdlog::error("reload: restoring the upstream records of generation {}: {}", current.number,
+                    error);
     }
   }
 
@@ -313,21 +337,38 @@ class Master {
 
   std::vector<ControlCommand> commands() {
     std::vector<ControlCommand> table;
-    table.push_back(
-        {{"status"}, "", "every worker: pid, generation, state, restarts, memory, traffic",
-         [this](const auto&, auto reply) {
-           auto snapshot = shared::takeSnapshot(region_);
-           reply->ok([&](shared::JsonWriter& w) {
-             shared::writeStatus(w, snapshot, last_reload_error_);
-           });
-         }});
-    table.push_back({{"reload"}, "", "reload the config file; answers once it is done",
+    table.push_back({{"status"},
+                     "",
+                     "every worker: pid, generation, state, restarts, memory, traffic",
+                     [this](const auto&, auto reply) {
+                       auto snapshot = shared::takeSnapshot(region_);
+                       reply->ok([&](shared::JsonWriter& w) {
+                         shared::writeStatus(w, snapshot, last_reload_error_);
+                         writeUpgrade(w);
+                       });
+                     }});
+    table.push_back({{"reload"},
+                     "",
+                     "reload the config file; answers once it is done",
                      [this](const auto&, std::shared_ptr<ControlReply> reply) {
                        requestReload([this, reply](const std::string& error) {
                          if (!error.empty()) return reply->fail(error);
                          reply->ok([&](shared::JsonWriter& w) {
                            w.field("generation", supervisor_.current().number);
                            w.field("workers", supervisor_.targetWorkers());
+                         });
+                       });
+                     }});
+    table.push_back({{"upgrade"},
+                     "",
+                     "run the binary on disk as a new master (like SIGUSR2); answers once it "
+                     "serves or failed",
+                     [this](const auto&, std::shared_ptr<ControlReply> reply) {
+                       requestUpgrade([reply](const std::string& error, pid_t pid) {
+                         if (!error.empty()) return reply->fail(error);
+                         reply->ok([&](shared::JsonWriter& w) {
+                           w.field("new_master", static_cast<int64_t>(pid));
+                           w.field("old_master", static_cast<int64_t>(getpid()));
                          });
                        });
                      }});
@@ -348,12 +389,16 @@ class Master {
                        reply->ok(nullptr);
                        stop(true);
                      }});
-    table.push_back({{"show", "info"}, "", "master facts, HAProxy style (key: value)",
+    table.push_back({{"show", "info"},
+                     "",
+                     "master facts, HAProxy style (key: value)",
                      [this](const auto&, auto reply) {
                        std::string text = shared::showInfo(shared::takeSnapshot(region_));
                        reply->ok([&](shared::JsonWriter& w) { w.field("text", text); });
                      }});
-    table.push_back({{"show", "stat"}, "", "one CSV row per worker, HAProxy style",
+    table.push_back({{"show", "stat"},
+                     "",
+                     "one CSV row per worker, HAProxy style",
                      [this](const auto&, auto reply) {
                        std::string text = shared::showStat(shared::takeSnapshot(region_));
                        reply->ok([&](shared::JsonWriter& w) { w.field("text", text); });
@@ -362,7 +407,8 @@ class Master {
     for (ControlCommand& command : upstreamCommands(region_, served)) {
       table.push_back(std::move(command));
     }
-    table.push_back({{"access"}, "",
+    table.push_back({{"access"},
+                     "",
                      "rate limits, the rate-limit table, auth failures, the cache, Redis",
                      [this](const auto&, auto reply) {
                        shared::AccessView view = shared::takeAccessView(region_);
@@ -371,7 +417,8 @@ class Master {
                          shared::writeAccess(w, view);
                        });
                      }});
-    table.push_back({{"cache", "purge"}, "[PREFIX]",
+    table.push_back({{"cache", "purge"},
+                     "[PREFIX]",
                      "empty the response cache (both levels) of paths starting with PREFIX",
                      [this](const std::vector<std::string>& args, auto reply) {
                        std::string prefix = args.empty() ? "" : args[0];
@@ -386,12 +433,12 @@ class Master {
                                           .redis = supervisor_.current().config.cache.redis,
                                           .reply = std::move(reply)});
                      }});
-    table.push_back({{"keys"}, "[N]",
+    table.push_back({{"keys"},
+                     "[N]",
                      "the N busiest API keys / JWT subjects (default 20): requests, refusals",
                      [this](const std::vector<std::string>& args, auto reply) {
                        size_t top = 20;
-                       if (args.size() > 1 ||
-                           (args.size() == 1 && !parseTop(args[0], &top))) {
+                       if (args.size() > 1 || (args.size() == 1 && !parseTop(args[0], &top))) {
                          reply->fail("usage: keys [N] (N from 1 to 4096)");
                          return;
                        }
@@ -401,19 +448,21 @@ class Master {
                          shared::writeKeys(w, view, top);
                        });
                      }});
-    table.push_back({{"routes"}, "",
+    table.push_back({{"routes"},
+                     "",
                      "every route by traffic: requests by method and status, latency",
                      [this](const auto&, auto reply) {
                        std::vector<shared::RouteView> routes = shared::takeRouteViews(region_);
                        reply->ok([&](shared::JsonWriter& w) { shared::writeRoutes(w, routes); });
                      }});
-    table.push_back({{"errors"}, "[N]",
+    table.push_back({{"errors"},
+                     "[N]",
                      "the N most recent 5xx responses (default 20, at most 100), newest first",
                      [this](const std::vector<std::string>& args, auto reply) {
                        size_t count = 20;
                        if (args.size() > 1 ||
-                           (args.size() == 1 && (!parseTop(args[0], &count) ||
-                                                 count > shared::kRecentErrors))) {
+                           (args.size() == 1 &&
+                            (!parseTop(args[0], &count) || count > shared::kRecentErrors))) {
                          reply->fail("usage: errors [N] (N from 1 to 100)");
                          return;
                        }
@@ -424,6 +473,116 @@ class Master {
     return table;
   }
 
+  // --- binary upgrade: this master's side (the old one), then the new one's
+
+  using UpgradeDone = std::function<void(const std::string& error, pid_t new_master)>;
+
+  void requestUpgrade(UpgradeDone done) {
+    std::string refused;
+    if (stopping_) {
+      refused = "phalanx is stopping";
+    } else if (upgrade_.running()) {
+      refused = "an upgrade is already in progress";
+    } else if (reload_running_ || supervisor_.reloading()) {
+      refused = "a reload is in progress; try again when it is done";
+    } else if (inherited_) {
+      refused =
+          "this master is still taking over from pid " + std::to_string(inherited_->old_master);
+    }
+    if (!refused.empty()) {
+      spdlog::warn("upgrade refused: {}", refused);
+      if (done) done(refused, 0);
+      return;
+    }
+    Upgrade::Options options{
+        .exe = exe_,
+        .config_path = config_path_,
+        .shm_fd = region_.fd(),
+        .generation = last_generation_,
+        .sockets = {},
+        .timeout_ms = supervisor_.current().config.supervisor.ready_timeout_ms + kUpgradeMarginMs};
+    for (const auto& socket : listeners_.sockets()) {
+      options.sockets.push_back({socket.slot, socket.fd, socket.address});
+    }
+    upgrade_done_ = std::move(done);
+    upgrade_state_ = "running";
+    upgrade_error_.clear();
+    upgrade_at_ms_ = shared::wallMs();
+    std::string error;
+    bool started = upgrade_.start(
+        options, [this](const std::string& e, pid_t pid) { finishUpgrade(e, pid); }, &error);
+    if (!started) finishUpgrade(error, 0);
+  }
+
+  void finishUpgrade(const std::string& error, pid_t new_master) {
+    upgrade_at_ms_ = shared::wallMs();
+    upgrade_pid_ = new_master;
+    auto done = std::move(upgrade_done_);
+    upgrade_done_ = nullptr;
+    if (!error.empty()) {
+      upgrade_state_ = "failed";
+      upgrade_error_ = error;
+      spdlog::error("upgrade failed, this master (pid {}) keeps serving: {}", getpid(), error);
+      // The new master may have written its own view and records meanwhile.
+      supervisor_.republish();
+      restoreProvisioning();
+      if (done) done(error, new_master);
+      return;
+    }
+    upgrade_state_ = "succeeded";
+    spdlog::info("upgrade: the new master (pid {}) serves; this one (pid {}) drains and exits",
+                 new_master, getpid());
+    notifier_.ready("upgraded: master pid " + std::to_string(new_master), new_master);
+    if (done) done("", new_master);
+    uv_timer_stop(&watchdog_);
+    supervisor_.handOver();
+    stop(true, shared::ExitReason::Upgrade);
+  }
+
+  // The records of the config this master serves, after another wrote its own.
+  void restoreProvisioning() {
+    std::string error;
+    const Generation& current = supervisor_.current();
+    if (!shared::provisionUpstreams(region_, current.config, current.number, &error) ||
+        !shared::provisionLimits(region_, current.config, &error) ||
+        !shared::provisionRoutes(region_, current.config, &error)) {
+      spdlog::error("upgrade: restoring the records of generation {}: {}", current.number, error);
+    }
+  }
+
+  // The new master's side: every worker serves; take the control socket and
+  // the master's place in shm, then tell the old master, which drains.
+  void takeOverFromOldMaster() {
+    std::string error;
+    if (!control_.moveTo(control_path_, &error)) {
+      spdlog::error("upgrade: the control socket: {}", error);
+    }
+    shared::MasterInfo& info = region_.master();
+    info.pid.store(getpid(), std::memory_order_relaxed);
+    info.started_at_ms.store(shared::wallMs(), std::memory_order_relaxed);
+    static constexpr char kReady[] = "ready\n";
+    if (write(inherited_->ready_fd, kReady, sizeof kReady - 1) != sizeof kReady - 1) {
+      spdlog::error("upgrade: telling the old master (pid {}): {}", inherited_->old_master,
+                    std::strerror(errno));
+    }
+    close(inherited_->ready_fd);
+    spdlog::info("upgrade: serving; the old master (pid {}) drains its workers",
+                 inherited_->old_master);
+    upgraded_from_ = inherited_->old_master;
+    inherited_.reset();
+  }
+
+  void writeUpgrade(shared::JsonWriter& w) const {
+    w.key("upgrade");
+    w.beginObject();
+    w.field("state", upgrade_state_);
+    w.field("at_ms", upgrade_at_ms_);
+    w.field("error", upgrade_error_);
+    w.field("new_master", static_cast<int64_t>(upgrade_pid_));
+    w.field("upgraded_from", static_cast<int64_t>(upgraded_from_));
+    w.endObject();
+  }
+
   // --- periodic
 
   void tick() {
@@ -431,7 +590,11 @@ class Master {
       announced_ready_ = true;
       spdlog::info("ready: {} workers on {}", supervisor_.targetWorkers(),
                    addressList(supervisor_.current().config.listen));
-      notifier_.ready("serving generation " + std::to_string(supervisor_.current().number));
+      if (inherited_) {
+        takeOverFromOldMaster();
+      } else {
+        notifier_.ready("serving generation " + std::to_string(supervisor_.current().number));
+      }
     }
     if (reload_deferred_) maybeStartReload();
     answerPurges();
@@ -455,7 +618,8 @@ class Master {
         ++live;
         if (cell.purge_seen.load(std::memory_order_acquire) >= p.sequence) ++done;
       }
-      bool redis_done = !p.redis || info.purge_l2_done.load(std::memory_order_acquire) >= p.sequence;
+      bool redis_done =
+          !p.redis || info.purge_l2_done.load(std::memory_order_acquire) >= p.sequence;
       if ((done < live || !redis_done) && now < p.deadline_ms) return false;
       int64_t removed = info.purge_l2_removed.load(std::memory_order_relaxed);
       p.reply->ok([&](shared::JsonWriter& w) {
@@ -475,19 +639,22 @@ class Master {
     });
   }
 
-  void stop(bool graceful) {
+  void stop(bool graceful, shared::ExitReason reason = shared::ExitReason::Stop) {
     if (stopping_) {
       if (!graceful) supervisor_.stop(false, [this] { closeAll(); });
       return;
     }
     stopping_ = true;
-    notifier_.stopping();
+    // After an upgrade the service goes on: systemd hears from the new master.
+    // A new master that never took over was never the service either.
+    if (reason != shared::ExitReason::Upgrade && !inherited_) notifier_.stopping();
     auto waiters = std::move(reload_waiters_);
     reload_waiters_.clear();
     for (auto& done : waiters) {
       if (done) done("phalanx is stopping");
     }
-    supervisor_.stop(graceful, [this] { closeAll(); });
+    supervisor_.stop(
+        graceful, [this] { closeAll(); }, reason);
   }
 
   void closeAll() {
@@ -503,9 +670,19 @@ class Master {
 
   uv_loop_t* loop_;
   std::string config_path_;
+  std::string exe_;
+  Listeners& listeners_;
   shared::SharedRegion& region_;
   Supervisor supervisor_;
   ControlServer control_;
+  Upgrade upgrade_;
+  std::optional<Inheritance> inherited_;  // until this (new) master took over
+  UpgradeDone upgrade_done_;
+  std::string upgrade_state_ = "none";  // running, failed, succeeded
+  std::string upgrade_error_;
+  uint64_t upgrade_at_ms_ = 0;
+  pid_t upgrade_pid_ = 0;
+  pid_t upgraded_from_ = 0;
   SdNotifier notifier_;
   std::string control_path_;
   std::vector<std::unique_ptr<uv_signal_t>> signals_;
@@ -533,6 +710,61 @@ class Master {
 
 }  // namespace
 
+// The new master of an upgrade: what the old one handed over, from the
+// environment. Its fds are made CLOEXEC: workers get only what spawn maps.
+std::optional<Inheritance> takeInheritance(std::string* error) {
+  const char* text = getenv(kInheritVariable);
+  if (text == nullptr) return std::nullopt;
+  auto inherited = parseInheritance(text, error);
+  unsetenv(kInheritVariable);
+  if (!inherited) return std::nullopt;
+  fcntl(inherited->shm_fd, F_SETFD, FD_CLOEXEC);
+  fcntl(inherited->ready_fd, F_SETFD, FD_CLOEXEC);
+  for (const auto& socket : inherited->sockets) fcntl(socket.fd, F_SETFD, FD_CLOEXEC);
+  return inherited;
+}
+
+// The listening sockets: the old master's where the config still lists their
+// address (the upgrade loses no queued connection), new ones for the rest.
+bool openListeners(Listeners& listeners, const shared::Config& config, uint32_t workers,
+                   const std::optional<Inheritance>& inherited, std::string* error) {
+  if (inherited) {
+    for (const auto& socket : inherited->sockets) {
+      std::string parse_error;
+      auto address = shared::parseAddress(socket.address, &parse_error);
+      bool wanted =
+          address && socket.slot < workers &&
+          std::find(config.listen.begin(), config.listen.end(), *address) != config.listen.end();
+      if (!wanted) {
+        close(socket.fd);  // the old master's workers keep theirs until they drain
+      } else if (!listeners.adopt(*address, socket.slot, socket.fd, error)) {
+        return false;
+      }
+    }
+  }
+  return listeners.add(config.listen, error) && listeners.ensureSlots(workers, error);
+}
+
+// The region: the old master's when its layout is this build's (limits,
+// breakers and counters carry on), else a fresh one.
+shared::SharedRegion openRegion(const shared::Config& config,
+                                const std::optional<Inheritance>& inherited) {
+  if (inherited) {
+    std::string error;
+    auto region = shared::SharedRegion::attach(inherited->shm_fd, &error);
+    if (region) return region;
+    spdlog::warn(
+        "upgrade: not sharing the old master's region ({}); counters, limits and "
+        "breakers start over",
+        error);
+    close(inherited->shm_fd);
+  }
+  // Upstream record capacity is fixed here, with headroom for reloads to grow
+  // into; a reload past it is refused (provisionUpstreams says so).
+  return shared::SharedRegion::create(shared::kMaxWorkers, shared::kMaxWorkers * 4,
+                                      shared::upstreamCapacityFor(config));
+}
+
 int runMaster(const std::string& config_path) {
   std::string text;
   auto loaded = shared::loadConfigFile(config_path, &text);
@@ -546,22 +778,25 @@ int runMaster(const std::string& config_path) {
   clearNotifyEnvironmentForChildren();
 
   std::string error;
+  std::optional<Inheritance> inherited = takeInheritance(&error);
+  if (!error.empty()) {
+    spdlog::critical("upgrade: {}: {}", kInheritVariable, error);
+    return 1;
+  }
   if (!accessLogWritable(config.log.access, &error)) {
     spdlog::critical("{}", error);
     return 1;
   }
-  Listeners listeners(config.listen);
+  Listeners listeners;
   uint32_t workers = shared::effectiveWorkers(config);
-  if (!listeners.checkAvailable(&error) || !listeners.ensureSlots(workers, &error)) {
+  if (!openListeners(listeners, config, workers, inherited, &error)) {
     spdlog::critical("listen: {}", error);
     return 1;
   }
   spdlog::info("listen: {}", enableRequestMigration());
-  // Upstream record capacity is fixed here, with headroom for reloads to grow
-  // into; a reload past it is refused (provisionUpstreams says so).
-  auto region = shared::SharedRegion::create(shared::kMaxWorkers, shared::kMaxWorkers * 4,
-                                             shared::upstreamCapacityFor(config));
-  if (!shared::provisionUpstreams(region, config, 1, &error) ||
+  auto region = openRegion(config, inherited);
+  uint32_t first_generation = inherited ? inherited->generation + 1 : 1;
+  if (!shared::provisionUpstreams(region, config, first_generation, &error) ||
       !shared::provisionLimits(region, config, &error) ||
       !shared::provisionRoutes(region, config, &error)) {
     spdlog::critical("{}", error);
@@ -575,14 +810,20 @@ int runMaster(const std::string& config_path) {
     return 1;
   }
   uv_set_process_title("phalanx: master");
-  shared::MasterInfo& info = region.master();
-  info.pid.store(getpid(), std::memory_order_relaxed);
-  info.started_at_ms.store(shared::wallMs(), std::memory_order_relaxed);
+  if (!inherited) {  // a new master of an upgrade takes these once it serves
+    shared::MasterInfo& info = region.master();
+    info.pid.store(getpid(), std::memory_order_relaxed);
+    info.started_at_ms.store(shared::wallMs(), std::memory_order_relaxed);
+  }
 
   uv_loop_t* loop = uv_default_loop();
   int code = 0;
   {
-    Master master(loop, config_path, listeners, region, exe);
+    if (inherited) {
+      spdlog::info("upgrade: taking over from the master pid {} (generation {})",
+                   inherited->old_master, inherited->generation);
+    }
+    Master master(loop, config_path, listeners, region, exe, std::move(inherited));
     if (!master.listenControl(config.control_socket, &error)) {
       spdlog::critical("control_socket: {}", error);
       close(config_fd);
@@ -590,7 +831,8 @@ int runMaster(const std::string& config_path) {
     }
     spdlog::info("phalanx {} master pid {}: config {}, {} workers, control socket {}",
                  PHALANX_VERSION, getpid(), config_path, workers, config.control_socket);
-    master.start(std::make_shared<const Generation>(1, std::move(config), config_fd));
+    master.start(
+        std::make_shared<const Generation>(first_generation, std::move(config), config_fd));
     uv_run(loop, UV_RUN_DEFAULT);
     code = master.exitCode();
   }

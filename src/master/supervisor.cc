@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <set>
 
 #include "master/process_stats.h"
+#include "master/spawn.h"
 #include "shared/exit_codes.h"
 #include "shared/route_records.h"
 
@@ -21,15 +23,15 @@ using shared::WorkerState;
 namespace {
 
 constexpr uint64_t kCheckMs = 100;
-constexpr uint64_t kSampleEvery = 5;        // checks: RSS and CPU every 500 ms
-constexpr uint64_t kQuitGraceMs = 1000;     // SIGQUIT → SIGKILL
-constexpr uint64_t kAbortGraceMs = 1000;    // SIGABRT (hung loop) → SIGKILL
+constexpr uint64_t kStartingCheckMs = 2;     // while a process is starting
+constexpr uint64_t kSampleEvery = 5;         // checks: RSS and CPU every 500 ms
+constexpr uint64_t kQuitGraceMs = 1000;      // SIGQUIT → SIGKILL
+constexpr uint64_t kAbortGraceMs = 1000;     // SIGABRT (hung loop) → SIGKILL
 constexpr uint64_t kDrainBackstopMs = 2000;  // past drain_timeout_ms → SIGKILL
 // A slot waiting longer than this closes its sockets: connections queued there
 // would otherwise wait out the whole delay. Short waits keep them (a restart
 // after a crash then loses nothing queued).
 constexpr uint64_t kKeepSocketsMaxDelayMs = 500;
-constexpr int kFirstListenFd = 5;
 
 // Time since `since`, 0 if `since` is later than `now` (a check computes `now`
 // once, then may signal a process, stamping a later time on it).
@@ -48,20 +50,20 @@ Generation::~Generation() {
 }
 
 struct Supervisor::Process {
-  uv_process_t handle{};
   Supervisor* owner = nullptr;
   std::shared_ptr<const Generation> generation;
   uint32_t slot = 0;
   uint32_t cell = 0;
   int pid = 0;
   Role role = Role::Serving;
-  uint64_t spawned_ms = 0;     // monotonic
+  uint64_t spawned_ms = 0;                // monotonic
   ExitReason planned = ExitReason::None;  // why phalanx asked it to leave
-  uint64_t signaled_ms = 0;    // when SIGTERM (drain) or SIGABRT (hung) was sent
-  uint64_t max_requests = 0;   // with its jitter; 0 = no limit
-  bool killed = false;         // SIGKILL sent
-  bool stable = false;         // has been up min_uptime_ms
-  bool in_reload = false;      // pending worker of the reload in progress
+  uint64_t signaled_ms = 0;               // when SIGTERM (drain) or SIGABRT (hung) was sent
+  uint64_t max_requests = 0;              // with its jitter; 0 = no limit
+  bool killed = false;                    // SIGKILL sent
+  bool stable = false;                    // has been up min_uptime_ms
+  bool in_reload = false;                 // pending worker of the reload in progress
+  bool ready_seen = false;                // its ready was logged
 };
 
 struct Supervisor::Slot {
@@ -74,8 +76,8 @@ struct Supervisor::Slot {
   Process* pending = nullptr;
   RestartPolicy policy;
   uv_timer_t restart_timer{};
-  bool waiting = false;  // restart_timer runs
-  uint64_t restart_at_ms = 0;  // wall clock
+  bool waiting = false;                     // restart_timer runs
+  uint64_t restart_at_ms = 0;               // wall clock
   ExitReason recycling = ExitReason::None;  // a replacement is under way for this reason
   uint32_t restarts = 0;
 };
@@ -93,12 +95,17 @@ Supervisor::Supervisor(uv_loop_t* loop, shared::SharedRegion& region, Listeners&
       region_(region),
       listeners_(listeners),
       exe_path_(std::move(exe_path)),
-      cell_busy_(region.cellCapacity(), false),
       random_(std::random_device{}()) {
   uv_timer_init(loop_, &stop_timer_);
   stop_timer_.data = this;
   uv_timer_init(loop_, &check_timer_);
   check_timer_.data = this;
+  uv_timer_init(loop_, &starting_timer_);
+  starting_timer_.data = this;
+  uv_signal_init(loop_, &sigchld_);
+  sigchld_.data = this;
+  uv_signal_start(
+      &sigchld_, [](uv_signal_t* h, int) { static_cast<Supervisor*>(h->data)->reap(); }, SIGCHLD);
 }
 
 Supervisor::~Supervisor() = default;
@@ -114,7 +121,9 @@ void Supervisor::start(std::shared_ptr<const Generation> generation, uint32_t wo
   for (uint32_t i = 0; i < workers; ++i) {
     Slot& slot = *slots_[i];
     slot.wanted = true;
-    if (!spawn(slot, current_, Role::Serving)) scheduleRestart(slot, slot.policy.onExit(0).delay_ms);
+    if (!spawn(slot, current_, Role::Serving)) {
+      scheduleRestart(slot, slot.policy.onExit(0, false).delay_ms);
+    }
   }
   uv_timer_start(
       &check_timer_, [](uv_timer_t* t) { static_cast<Supervisor*>(t->data)->check(); }, kCheckMs,
@@ -126,6 +135,8 @@ void Supervisor::initSlots(uint32_t count) {
     auto slot = std::make_unique<Slot>(current_->config.supervisor);
     slot->owner = this;
     slot->index = static_cast<uint32_t>(slots_.size());
+    // Kept across a binary upgrade: the region is the old master's.
+    slot->restarts = region_.slot(slot->index).restarts.load(std::memory_order_relaxed);
     uv_timer_init(loop_, &slot->restart_timer);
     slot->restart_timer.data = slot.get();
     slots_.push_back(std::move(slot));
@@ -139,33 +150,21 @@ Supervisor::Process* Supervisor::spawn(Slot& slot, std::shared_ptr<const Generat
     spdlog::error("worker {}: cannot reopen its sockets: {}", slot.index, error);
     return nullptr;
   }
-  auto free_cell = std::find(cell_busy_.begin(), cell_busy_.end(), false);
-  if (free_cell == cell_busy_.end()) {
-    spdlog::error("worker {}: all {} shm cells are in use", slot.index, cell_busy_.size());
+  uint32_t cell_index = 0;
+  if (!shared::claimCell(region_, &cell_index)) {
+    spdlog::error("worker {}: all {} shm cells are in use", slot.index, region_.cellCapacity());
     return nullptr;
   }
-  uint32_t cell_index = static_cast<uint32_t>(free_cell - cell_busy_.begin());
 
-  const std::vector<int>& fds = listeners_.slotFds(slot.index);
-  std::string slot_arg = std::to_string(slot.index);
-  std::string cell_arg = std::to_string(cell_index);
-  std::string gen_arg = std::to_string(generation->number);
-  std::string pid_arg = std::to_string(getpid());
-  std::string count_arg = std::to_string(fds.size());
-  std::string worker_flag = "--worker", slot_flag = "--slot", cell_flag = "--cell",
-              gen_flag = "--generation", pid_flag = "--master-pid", fds_flag = "--listen-fds";
-  std::vector<char*> args = {exe_path_.data(), worker_flag.data(), slot_flag.data(),
-                             slot_arg.data(),  cell_flag.data(),   cell_arg.data(),
-                             gen_flag.data(),  gen_arg.data(),     pid_flag.data(),
-                             pid_arg.data(),   fds_flag.data(),    count_arg.data(),
-                             nullptr};
-  std::vector<uv_stdio_container_t> stdio(kFirstListenFd + fds.size());
-  for (int i = 0; i < 3; ++i) stdio[i] = {.flags = UV_INHERIT_FD, .data = {.fd = i}};
-  stdio[3] = {.flags = UV_INHERIT_FD, .data = {.fd = region_.fd()}};
-  stdio[4] = {.flags = UV_INHERIT_FD, .data = {.fd = generation->config_fd}};
-  for (size_t i = 0; i < fds.size(); ++i) {
-    stdio[kFirstListenFd + i] = {.flags = UV_INHERIT_FD, .data = {.fd = fds[i]}};
-  }
+  std::vector<int> fds = listeners_.slotFds(slot.index, generation->config.listen);
+  std::vector<std::string> args = {exe_path_,      "--worker",
+                                   "--slot",       std::to_string(slot.index),
+                                   "--cell",       std::to_string(cell_index),
+                                   "--generation", std::to_string(generation->number),
+                                   "--master-pid", std::to_string(getpid()),
+                                   "--listen-fds", std::to_string(fds.size())};
+  // In the worker: 3 = shm region, 4 = config, 5.. = this slot's sockets.
+  fds.insert(fds.begin(), {region_.fd(), generation->config_fd});
 
   auto process = std::make_unique<Process>();
   process->owner = this;
@@ -176,11 +175,10 @@ Supervisor::Process* Supervisor::spawn(Slot& slot, std::shared_ptr<const Generat
   process->spawned_ms = shared::monotonicMs();
   const shared::SupervisorConfig& sc = generation->config.supervisor;
   if (sc.max_requests > 0) {
-    process->max_requests = sc.max_requests + (sc.max_requests_jitter > 0
-                                                    ? random_() % (sc.max_requests_jitter + 1)
-                                                    : 0);
+    process->max_requests =
+        sc.max_requests +
+        (sc.max_requests_jitter > 0 ? random_() % (sc.max_requests_jitter + 1) : 0);
   }
-  process->handle.data = process.get();
 
   shared::WorkerCell& cell = region_.cell(cell_index);
   cell.slot.store(slot.index, std::memory_order_relaxed);
@@ -189,24 +187,19 @@ Supervisor::Process* Supervisor::spawn(Slot& slot, std::shared_ptr<const Generat
   store(cell.state, static_cast<uint32_t>(WorkerState::Starting));
   shared::noteSlotUsed(region_, slot.index);
 
-  uv_process_options_t options{};
-  options.file = exe_path_.c_str();
-  options.args = args.data();
-  options.stdio = stdio.data();
-  options.stdio_count = static_cast<int>(stdio.size());
-  options.exit_cb = [](uv_process_t* handle, int64_t exit_status, int term_signal) {
-    auto* p = static_cast<Process*>(handle->data);
-    p->owner->onExit(*p, exit_status, term_signal);
-  };
-  if (int rc = uv_spawn(loop_, &process->handle, &options); rc != 0) {
-    spdlog::error("worker {}: spawn {}: {}", slot.index, exe_path_, uv_strerror(rc));
+  pid_t pid = spawnProcess(exe_path_, args, fds);
+  if (pid < 0) {
+    spdlog::error("worker {}: spawn {}: {}", slot.index, exe_path_, std::strerror(-pid));
     std::memset(static_cast<void*>(&cell), 0, sizeof cell);
-    retire(std::move(process));  // libuv wants a failed spawn's handle closed too
     return nullptr;
   }
-  process->pid = process->handle.pid;
+  process->pid = pid;
   cell.pid.store(process->pid, std::memory_order_release);
-  cell_busy_[cell_index] = true;
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&starting_timer_))) {
+    uv_timer_start(
+        &starting_timer_, [](uv_timer_t* t) { static_cast<Supervisor*>(t->data)->checkStarting(); },
+        kStartingCheckMs, kStartingCheckMs);
+  }
   spdlog::info("worker {}: started pid {} gen {}{}", slot.index, process->pid, generation->number,
                role == Role::Pending ? " (replacement)" : "");
   Process* raw = process.get();
@@ -217,15 +210,20 @@ Supervisor::Process* Supervisor::spawn(Slot& slot, std::shared_ptr<const Generat
   return raw;
 }
 
-// Closes the handle of a process that exited (or never started); the Process
-// is freed once libuv is done with it.
-void Supervisor::retire(std::unique_ptr<Process> process) {
-  uv_close(reinterpret_cast<uv_handle_t*>(&process->handle), [](uv_handle_t* h) {
-    auto* p = static_cast<Process*>(h->data);
-    std::erase_if(p->owner->exited_,
-                  [p](const std::unique_ptr<Process>& q) { return q.get() == p; });
-  });
-  exited_.push_back(std::move(process));
+// Collects the exits of this master's workers (SIGCHLD, and every check as a
+// backstop): waitpid on its own pids only, as libuv reaps the children it
+// started itself (an upgrade's new master).
+void Supervisor::reap() {
+  exited_.clear();  // those of the last round: no callback refers to them now
+  std::vector<Process*> live;
+  for (auto& p : processes_) live.push_back(p.get());
+  for (Process* p : live) {
+    int status = 0;
+    if (waitpid(p->pid, &status, WNOHANG) != p->pid) continue;
+    int64_t code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+    int signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    onExit(*p, code, signal);  // moves it to exited_
+  }
 }
 
 void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) {
@@ -239,20 +237,26 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
                                 : "code " + std::to_string(exit_status);
   Role role = process.role;
   bool in_reload = process.in_reload;
+  // A worker says ready in its cell and draining after that: either means it
+  // got ready (even if the master's check never saw it).
+  auto last_state =
+      static_cast<WorkerState>(region_.cell(process.cell).state.load(std::memory_order_acquire));
+  bool was_ready = last_state == WorkerState::Ready || last_state == WorkerState::Draining;
   int pid = process.pid;
   uint32_t generation = process.generation->number;
 
   if (slot.serving == &process) slot.serving = nullptr;
   if (slot.pending == &process) slot.pending = nullptr;
   shared::retireCell(region_, process.cell);
-  cell_busy_[process.cell] = false;
   auto it = std::find_if(processes_.begin(), processes_.end(),
                          [&](const auto& p) { return p.get() == &process; });
-  retire(std::move(*it));
+  exited_.push_back(std::move(*it));  // freed on the next reap: `process` is used below
   processes_.erase(it);
 
   shared::SlotRecord& record = region_.slot(slot.index);
-  if (!in_reload) {  // a worker of an aborted reload was never the slot's
+  // (A worker of an aborted reload was never the slot's; after a hand-over the
+  // slot records are the new master's.)
+  if (!in_reload && !handed_over_) {
     store(record.last_exit_reason, static_cast<uint32_t>(reason));
     record.last_exit_detail.store(detail, std::memory_order_relaxed);
     record.last_exit_ms.store(shared::wallMs(), std::memory_order_relaxed);
@@ -260,12 +264,15 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
 
   if (stopping_) {
     spdlog::info("worker {}: pid {} exited ({})", slot.index, pid, how);
+    if (!in_reload) countReplacement(reason);
   } else if (role == Role::Draining) {
     spdlog::info("worker {}: pid {} gen {} drained ({}, {})", slot.index, pid, generation,
                  shared::exitReasonName(reason), how);
     if (reason == ExitReason::Memory || reason == ExitReason::MaxRequests ||
         reason == ExitReason::Heartbeat) {
       countRestart(slot, reason);
+    } else if (!in_reload) {
+      countReplacement(reason);  // reload, scale: planned, not the slot's restarts
     }
   } else if (role == Role::Pending) {
     if (in_reload) {
@@ -277,7 +284,7 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
                    how);
       countRestart(slot, reason);
       // Still to be replaced: check() starts another one after the backoff.
-      slot.restart_at_ms = shared::wallMs() + slot.policy.onExit(uptime_ms).delay_ms;
+      slot.restart_at_ms = shared::wallMs() + slot.policy.onExit(uptime_ms, was_ready).delay_ms;
     }
   } else {
     bool fatal = !term_signal && exit_status == shared::kExitFatal;
@@ -291,7 +298,7 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
                                    [](const auto& s) { return !s->wanted || s->fatal; });
       if (all_fatal && on_all_fatal) on_all_fatal();
     } else {
-      onServingExit(slot, uptime_ms);
+      onServingExit(slot, uptime_ms, was_ready);
       countRestart(slot, reason);
     }
   }
@@ -301,7 +308,7 @@ void Supervisor::onExit(Process& process, int64_t exit_status, int term_signal) 
 
 // The serving worker of a wanted slot is gone (crash, hung loop): its
 // replacement takes over if one is under way, else a respawn after the backoff.
-void Supervisor::onServingExit(Slot& slot, uint64_t uptime_ms) {
+void Supervisor::onServingExit(Slot& slot, uint64_t uptime_ms, bool was_ready) {
   if (slot.pending && !slot.pending->in_reload) {
     spdlog::warn("worker {}: died; its replacement takes over", slot.index);
     slot.pending->role = Role::Serving;
@@ -311,25 +318,42 @@ void Supervisor::onServingExit(Slot& slot, uint64_t uptime_ms) {
     return;
   }
   slot.recycling = ExitReason::None;  // the respawn is the replacement
-  RestartDecision d = slot.policy.onExit(uptime_ms);
-  spdlog::warn("worker {}: died after {} ms; respawning in {} ms{}", slot.index, uptime_ms,
-               d.delay_ms, d.errored ? " (errored: restarting too often)" : "");
+  RestartDecision d = slot.policy.onExit(uptime_ms, was_ready);
+  spdlog::warn("worker {}: died after {} ms{}; respawning in {} ms{}", slot.index, uptime_ms,
+               was_ready ? "" : ", before it was ready", d.delay_ms,
+               d.errored ? " (errored: restarting too often)" : "");
   scheduleRestart(slot, d.delay_ms);
 }
 
 void Supervisor::countRestart(Slot& slot, ExitReason reason) {
   ++slot.restarts;
-  shared::bump(region_.master().restarts_by_reason[static_cast<uint32_t>(reason)]);
+  countReplacement(reason);
+}
+
+// In the restarts metric by reason, but not a restart of the slot's (status):
+// a process phalanx chose to end (reload, scale, stop, upgrade).
+void Supervisor::countReplacement(ExitReason reason) {
+  // fetch_add: during an upgrade the other master counts here too.
+  region_.master().restarts_by_reason[static_cast<uint32_t>(reason)].fetch_add(
+      1, std::memory_order_relaxed);
 }
 
 void Supervisor::scheduleRestart(Slot& slot, uint64_t delay_ms) {
   slot.waiting = true;
-  slot.restart_at_ms = shared::wallMs() + delay_ms;
-  if (delay_ms > kKeepSocketsMaxDelayMs && listeners_.isOpen(slot.index)) {
+  startRestartTimer(slot, delay_ms);
+  rescueIfNoneReady();
+  // Closed only now: the rescue may have made the wait short.
+  if (slot.waiting && slot.restart_at_ms > shared::wallMs() + kKeepSocketsMaxDelayMs &&
+      listeners_.isOpen(slot.index)) {
     spdlog::info("worker {}: closing its sockets while it waits; new connections go to the others",
                  slot.index);
     listeners_.closeSlot(slot.index);
   }
+  publish(slot);
+}
+
+void Supervisor::startRestartTimer(Slot& slot, uint64_t delay_ms) {
+  slot.restart_at_ms = shared::wallMs() + delay_ms;
   uv_timer_start(
       &slot.restart_timer,
       [](uv_timer_t* t) {
@@ -337,6 +361,38 @@ void Supervisor::scheduleRestart(Slot& slot, uint64_t delay_ms) {
         s->owner->onRestartTimer(*s);
       },
       delay_ms, 0);
+}
+
+bool Supervisor::anyReady() const {
+  return std::any_of(processes_.begin(), processes_.end(),
+                     [this](const auto& p) { return p->role != Role::Draining && cellReady(*p); });
+}
+
+// Backoff must not leave the host without a worker when healthy ones are
+// being killed: see slotToRescue.
+void Supervisor::rescueIfNoneReady() {
+  if (stopping_ || anyReady()) return;
+  std::vector<WaitingSlot> waiting;
+  for (const auto& s : slots_) {
+    if (s->waiting && s->wanted && !s->fatal && !s->serving) {
+      waiting.push_back({.slot = s->index,
+                         .restart_at_ms = s->restart_at_ms,
+                         .crash_looping = s->policy.crashLooping()});
+    }
+  }
+  uint64_t now = shared::wallMs();
+  uint64_t base = current_->config.supervisor.restart_base_ms;
+  std::optional<uint32_t> rescued = slotToRescue(waiting, now, base);
+  if (!rescued) return;
+  Slot& slot = *slots_[*rescued];
+  spdlog::warn("no worker is ready: worker {} restarts in {} ms instead of {} ms", slot.index, base,
+               slot.restart_at_ms - now);
+  startRestartTimer(slot, base);
+  std::string error;
+  // Connections queue there for the base delay instead of being refused.
+  if (!listeners_.isOpen(slot.index) && !listeners_.openSlot(slot.index, &error)) {
+    spdlog::error("worker {}: cannot reopen its sockets: {}", slot.index, error);
+  }
   publish(slot);
 }
 
@@ -344,7 +400,7 @@ void Supervisor::onRestartTimer(Slot& slot) {
   slot.waiting = false;
   if (stopping_ || !slot.wanted || slot.serving) return;
   if (!spawn(slot, current_, Role::Serving)) {
-    scheduleRestart(slot, slot.policy.onExit(0).delay_ms);
+    scheduleRestart(slot, slot.policy.onExit(0, false).delay_ms);
   }
 }
 
@@ -352,7 +408,7 @@ void Supervisor::onRestartTimer(Slot& slot) {
 void Supervisor::recycle(Slot& slot, ExitReason reason) {
   Process& old = *slot.serving;
   uint64_t uptime_ms = shared::monotonicMs() - old.spawned_ms;
-  RestartDecision d = slot.policy.onExit(uptime_ms);
+  RestartDecision d = slot.policy.onExit(uptime_ms, true);
   slot.recycling = reason;
   if (!slot.policy.isStable(uptime_ms) && d.delay_ms > 0) {
     // Replaced again soon after the last time: back off like a crash loop
@@ -388,11 +444,10 @@ void Supervisor::drain(Process& process, ExitReason reason) {
   if (process.planned == ExitReason::Heartbeat || process.killed) return;  // already on its way out
   process.planned = reason;
   process.signaled_ms = shared::monotonicMs();
-  uv_process_kill(&process.handle, SIGTERM);
+  kill(process.pid, SIGTERM);
 }
 
-void Supervisor::reload(std::shared_ptr<const Generation> next, uint32_t workers,
-                        ReloadDone done) {
+void Supervisor::reload(std::shared_ptr<const Generation> next, uint32_t workers, ReloadDone done) {
   std::string error;
   if (reload_ || stopping_) {
     done(stopping_ ? "phalanx is stopping" : "a reload is already in progress");
@@ -461,7 +516,7 @@ void Supervisor::finishReload(const std::string& error) {
           drain(p, ExitReason::Reload);  // ready means accepting: it may hold requests
         } else {
           p.planned = ExitReason::Reload;
-          uv_process_kill(&p.handle, SIGKILL);
+          kill(p.pid, SIGKILL);
           p.killed = true;
         }
       }
@@ -514,7 +569,7 @@ bool Supervisor::scale(uint32_t workers, std::string* error) {
     slot.wanted = true;
     slot.fatal = false;
     if (!slot.serving && !spawn(slot, current_, Role::Serving)) {
-      scheduleRestart(slot, slot.policy.onExit(0).delay_ms);
+      scheduleRestart(slot, slot.policy.onExit(0, false).delay_ms);
     }
   }
   for (uint32_t i = workers; i < target_; ++i) unwant(*slots_[i]);
@@ -545,6 +600,7 @@ bool Supervisor::cellReady(const Process& process) const {
 // Every 100 ms: reload progress, replacements that became ready, heartbeats,
 // memory and max_requests, stragglers.
 void Supervisor::check() {
+  reap();
   if (stopping_) return;
   uint64_t now = shared::monotonicMs();
   bool sample = ++check_count_ % kSampleEvery == 0;
@@ -587,6 +643,31 @@ void Supervisor::check() {
     }
   }
   if (most_over != nullptr) recycle(*most_over, ExitReason::MaxRequests);
+  rescueIfNoneReady();
+}
+
+// While a process is starting, its ready is looked for every kStartingCheckMs
+// rather than every kCheckMs: a reload commits, and a replacement takes over,
+// as soon as the new workers serve.
+void Supervisor::checkStarting() {
+  bool starting = false;
+  uint64_t now = shared::monotonicMs();
+  for (auto& p : processes_) {
+    auto state =
+        static_cast<WorkerState>(region_.cell(p->cell).state.load(std::memory_order_acquire));
+    if (state == WorkerState::Starting) starting = true;
+    if (state == WorkerState::Ready && !p->ready_seen) {
+      p->ready_seen = true;
+      spdlog::debug("worker {}: pid {} ready {} ms after its spawn", p->slot, p->pid,
+                    now - p->spawned_ms);
+    }
+  }
+  if (!starting) uv_timer_stop(&starting_timer_);
+  if (stopping_) return;
+  if (reload_) checkReload(shared::monotonicMs());
+  for (auto& slot : slots_) {
+    if (slot->pending && !slot->pending->in_reload && cellReady(*slot->pending)) takeOver(*slot);
+  }
 }
 
 void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
@@ -605,7 +686,7 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
   if (p.planned == ExitReason::Heartbeat) {
     if (elapsed(now, p.signaled_ms) > kAbortGraceMs) {
       spdlog::error("worker {}: pid {} ignored SIGABRT; SIGKILL", p.slot, p.pid);
-      uv_process_kill(&p.handle, SIGKILL);
+      kill(p.pid, SIGKILL);
       p.killed = true;
     }
     return;
@@ -614,7 +695,7 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
     if (elapsed(now, p.signaled_ms) > uint64_t{sc.drain_timeout_ms} + kDrainBackstopMs) {
       spdlog::error("worker {}: pid {} still draining past drain_timeout_ms; SIGKILL", p.slot,
                     p.pid);
-      uv_process_kill(&p.handle, SIGKILL);
+      kill(p.pid, SIGKILL);
       p.killed = true;
     }
     return;
@@ -626,7 +707,7 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
                     p.pid, sc.ready_timeout_ms);
       if (p.role == Role::Serving) p.planned = ExitReason::Heartbeat;
       p.signaled_ms = now;
-      uv_process_kill(&p.handle, SIGKILL);
+      kill(p.pid, SIGKILL);
       p.killed = true;
     }
     return;
@@ -637,7 +718,7 @@ void Supervisor::checkProcess(Process& p, uint64_t now, bool sample) {
                   p.pid, now - beat);
     p.planned = ExitReason::Heartbeat;
     p.signaled_ms = now;
-    uv_process_kill(&p.handle, SIGABRT);
+    kill(p.pid, SIGABRT);
     // Its replacement starts now, on the same sockets: the connections queued
     // there are served without waiting for the hung process to go.
     if (p.role == Role::Serving && !slot.pending && !reload_) {
@@ -665,12 +746,13 @@ uint32_t Supervisor::drainingGenerations() const {
 }
 
 void Supervisor::publish(const Slot& slot) {
+  if (handed_over_) return;
   shared::SlotRecord& r = region_.slot(slot.index);
-  SlotState state = !slot.wanted             ? SlotState::Unused
-                    : slot.fatal             ? SlotState::Fatal
-                    : slot.policy.errored()  ? SlotState::Errored
-                    : slot.serving           ? SlotState::Running
-                                             : SlotState::WaitingRestart;
+  SlotState state = !slot.wanted            ? SlotState::Unused
+                    : slot.fatal            ? SlotState::Fatal
+                    : slot.policy.errored() ? SlotState::Errored
+                    : slot.serving          ? SlotState::Running
+                                            : SlotState::WaitingRestart;
   r.restarts.store(slot.restarts, std::memory_order_relaxed);
   r.unstable_restarts.store(slot.policy.unstable(), std::memory_order_relaxed);
   r.pid.store(slot.serving ? slot.serving->pid : 0, std::memory_order_relaxed);
@@ -693,21 +775,30 @@ void Supervisor::forward(int signal) {
   for (auto& p : processes_) {
     if (region_.cell(p->cell).state.load(std::memory_order_acquire) !=
         static_cast<uint32_t>(WorkerState::Starting)) {
-      uv_process_kill(&p->handle, signal);
+      kill(p->pid, signal);
     }
   }
 }
 
 void Supervisor::signalAll(int signal) {
   for (auto& p : processes_) {
-    if (!p->killed) uv_process_kill(&p->handle, signal);
+    if (!p->killed) kill(p->pid, signal);
   }
 }
 
-void Supervisor::stop(bool graceful, std::function<void()> done) {
+void Supervisor::republish() {
+  store(region_.master().workers, target_);
+  store(region_.master().generation, current_->number);
+  region_.master().max_memory_bytes.store(current_->config.supervisor.max_memory_bytes,
+                                          std::memory_order_relaxed);
+  for (const auto& slot : slots_) publish(*slot);
+}
+
+void Supervisor::stop(bool graceful, std::function<void()> done, ExitReason reason) {
   stopping_ = true;
   on_stopped_ = std::move(done);
   uv_timer_stop(&check_timer_);
+  uv_timer_stop(&starting_timer_);
   for (auto& slot : slots_) {
     uv_timer_stop(&slot->restart_timer);
     slot->waiting = false;
@@ -716,7 +807,7 @@ void Supervisor::stop(bool graceful, std::function<void()> done) {
   }
   if (reload_) finishReload("phalanx is stopping");
   for (auto& p : processes_) {
-    if (p->planned == ExitReason::None) p->planned = ExitReason::Stop;
+    if (p->planned == ExitReason::None) p->planned = reason;
   }
   signalAll(graceful ? SIGTERM : SIGQUIT);
   uint64_t grace = graceful ? current_->config.supervisor.shutdown_timeout_ms : kQuitGraceMs;

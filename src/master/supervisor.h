@@ -2,7 +2,7 @@
 // losing a connection: on a crash (backoff), a memory cap, a blocked loop
 // (heartbeat), max_requests, a reload (a new generation), or a scale change.
 //
-// A worker is this same binary re-executed in worker mode (uv_spawn: fork+exec)
+// A worker is this same binary re-executed in worker mode (posix_spawn, spawn.h)
 // with its fds mapped explicitly: 3 = shm region, 4 = config text (memfd),
 // 5.. = the slot's listening sockets. Nothing else is inherited (CLOEXEC).
 //
@@ -83,7 +83,16 @@ class Supervisor {
 
   // Graceful: SIGTERM (drain) to every worker, SIGKILL after shutdown_timeout_ms.
   // Immediate: SIGQUIT, then SIGKILL after a second. `done` runs once all exited.
-  void stop(bool graceful, std::function<void()> done);
+  // `reason` is what their exits are counted as (stop, or upgrade).
+  void stop(bool graceful, std::function<void()> done,
+            shared::ExitReason reason = shared::ExitReason::Stop);
+
+  // A new master took over (binary upgrade): the slot records and MasterInfo
+  // are its own from now on, and this one only drains.
+  void handOver() { handed_over_ = true; }
+  // Writes this master's view back into shm (after an upgrade that failed,
+  // whose new master had written its own).
+  void republish();
 
   // Every wanted slot has a serving worker that said ready.
   bool allReady() const;
@@ -99,8 +108,12 @@ class Supervisor {
   void initSlots(uint32_t count);
   Process* spawn(Slot& slot, std::shared_ptr<const Generation> generation, Role role);
   void onExit(Process& process, int64_t exit_status, int term_signal);
-  void onServingExit(Slot& slot, uint64_t uptime_ms);
+  void onServingExit(Slot& slot, uint64_t uptime_ms, bool was_ready);
   void scheduleRestart(Slot& slot, uint64_t delay_ms);
+  void startRestartTimer(Slot& slot, uint64_t delay_ms);
+  bool anyReady() const;
+  void rescueIfNoneReady();
+  void checkStarting();
   void onRestartTimer(Slot& slot);
   void recycle(Slot& slot, shared::ExitReason reason);
   void takeOver(Slot& slot);
@@ -112,9 +125,10 @@ class Supervisor {
   void finishReload(const std::string& error);
   void publish(const Slot& slot);
   void countRestart(Slot& slot, shared::ExitReason reason);
+  void countReplacement(shared::ExitReason reason);
   void signalAll(int signal);
   void maybeDone();
-  void retire(std::unique_ptr<Process> process);
+  void reap();
   bool cellReady(const Process& process) const;
 
   uv_loop_t* loop_;
@@ -125,14 +139,16 @@ class Supervisor {
   uint32_t target_ = 0;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::list<std::unique_ptr<Process>> processes_;  // every live process
-  std::vector<std::unique_ptr<Process>> exited_;   // waiting for uv_close
-  std::vector<bool> cell_busy_;
+  std::vector<std::unique_ptr<Process>> exited_;   // reaped; freed on the next reap
   std::unique_ptr<ReloadTxn> reload_;
   std::mt19937_64 random_;
   uint64_t check_count_ = 0;
   bool stopping_ = false;
+  bool handed_over_ = false;
   std::function<void()> on_stopped_;
   uv_timer_t check_timer_{};
+  uv_timer_t starting_timer_{};
+  uv_signal_t sigchld_{};
   uv_timer_t stop_timer_{};
 };
 

@@ -133,6 +133,7 @@ const char* exitReasonName(ExitReason reason) {
     case ExitReason::Reload: return "reload";
     case ExitReason::Scale: return "scale";
     case ExitReason::Stop: return "stop";
+    case ExitReason::Upgrade: return "upgrade";
     case ExitReason::Count_: break;
   }
   return "unknown";
@@ -322,11 +323,30 @@ TargetRecord& SharedRegion::target(uint32_t index) const {
   return reinterpret_cast<TargetRecord*>(bytes)[index];
 }
 
+bool claimCell(const SharedRegion& region, uint32_t* cell) {
+  for (uint32_t i = 0; i < region.cellCapacity(); ++i) {
+    int32_t free = 0;
+    if (region.cell(i).pid.compare_exchange_strong(free, kClaimedPid, std::memory_order_acq_rel)) {
+      *cell = i;
+      return true;
+    }
+  }
+  return false;
+}
+
 void retireCell(const SharedRegion& region, uint32_t index) {
   MasterInfo& master = region.master();
   WorkerCell& cell = region.cell(index);
   uint64_t seq = master.fold_sequence.load(std::memory_order_relaxed);
-  master.fold_sequence.store(seq + 1, std::memory_order_relaxed);
+  // Odd: the other master (an upgrade's) is folding; it takes microseconds.
+  while ((seq & 1) != 0 ||
+         !master.fold_sequence.compare_exchange_weak(seq, seq + 1, std::memory_order_acquire,
+                                                     std::memory_order_relaxed)) {
+    if (seq & 1) {
+      sched_yield();
+      seq = master.fold_sequence.load(std::memory_order_relaxed);
+    }
+  }
   std::atomic_thread_fence(std::memory_order_release);
   forEachCounter(master.retired, cell.traffic,
                  [](std::atomic<uint64_t>& total, const std::atomic<uint64_t>& counter) {

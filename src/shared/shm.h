@@ -31,7 +31,7 @@
 namespace phalanx::shared {
 
 inline constexpr uint64_t kShmMagic = 0x31584c4148504850ull;  // "PHPHALX1"
-inline constexpr uint32_t kShmLayoutVersion = 5;
+inline constexpr uint32_t kShmLayoutVersion = 6;
 
 // What a worker process says about itself, in its cell.
 enum class WorkerState : uint32_t { Empty = 0, Starting, Ready, Draining, Stopped };
@@ -58,6 +58,7 @@ enum class ExitReason : uint32_t {
   Reload,       // replaced by a new generation
   Scale,        // its slot was scaled away
   Stop,         // the master stopped
+  Upgrade,      // a new master (binary upgrade) took over; its old workers drained
   Count_,
 };
 inline constexpr uint32_t kExitReasonCount = static_cast<uint32_t>(ExitReason::Count_);
@@ -201,7 +202,7 @@ static_assert(sizeof(WorkerCell) == 320 && offsetof(WorkerCell, traffic) == 56 &
               "WorkerCell layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(sizeof(SlotRecord) == 64 && offsetof(SlotRecord, restart_at_ms) == 32,
               "SlotRecord layout changed: bump kShmLayoutVersion and update this assert");
-static_assert(offsetof(MasterInfo, retired) == 128 && offsetof(MasterInfo, max_memory_bytes) == 352,
+static_assert(offsetof(MasterInfo, retired) == 136 && offsetof(MasterInfo, max_memory_bytes) == 360,
               "MasterInfo layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(sizeof(ShmHeader) == 152 && offsetof(ShmHeader, errors_offset) == 144,
               "ShmHeader layout changed: bump kShmLayoutVersion");
@@ -267,8 +268,16 @@ class SharedRegion {
   int fd_ = -1;
 };
 
-// Master only: adds an exited process's counters to MasterInfo::retired and
-// zeroes the cell, under the fold seqlock. The cell is free afterwards.
+// Masters only: takes a free cell for a process about to be spawned (its pid
+// becomes kClaimedPid until the spawn stores the real one). A compare-and-swap,
+// because during a binary upgrade two masters spawn into the same region.
+// Returns false when every cell is taken.
+inline constexpr int32_t kClaimedPid = -1;
+bool claimCell(const SharedRegion& region, uint32_t* cell);
+
+// Masters only: adds an exited process's counters to MasterInfo::retired and
+// zeroes the cell, under the fold seqlock (taken with a CAS: two masters share
+// the region during an upgrade). The cell is free afterwards.
 void retireCell(const SharedRegion& region, uint32_t cell);
 
 // Sum of the traffic of every process that ever ran: retired + live cells,

@@ -116,7 +116,7 @@ Snapshot takeSnapshot(const SharedRegion& region) {
   for (uint32_t i = 0; i < region.cellCapacity(); ++i) {
     const WorkerCell& c = region.cell(i);
     int pid = c.pid.load(std::memory_order_acquire);
-    if (pid == 0) continue;
+    if (pid <= 0) continue;  // free, or claimed by a spawn under way
     WorkerView w{.cell = i,
                  .slot = get(c.slot),
                  .pid = pid,

@@ -99,9 +99,17 @@ const char* lastReloadResult(uint32_t last_reload) {
   }
 }
 
+// Replacements nobody asked for: crashes, hung loops, memory, max_requests
+// (a reload, scale, stop or upgrade is the operator's own doing).
 uint64_t totalRestarts(const Snapshot& snapshot) {
   uint64_t total = 0;
-  for (uint64_t n : snapshot.restarts_by_reason) total += n;
+  for (uint32_t i = 0; i < kExitReasonCount; ++i) {
+    auto reason = static_cast<ExitReason>(i);
+    if (reason != ExitReason::Reload && reason != ExitReason::Scale && reason != ExitReason::Stop &&
+        reason != ExitReason::Upgrade) {
+      total += snapshot.restarts_by_reason[i];
+    }
+  }
   return total;
 }
 

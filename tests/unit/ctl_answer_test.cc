@@ -80,6 +80,10 @@ TEST_CASE("one line per outcome for reload, scale and stop") {
   CHECK(rendered(Command::Scale, R"({"version":1,"ok":true,"workers":8})") ==
         "scale ok: 8 workers\n");
   CHECK(rendered(Command::Stop, R"({"version":1,"ok":true})") == "stop ok: phalanx is stopping\n");
+  CHECK(rendered(Command::Upgrade, R"({"version":1,"ok":true,"new_master":812,"old_master":77})") ==
+        "upgrade ok: master pid 812 serves; pid 77 drains and exits\n");
+  CHECK(renderError(Command::Upgrade, R"({"version":1,"ok":true,"new_master":812})") ==
+        "an upgrade answer needs \"new_master\" and \"old_master\"");
   CHECK(renderError(Command::Reload, R"({"version":1,"ok":true,"generation":4})") ==
         "a reload answer needs \"generation\" and \"workers\"");
   CHECK(renderError(Command::Scale, R"({"version":1,"ok":true,"workers":"8"})") ==

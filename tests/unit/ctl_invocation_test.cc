@@ -38,6 +38,7 @@ std::string failure(std::vector<std::string_view> args) {
 TEST_CASE("each command becomes its one line") {
   CHECK(parsed({"status"}).line == "status\n");
   CHECK(parsed({"reload"}).command == Command::Reload);
+  CHECK(parsed({"upgrade"}).line == "upgrade\n");
   CHECK(parsed({"stop"}).line == "stop\n");
   CHECK(parsed({"help"}).line == "help\n");
   CHECK(parsed({"show", "info"}).line == "show info\n");
