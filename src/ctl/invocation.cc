@@ -106,7 +106,11 @@ bool parseCommand(Parser& p) {
   Invocation& inv = p.invocation;
   std::string first(w[0]);
   auto noArguments = [&](Command command) {
-    if (w.size() > 1) return p.fail("'" + first + "' takes no arguments");
+    if (w.size() > 1) {
+      std::string got;
+      for (size_t i = 1; i < w.size(); ++i) got += (i > 1 ? " " : "") + std::string(w[i]);
+      return p.fail("'" + first + "' takes no arguments (got '" + got + "')");
+    }
     inv.command = command;
     inv.line = first + "\n";
     return true;

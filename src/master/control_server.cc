@@ -6,9 +6,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+
+#include "shared/utf8.h"
 
 namespace phalanx::master {
 
@@ -32,24 +36,54 @@ bool socketIsStale(const std::string& path) {
   return stale;
 }
 
+std::string joinWords(const std::vector<std::string>& words) {
+  std::string text;
+  for (const auto& w : words) text += (text.empty() ? "" : " ") + w;
+  return text;
+}
+
 }  // namespace
 
-std::optional<std::vector<std::string>> splitCommandLine(std::string_view line) {
+std::string quoteRequestBytes(std::string_view bytes) {
+  std::string text = "\"";
+  for (size_t i = 0; i < bytes.size() && i < kQuotedBytes; ++i) {
+    auto c = static_cast<unsigned char>(bytes[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      text += static_cast<char>(c);
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+      text += escaped;
+    }
+  }
+  if (bytes.size() > kQuotedBytes) text += "…";
+  return text + "\"";
+}
+
+CommandWords splitCommandLine(std::string_view line) {
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
-  std::vector<std::string> words;
+  CommandWords result;
+  if (!shared::isValidUtf8(line)) {
+    result.error = "the command is not valid UTF-8: " + quoteRequestBytes(line) + "; try \"help\"";
+    return result;
+  }
+  for (char c : line) {
+    auto byte = static_cast<unsigned char>(c);
+    if ((byte < 0x20 && c != ' ' && c != '\t') || byte == 0x7f) {
+      result.error =
+          "the command holds a control character: " + quoteRequestBytes(line) + "; try \"help\"";
+      return result;
+    }
+  }
   size_t i = 0;
   while (i < line.size()) {
     while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
     size_t start = i;
-    while (i < line.size() && line[i] != ' ' && line[i] != '\t') {
-      auto c = static_cast<unsigned char>(line[i]);
-      if (c < 0x20 || c == 0x7f) return std::nullopt;
-      ++i;
-    }
-    if (i > start) words.emplace_back(line.substr(start, i - start));
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+    if (i > start) result.words.emplace_back(line.substr(start, i - start));
   }
-  if (words.empty()) return std::nullopt;
-  return words;
+  if (result.words.empty()) result.error = "empty command; try \"help\"";
+  return result;
 }
 
 const ControlCommand* findCommand(const std::vector<ControlCommand>& table,
@@ -68,8 +102,7 @@ const ControlCommand* findCommand(const std::vector<ControlCommand>& table,
 std::string commandHelp(const std::vector<ControlCommand>& table) {
   std::string text;
   for (const auto& command : table) {
-    std::string usage;
-    for (const auto& w : command.words) usage += (usage.empty() ? "" : " ") + w;
+    std::string usage = joinWords(command.words);
     if (!command.arguments.empty()) usage += " " + command.arguments;
     text += "  " + usage + std::string(usage.size() < 14 ? 14 - usage.size() : 1, ' ') +
             command.help + "\n";
@@ -85,6 +118,10 @@ struct ControlServer::Connection : ControlReply {
   std::string input;
   std::string output;
   bool answered = false;
+  bool written = false;  // the answer has left
+  // A line too long was answered at once; its rest is read and dropped until
+  // its end, as closing with unread input would reset the client's read.
+  bool discarding = false;
   bool closing = false;
   int open_handles = 2;
   std::shared_ptr<Connection> self;  // keeps this alive until both handles are closed
@@ -117,7 +154,11 @@ struct ControlServer::Connection : ControlReply {
     uv_buf_t buf = uv_buf_init(output.data(), static_cast<unsigned>(output.size()));
     write_request.data = this;
     int rc = uv_write(&write_request, reinterpret_cast<uv_stream_t*>(&pipe), &buf, 1,
-                      [](uv_write_t* req, int) { static_cast<Connection*>(req->data)->close(); });
+                      [](uv_write_t* req, int) {
+                        auto* c = static_cast<Connection*>(req->data);
+                        c->written = true;
+                        if (!c->discarding) c->close();
+                      });
     if (rc != 0) close();
   }
 
@@ -269,6 +310,14 @@ void ControlServer::onConnection() {
       [](uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
         auto* conn = static_cast<Connection*>(stream->data);
         std::shared_ptr<Connection> keep = conn->self;
+        if (conn->discarding) {  // until the line's end; the read timeout bounds it
+          if (n < 0 || std::memchr(buf->base, '\n', static_cast<size_t>(n)) != nullptr) {
+            uv_read_stop(stream);
+            conn->discarding = false;
+            if (conn->written) conn->close();
+          }
+          return;
+        }
         if (n < 0) {
           // EOF without a newline: take what came as the line (`printf status | socat`).
           uv_read_stop(stream);
@@ -281,27 +330,37 @@ void ControlServer::onConnection() {
         }
         conn->input.append(buf->base, static_cast<size_t>(n));
         size_t newline = conn->input.find('\n');
-        if (newline != std::string::npos) {
+        if (std::min(newline, conn->input.size()) > kMaxLineBytes) {
+          conn->discarding = newline == std::string::npos;
+          if (!conn->discarding) uv_read_stop(stream);
+          conn->input.clear();
+          conn->fail("command line longer than " + std::to_string(kMaxLineBytes) +
+                     " bytes; one command per line, e.g. \"status\"");
+        } else if (newline != std::string::npos) {
           uv_read_stop(stream);
           conn->server->onLine(keep, std::string_view(conn->input).substr(0, newline));
-        } else if (conn->input.size() > kMaxLineBytes) {
-          uv_read_stop(stream);
-          conn->fail("request line too long");
         }
       });
 }
 
 void ControlServer::onLine(const std::shared_ptr<Connection>& connection, std::string_view line) {
   uv_timer_stop(&connection->timer);
-  auto words = splitCommandLine(line);
-  if (!words) {
-    connection->fail("empty or unprintable command; try \"help\"");
+  CommandWords split = splitCommandLine(line);
+  if (!split.error.empty()) {
+    connection->fail(split.error);
     return;
   }
   std::vector<std::string> args;
-  const ControlCommand* command = findCommand(commands_, *words, &args);
+  const ControlCommand* command = findCommand(commands_, split.words, &args);
   if (!command) {
-    connection->fail("unknown command \"" + (*words)[0] + "\"; try \"help\"");
+    connection->fail("unknown command " + quoteRequestBytes(joinWords(split.words)) +
+                     "; try \"help\"");
+    return;
+  }
+  // `stop --help` must not stop, `reload --dry-run` must not reload.
+  if (command->arguments.empty() && !args.empty()) {
+    connection->fail(quoteRequestBytes(joinWords(command->words)) + " takes no arguments (got " +
+                     quoteRequestBytes(joinWords(args)) + ")");
     return;
   }
   spdlog::debug("control: {}", line);

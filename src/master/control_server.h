@@ -6,6 +6,11 @@
 // then closes. Every answer carries "version": 1 and "ok"; a failure carries
 // "error". A peer that is neither our user nor root is refused.
 //
+// Strict: a command runs only as its table row says. Words after one that takes
+// none ("stop --help"), a line that is not UTF-8 or holds a control character,
+// one longer than 4096 bytes: each gets an error answer and runs nothing. Every
+// answer is valid UTF-8 JSON, whatever bytes came in.
+//
 // Commands are rows in a table (words, arguments, help, handler) that the
 // master builds; the server adds `help`, generated from the table. A handler may answer later (a
 // reload answers once it is done): it keeps the ControlReply.
@@ -17,7 +22,6 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,10 +51,24 @@ struct ControlCommand {
   std::function<void(const std::vector<std::string>& args, std::shared_ptr<ControlReply>)> run;
 };
 
-// Splits a request line into words; nullopt if it is empty or not printable.
-std::optional<std::vector<std::string>> splitCommandLine(std::string_view line);
+// The bytes a message shows of a client's request, whatever they are: in
+// double quotes, printable ASCII as is, any other byte (and `"`, `\`) as \xNN,
+// at most kQuotedBytes of them, then "…". The answer stays valid UTF-8 and
+// readable when the request was neither.
+inline constexpr size_t kQuotedBytes = 64;
+std::string quoteRequestBytes(std::string_view bytes);
+
+// A request line split into words on blanks (a trailing CR LF dropped), or why
+// it is no command: empty, not valid UTF-8, or holding a control character.
+struct CommandWords {
+  std::vector<std::string> words;  // empty iff `error` is set
+  std::string error;               // ends with `try "help"`, shows the line quoted
+};
+CommandWords splitCommandLine(std::string_view line);
 
 // The command whose words begin `words`, or nullptr. `args` gets the rest.
+// The server refuses args for a command whose `arguments` usage is empty; the
+// others check their own.
 const ControlCommand* findCommand(const std::vector<ControlCommand>& table,
                                   const std::vector<std::string>& words,
                                   std::vector<std::string>* args);

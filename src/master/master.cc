@@ -36,15 +36,16 @@ namespace phalanx::master {
 
 namespace {
 
-// "N" of `keys N`: 1..kKeyUsageRecords.
-bool parseTop(const std::string& text, size_t* out) {
-  if (text.empty() || text.size() > 4) return false;
+// A count argument ("N" of `scale N`, `keys N`): digits only, 1..max. Not
+// strtoul, which takes "-1" (as ULONG_MAX), "+4" and " 4".
+bool parseCount(const std::string& text, size_t max, size_t* out) {
+  if (text.empty() || text.size() > 9) return false;
   size_t n = 0;
   for (char c : text) {
     if (c < '0' || c > '9') return false;
     n = n * 10 + static_cast<size_t>(c - '0');
   }
-  if (n < 1 || n > shared::kKeyUsageRecords) return false;
+  if (n < 1 || n > max) return false;
   *out = n;
   return true;
 }
@@ -373,17 +374,22 @@ class Master {
                        });
                      }});
     table.push_back({{"scale"}, "N", "run N workers", [this](const auto& args, auto reply) {
-                       unsigned long n = 0;
-                       char* end = nullptr;
-                       if (args.size() == 1) n = std::strtoul(args[0].c_str(), &end, 10);
-                       if (args.size() != 1 || end == args[0].c_str() || *end != '\0') {
-                         return reply->fail("usage: scale N (a number of workers)");
+                       // The words phalanxctl uses for the same mistakes.
+                       std::string range = "from 1 to " + std::to_string(region_.slotCapacity());
+                       if (args.size() != 1) {
+                         return reply->fail("usage: scale N (a worker count " + range + ")");
+                       }
+                       size_t n = 0;
+                       if (!parseCount(args[0], region_.slotCapacity(), &n)) {
+                         return reply->fail("scale: N must be a whole number " + range + ", got " +
+                                            quoteRequestBytes(args[0]));
                        }
                        std::string error;
-                       if (n > UINT32_MAX || !supervisor_.scale(static_cast<uint32_t>(n), &error)) {
-                         return reply->fail(error.empty() ? "too many workers" : error);
+                       if (upgrade_.running()) return reply->fail("an upgrade is in progress");
+                       if (!supervisor_.scale(static_cast<uint32_t>(n), &error)) {
+                         return reply->fail(error);
                        }
-                       reply->ok([&](shared::JsonWriter& w) { w.field("workers", n); });
+                       reply->ok([&](shared::JsonWriter& w) { w.field("workers", uint64_t{n}); });
                      }});
     table.push_back({{"stop"}, "", "graceful stop (like SIGTERM)", [this](const auto&, auto reply) {
                        reply->ok(nullptr);
@@ -438,7 +444,9 @@ class Master {
                      "the N busiest API keys / JWT subjects (default 20): requests, refusals",
                      [this](const std::vector<std::string>& args, auto reply) {
                        size_t top = 20;
-                       if (args.size() > 1 || (args.size() == 1 && !parseTop(args[0], &top))) {
+                       if (args.size() > 1 ||
+                           (args.size() == 1 &&
+                            !parseCount(args[0], shared::kKeyUsageRecords, &top))) {
                          reply->fail("usage: keys [N] (N from 1 to 4096)");
                          return;
                        }
@@ -462,7 +470,7 @@ class Master {
                        size_t count = 20;
                        if (args.size() > 1 ||
                            (args.size() == 1 &&
-                            (!parseTop(args[0], &count) || count > shared::kRecentErrors))) {
+                            !parseCount(args[0], shared::kRecentErrors, &count))) {
                          reply->fail("usage: errors [N] (N from 1 to 100)");
                          return;
                        }

@@ -3,10 +3,27 @@
 #include <cmath>
 #include <cstdio>
 
+#include "shared/utf8.h"
+
 namespace phalanx::shared {
 
 void appendJsonEscaped(std::string& out, std::string_view text) {
-  for (char c : text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    char c = text[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      // JSON is UTF-8: a well-formed character goes through, anything else
+      // (Latin-1 in a path, a truncated sequence) becomes U+FFFD, so no
+      // client's bytes can make an answer or a log line unparseable.
+      Utf8Sequence s = nextUtf8(text.substr(i));
+      if (s.valid) {
+        out.append(text.substr(i, s.length));
+      } else {
+        out += "\\ufffd";
+      }
+      i += s.length;
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -22,6 +39,7 @@ void appendJsonEscaped(std::string& out, std::string_view text) {
           out += c;
         }
     }
+    ++i;
   }
 }
 

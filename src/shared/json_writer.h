@@ -13,7 +13,10 @@
 
 namespace phalanx::shared {
 
-// Appends `text` as the contents of a JSON string (without the quotes).
+// Appends `text` as the contents of a JSON string (without the quotes). The
+// result is valid UTF-8 whatever `text` holds: bytes that are not well-formed
+// UTF-8 (shared/utf8.h) are written as \ufffd, one per ill-formed piece.
+// Strings given to JsonWriter go through it too.
 void appendJsonEscaped(std::string& out, std::string_view text);
 
 class JsonWriter {

@@ -11,6 +11,7 @@
 
 #include "shared/logging.h"
 #include "worker/connection_balance.h"
+#include "worker/privileges.h"
 
 namespace phalanx::worker {
 
@@ -58,6 +59,19 @@ Worker::Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion regi
       route_figures_(config_, region_, options.slot),
       read_buffer_(new char[kReadBufferBytes]) {}
 
+bool Worker::dropCapabilities(std::string* error) {
+  PrivilegeDrop drop = dropPrivileges();
+  for (const std::string& warning : drop.warnings) spdlog::warn("capabilities: {}", warning);
+  if (!drop.error.empty()) {
+    *error = "cannot drop the capabilities it inherited: " + drop.error;
+    return false;
+  }
+  if (drop.had_permitted != 0) {
+    spdlog::debug("dropped every capability (permitted were {:#x})", drop.had_permitted);
+  }
+  return true;
+}
+
 uv_buf_t Worker::readBuffer() {
   return uv_buf_init(read_buffer_.get(), kReadBufferBytes);
 }
@@ -72,6 +86,9 @@ bool Worker::start(std::string* error) {
     access_log_ = AccessLog::open(config_.log.access, options_.slot, error);
     if (!access_log_) return false;
   }
+  // Everything that may need privilege is done (the sockets came as fds, the
+  // key files and the access log are open), and nothing has been served yet.
+  if (!dropCapabilities(error)) return false;
   for (int fd : options_.listen_fds) {
     auto listener = std::make_unique<Listener>();
     listener->worker = this;

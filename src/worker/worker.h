@@ -1,5 +1,6 @@
 // A worker process: adopts the sockets and the shm region the master passed
-// down, serves HTTP on a libuv loop, stamps its heartbeat, and drains on SIGTERM.
+// down, drops every capability, serves HTTP on a libuv loop, stamps its
+// heartbeat, and drains on SIGTERM.
 //
 // Signals: TERM drains (stop accepting, close its copies of the listening
 // sockets, finish in-flight requests, exit); QUIT exits at once; USR1 reopens
@@ -112,6 +113,8 @@ class Worker {
   void runDeferred();
   void balanceConnections();
   void reopenAccessLog();
+  // Workers keep no capability (privileges.h); false if some remain.
+  bool dropCapabilities(std::string* error);
 
   uv_loop_t* loop_;
   shared::Config config_;

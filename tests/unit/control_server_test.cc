@@ -1,4 +1,3 @@
-#include "temp_dir.h"
 #include "master/control_server.h"
 
 #include <doctest/doctest.h>
@@ -11,6 +10,9 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+
+#include "shared/utf8.h"
+#include "temp_dir.h"
 
 using namespace phalanx::master;
 
@@ -70,11 +72,35 @@ std::string exchange(uv_loop_t* loop, const std::string& path, const std::string
 }  // namespace
 
 TEST_CASE("command lines split on blanks; empty or control characters are refused") {
-  auto words = splitCommandLine("  show   stat\r\n");
-  REQUIRE(words);
-  CHECK(*words == std::vector<std::string>{"show", "stat"});
-  CHECK_FALSE(splitCommandLine("   \n"));
-  CHECK_FALSE(splitCommandLine(std::string("sta\x01tus", 7)));
+  CommandWords split = splitCommandLine("  show \t  stat\r\n");
+  CHECK(split.error.empty());
+  CHECK(split.words == std::vector<std::string>{"show", "stat"});
+  split = splitCommandLine("   \n");
+  CHECK(split.words.empty());
+  CHECK(split.error == "empty command; try \"help\"");
+  split = splitCommandLine(std::string("sta\0tus\n", 8));
+  CHECK(split.words.empty());
+  CHECK(split.error == "the command holds a control character: \"sta\\x00tus\"; try \"help\"");
+  CHECK_FALSE(splitCommandLine("status\x7f").error.empty());
+  CHECK_FALSE(splitCommandLine("sta\rtus").error.empty());
+}
+
+TEST_CASE("a command line that is not UTF-8 is refused, its bytes shown escaped") {
+  CommandWords split = splitCommandLine("\xff\xfe status\n");
+  CHECK(split.words.empty());
+  CHECK(split.error == "the command is not valid UTF-8: \"\\xff\\xfe status\"; try \"help\"");
+  CHECK_FALSE(splitCommandLine("\xc3\x28").error.empty());
+  // Well-formed UTF-8 is words like any other (an upstream may be named so).
+  split = splitCommandLine("breaker open caf\xc3\xa9 127.0.0.1:80");
+  CHECK(split.error.empty());
+  CHECK(split.words.at(2) == "caf\xc3\xa9");
+}
+
+TEST_CASE("request bytes are quoted printable, escaped and bounded") {
+  CHECK(quoteRequestBytes("status") == "\"status\"");
+  CHECK(quoteRequestBytes(std::string("a\0\"\\\xff", 5)) == "\"a\\x00\\x22\\x5c\\xff\"");
+  std::string shown = quoteRequestBytes(std::string(100, 'x'));
+  CHECK(shown == "\"" + std::string(kQuotedBytes, 'x') + "…\"");
 }
 
 TEST_CASE("the longest matching command wins and the rest are its arguments") {
@@ -114,6 +140,27 @@ TEST_CASE("the control server answers one JSON line per connection, mode 0600") 
     CHECK(exchange(&loop, path, "frobnicate\n").find("unknown command \\\"frobnicate\\\"") !=
           std::string::npos);
     CHECK(exchange(&loop, path, "help\n").find("scale N") != std::string::npos);
+
+    // A command that takes no arguments refuses any, and never runs.
+    seen.clear();
+    CHECK(exchange(&loop, path, "show stat --help\n") ==
+          "{\"version\":1,\"ok\":false,\"error\":\"\\\"show stat\\\" takes no arguments (got "
+          "\\\"--help\\\")\"}\n");
+    CHECK(exchange(&loop, path, "help me please\n")
+              .find("\\\"help\\\" takes no arguments (got "
+                    "\\\"me please\\\")") != std::string::npos);
+    CHECK(seen.empty());
+
+    // Whatever bytes come in, the answer is UTF-8 JSON that shows them escaped.
+    std::string answer = exchange(&loop, path, "\xff\xfe status\n");
+    CHECK(answer.find("\"ok\":false") != std::string::npos);
+    CHECK(answer.find("not valid UTF-8: \\\"\\\\xff\\\\xfe status\\\"") != std::string::npos);
+    CHECK(phalanx::shared::isValidUtf8(answer));
+    answer = exchange(&loop, path, "st\xc3\xa4tus\n");
+    CHECK(answer.find("unknown command \\\"st\\\\xc3\\\\xa4tus\\\"") != std::string::npos);
+    answer = exchange(&loop, path, std::string(10'000, 'a') + "\n");
+    CHECK(answer.find("\"error\":\"command line longer than 4096 bytes") != std::string::npos);
+    CHECK(seen.empty());
 
     // A second server on the same live socket is refused.
     ControlServer other(&loop, {});

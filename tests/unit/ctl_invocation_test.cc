@@ -62,7 +62,7 @@ TEST_CASE("breaker needs open or close, an upstream and a target") {
   CHECK(failure({"breaker", "open", "api"}) == usage_error);
   CHECK(failure({"breaker", "reset", "api", "127.0.0.1:1"}) == usage_error);
   CHECK(failure({"breaker", "open", "api", "127.0.0.1:1", "x"}) == usage_error);
-  CHECK(failure({"upstreams", "api"}) == "'upstreams' takes no arguments");
+  CHECK(failure({"upstreams", "api"}) == "'upstreams' takes no arguments (got 'api')");
 }
 
 TEST_CASE("options go before or after the command; -s and -c both count, -s wins later") {
@@ -93,8 +93,8 @@ TEST_CASE("usage errors name what is wrong") {
   CHECK(failure({"restart"}) ==
         "unknown command 'restart' (commands: status, reload, scale N, "
         "stop, show info, show stat, upstreams, breaker open|close UPSTREAM TARGET, access, keys [N], cache purge [PREFIX], routes, errors [N], help)");
-  CHECK(failure({"status", "now"}) == "'status' takes no arguments");
-  CHECK(failure({"routes", "10"}) == "'routes' takes no arguments");
+  CHECK(failure({"status", "now"}) == "'status' takes no arguments (got 'now')");
+  CHECK(failure({"routes", "10"}) == "'routes' takes no arguments (got '10')");
   CHECK(failure({"errors", "x"}) == "usage: errors [N] (the N most recent, default 20, at most 100)");
   CHECK(failure({"errors", "1", "2"}) ==
         "usage: errors [N] (the N most recent, default 20, at most 100)");

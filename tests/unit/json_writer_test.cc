@@ -27,3 +27,19 @@ TEST_CASE("control characters are escaped as \\u00XX") {
   appendJsonEscaped(s, std::string_view("\x01", 1));
   CHECK(s == "\\u0001");
 }
+
+TEST_CASE("bytes that are not UTF-8 become \\ufffd; well-formed UTF-8 goes through") {
+  std::string s;
+  appendJsonEscaped(s, "\xff\xfe status");
+  CHECK(s == "\\ufffd\\ufffd status");
+  s.clear();
+  appendJsonEscaped(s, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");  // é € 😀
+  CHECK(s == "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  s.clear();
+  // A truncated sequence is one piece; the byte after it is itself again.
+  appendJsonEscaped(s, "\xc3\x28 \xe2\x82\"");
+  CHECK(s == "\\ufffd( \\ufffd\\\"");
+  JsonWriter w;
+  w.field("error", "unknown \xed\xa0\x80");  // an encoded surrogate is no character
+  CHECK(w.text() == "\"error\":\"unknown \\ufffd\\ufffd\\ufffd\"");
+}
