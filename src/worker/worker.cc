@@ -117,6 +117,14 @@ bool Worker::start(std::string* error) {
   return true;
 }
 
+// After the loop: the access log's last queued lines are written (or lost)
+// here, and counted into the cell before the master folds it into the totals.
+Worker::~Worker() {
+  if (!access_log_) return;
+  access_log_->close();
+  publishAccessLogLosses();
+}
+
 void Worker::heartbeat() {
   cell_.heartbeat_ms.store(shared::monotonicMs(), std::memory_order_relaxed);
   if (gateway_) {
@@ -125,10 +133,7 @@ void Worker::heartbeat() {
     gateway_->onHeartbeat();
   }
   balanceConnections();
-  if (access_log_) {
-    cell_.traffic.access_log_dropped.store(access_log_dropped_before_ + access_log_->droppedLines(),
-                                           std::memory_order_relaxed);
-  }
+  if (access_log_) publishAccessLogLosses();
   // The master is gone (PR_SET_PDEATHSIG covers most cases; this covers the
   // race where it died before we set it): drain like on SIGTERM.
   if (getppid() != options_.master_pid && !draining_) beginDrain();
@@ -148,8 +153,7 @@ void Worker::balanceConnections() {
 }
 
 // After logrotate renamed the file: lines go to a fresh file at the configured
-// path. Destroying the old log writes out its queue (at most its queue's lines,
-// once per rotation) and closes the renamed file.
+// path (AccessLog::reopen writes out the old file's queue first).
 void Worker::reopenAccessLog() {
   const std::string& target = config_.log.access;
   if (!access_log_ || target == "stderr") {
@@ -157,14 +161,20 @@ void Worker::reopenAccessLog() {
     return;
   }
   std::string error;
-  std::unique_ptr<AccessLog> fresh = AccessLog::open(target, options_.slot, &error);
-  if (!fresh) {
+  if (!access_log_->reopen(&error)) {
     spdlog::error("SIGUSR1: cannot reopen the access log, keeping the old file: {}", error);
     return;
   }
-  access_log_dropped_before_ += access_log_->droppedLines();
-  access_log_.swap(fresh);
   spdlog::info("SIGUSR1: reopened access log {}", target);
+}
+
+// The access log's lost lines into this worker's cell (the loop thread is the
+// one writer of both fields), and its write errors into the error log.
+void Worker::publishAccessLogLosses() {
+  access_log_->reportWriteErrors(shared::monotonicMs());
+  AccessLogLosses lost = access_log_->losses();
+  cell_.traffic.access_log_dropped_queue_full.store(lost.queue_full, std::memory_order_relaxed);
+  cell_.traffic.access_log_dropped_write_error.store(lost.write_error, std::memory_order_relaxed);
 }
 
 void Worker::resumeAccepting() {

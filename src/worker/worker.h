@@ -44,6 +44,8 @@ class Worker {
  public:
   Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion region,
          const WorkerOptions& options);
+  // Closes the access log and counts its last lines (see ~Worker in worker.cc).
+  ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
@@ -112,6 +114,7 @@ class Worker {
   void runDeferred();
   void balanceConnections();
   void reopenAccessLog();
+  void publishAccessLogLosses();
 
   uv_loop_t* loop_;
   shared::Config config_;
@@ -122,7 +125,6 @@ class Worker {
   RouteFigures route_figures_;
   std::unique_ptr<Gateway> gateway_;
   std::unique_ptr<AccessLog> access_log_;
-  uint64_t access_log_dropped_before_ = 0;  // lines dropped by access logs since reopened
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<Connection> connections_;
   uint64_t open_connections_ = 0;
