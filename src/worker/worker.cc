@@ -26,6 +26,14 @@ Worker& owner(T* handle) {
   return *static_cast<Worker*>(handle->data);
 }
 
+// " (37 times in the last 10 s)" for a line that stands for several errors;
+// nothing for the first of a run (`always`: a count said later, even of one).
+std::string countSince(const shared::LogThrottle::Report& report, bool always = false) {
+  if (report.count == 1 && !always) return {};
+  std::string times = report.count == 1 ? "once" : std::to_string(report.count) + " times";
+  return " (" + times + " in the last " + std::to_string((report.since_ms + 500) / 1000) + " s)";
+}
+
 std::string readAll(int fd) {
   std::string text;
   char buf[8192];
@@ -134,6 +142,7 @@ void Worker::heartbeat() {
   }
   balanceConnections();
   if (access_log_) publishAccessLogLosses();
+  reportAcceptErrors(shared::monotonicMs());
   // The master is gone (PR_SET_PDEATHSIG covers most cases; this covers the
   // race where it died before we set it): drain like on SIGTERM.
   if (getppid() != options_.master_pid && !draining_) beginDrain();
@@ -228,16 +237,7 @@ void Worker::onAcceptable(Listener& listener) {
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        // Out of descriptors: back off instead of spinning on a readable socket.
-        spdlog::warn("accept: {}; pausing accepts for {} ms", std::strerror(errno), kAcceptRetryMs);
-        pauseAccepting();
-        uv_timer_start(
-            &accept_retry_timer_, [](uv_timer_t* t) { owner(t).resumeAccepting(); }, kAcceptRetryMs,
-            0);
-        return;
-      }
-      spdlog::error("accept: {}", std::strerror(errno));
+      onAcceptError(errno);
       return;
     }
     ++open_connections_;
@@ -246,6 +246,42 @@ void Worker::onAcceptable(Listener& listener) {
     connections_.emplace_front(*this);
     connections_.front().start(fd, reinterpret_cast<const sockaddr*>(&peer), listener.index,
                                connections_.begin());
+  }
+}
+
+// Out of descriptors or memory: back off instead of spinning on a readable
+// socket. At the fd limit that repeats every kAcceptRetryMs, so the first error
+// of a run is said at once and the rest at most once per kAcceptErrorLogMs,
+// with a count (and by reportAcceptErrors once they stopped).
+void Worker::onAcceptError(int error) {
+  shared::bump(cell_.traffic.accept_errors);
+  uint64_t now_ms = shared::monotonicMs();
+  if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+    accept_pause_errno_ = error;
+    if (auto report = accept_pause_log_.note(now_ms)) {
+      spdlog::warn("accept: {}{}; pausing accepts for {} ms", std::strerror(error),
+                   countSince(report), kAcceptRetryMs);
+    }
+    pauseAccepting();
+    uv_timer_start(
+        &accept_retry_timer_, [](uv_timer_t* t) { owner(t).resumeAccepting(); }, kAcceptRetryMs, 0);
+    return;
+  }
+  accept_error_errno_ = error;
+  if (auto report = accept_error_log_.note(now_ms)) {
+    spdlog::error("accept: {}{}", std::strerror(error), countSince(report));
+  }
+}
+
+// Accept errors counted since their last line, said once the interval is up
+// even if no error came since: a count never waits for the next run.
+void Worker::reportAcceptErrors(uint64_t now_ms) {
+  if (auto report = accept_pause_log_.due(now_ms)) {
+    spdlog::warn("accept: {}{}; accepts were paused for {} ms each time",
+                 std::strerror(accept_pause_errno_), countSince(report, true), kAcceptRetryMs);
+  }
+  if (auto report = accept_error_log_.due(now_ms)) {
+    spdlog::error("accept: {}{}", std::strerror(accept_error_errno_), countSince(report, true));
   }
 }
 

@@ -16,6 +16,7 @@
 
 #include "shared/config.h"
 #include "shared/exit_codes.h"
+#include "shared/log_throttle.h"
 #include "shared/shm.h"
 #include "worker/access_log.h"
 #include "worker/gateway/gateway.h"
@@ -115,6 +116,8 @@ class Worker {
   void balanceConnections();
   void reopenAccessLog();
   void publishAccessLogLosses();
+  void onAcceptError(int error);
+  void reportAcceptErrors(uint64_t now_ms);
 
   uv_loop_t* loop_;
   shared::Config config_;
@@ -131,6 +134,13 @@ class Worker {
   bool draining_ = false;
   uint64_t shed_budget_ = 0;
   bool accepting_paused_ = false;
+  // Accept errors that pause accepting (out of descriptors or memory), and the
+  // others: each said at most once per kAcceptErrorLogMs, with a count.
+  static constexpr uint64_t kAcceptErrorLogMs = 10'000;
+  shared::LogThrottle accept_pause_log_{kAcceptErrorLogMs};
+  shared::LogThrottle accept_error_log_{kAcceptErrorLogMs};
+  int accept_pause_errno_ = 0;  // the latest of each kind, for a line said later
+  int accept_error_errno_ = 0;
   std::vector<Connection*> deferred_;  // see defer()
   uv_check_t deferred_check_{};
   uv_signal_t sigterm_{}, sigquit_{}, sigusr1_{};

@@ -1,9 +1,13 @@
 """Honest counters for what goes wrong quietly: access log lines lost to write
-errors are counted exactly and said in phalanx's own log format, throttled."""
+errors are counted exactly and said in phalanx's own log format, throttled;
+accept errors at the fd limit are said once per interval with a count."""
 
 import re
+import socket
+import stat
+import time
 
-from conftest import Conn, build_request, http_get, make_config, wait_until
+from conftest import Conn, Phalanx, build_request, http_get, make_config, wait_until
 from test_builtins import ROUTES, scrape, value
 
 # A line of the error log (src/shared/logging.cc): "date time [name] level: message".
@@ -74,3 +78,69 @@ def test_access_log_write_errors_are_counted_exactly_and_said_in_our_format(phal
     # at exit. Two slots, two generations ("worker N" names both generations).
     assert all(n <= 2 * 3 for n in per_process.values()), said
     assert len(said) <= 2 * 2 * 3, said
+
+
+def serves(ph):
+    try:
+        return http_get(ph.port, "/", timeout=2.0).status == 200
+    except OSError:
+        return False
+
+
+def wrapper_with_fd_limit(tmp_path, binary, limit):
+    """A script that starts phalanx with RLIMIT_NOFILE lowered to `limit`
+    (inherited by the workers, which the master execs from /proc/self/exe)."""
+    path = tmp_path / "phalanx-nofile"
+    path.write_text(f"#!/bin/sh\nulimit -n {limit} || exit 1\nexec {binary} \"$@\"\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def test_accept_errors_at_the_fd_limit_are_said_once_per_interval_with_a_count(phalanx_bin,
+                                                                                tmp_path):
+    """At the fd limit each worker used to log "accept: Too many open files"
+    every 100 ms. Now: the first at once, then one line with a count; the
+    counts add up to phalanx_accept_errors_total, and it serves again after."""
+    limit = 64
+    workdir = tmp_path / "phalanx"
+    workdir.mkdir()
+    cfg = make_config(workers=2, routes=ROUTES)
+    ph = Phalanx(wrapper_with_fd_limit(tmp_path, phalanx_bin, limit), str(workdir), cfg)
+    held = []
+    try:
+        ph.start()
+        before = value(scrape(ph.port), "phalanx_accept_errors_total")
+        assert before == 0
+        for _ in range(3 * limit * ph.nworkers):  # well past what both workers can accept
+            s = socket.create_connection(("127.0.0.1", ph.port), timeout=5)
+            held.append(s)
+        time.sleep(3)
+        started = time.monotonic()
+        for s in held:
+            s.close()
+        held = []
+        wait_until(lambda: serves(ph), 10.0, interval=0.2, message="serving again")
+
+        # The line with the count comes once the 10 s interval since the first is up.
+        counted = r"^accept: Too many open files \((once|\d+ times) in the last \d+ s\)"
+        wait_until(lambda: len({n for n, _ in phalanx_lines(ph.log(), counted)}) == ph.nworkers,
+                   15.0, interval=0.5, message=lambda: f"a count line per worker: {ph.log()}")
+        log = ph.log()
+        lines = phalanx_lines(log, r"^accept: ")
+        per_worker = {}
+        for name, _ in lines:
+            per_worker[name] = per_worker.get(name, 0) + 1
+        assert set(per_worker) == {"worker 0", "worker 1"}, lines
+        # ~30 errors each in 3 s (one per 100 ms pause): a few lines, not 30.
+        assert all(n <= 3 for n in per_worker.values()), lines
+        total = 0
+        for _, message in lines:  # "(37 times in the last 10 s)", "(once ...)", or alone: 1
+            m = re.search(r"\((\d+) times in the last", message)
+            total += int(m.group(1)) if m else 1
+        assert total > 2 * ph.nworkers, lines  # the pauses did repeat
+        assert value(scrape(ph.port), "phalanx_accept_errors_total") == total, lines
+        assert time.monotonic() - started < 20
+    finally:
+        for s in held:
+            s.close()
+        ph.cleanup()
