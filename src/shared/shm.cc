@@ -1,11 +1,7 @@
 #include "shared/shm.h"
 
-#include "shared/access_records.h"
-#include "shared/route_records.h"
-#include "shared/upstream_records.h"
-
-#include <spdlog/spdlog.h>
 #include <sched.h>
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -17,6 +13,10 @@
 #include <new>
 #include <utility>
 
+#include "shared/access_records.h"
+#include "shared/route_records.h"
+#include "shared/upstream_records.h"
+
 namespace phalanx::shared {
 
 namespace {
@@ -27,8 +27,8 @@ constexpr size_t alignUp(size_t n) {
 
 struct Layout {
   size_t master_offset, slots_offset, cells_offset, gateway_offset, upstreams_offset,
-      targets_offset, access_offset, limits_offset, key_usage_offset, rate_limit_offset, route_info_offset,
-      routes_offset, route_counters_offset, errors_offset, total;
+      targets_offset, access_offset, limits_offset, key_usage_offset, rate_limit_offset,
+      route_info_offset, routes_offset, route_counters_offset, errors_offset, total;
 
   bool operator==(const Layout&) const = default;
 };
@@ -90,7 +90,9 @@ void forEachCounter(To& to, const From& from, F f) {
   for (size_t i = 0; i < 6; ++i) f(to.responses_by_class[i], from.responses_by_class[i]);
   for (size_t i = 0; i < kLatencyBuckets; ++i) f(to.latency_buckets[i], from.latency_buckets[i]);
   f(to.latency_sum_us, from.latency_sum_us);
-  f(to.access_log_dropped, from.access_log_dropped);
+  f(to.access_log_dropped_queue_full, from.access_log_dropped_queue_full);
+  f(to.access_log_dropped_write_error, from.access_log_dropped_write_error);
+  f(to.accept_errors, from.accept_errors);
 }
 
 [[noreturn]] void fatalSyscall(const char* what) {
@@ -205,12 +207,12 @@ SharedRegion SharedRegion::attach(int fd, std::string* error) {
   const ShmHeader& h = region.header();
   // The version first: another version's header may not even have the fields
   // the layout is computed from.
-  bool same_layout =
-      h.magic == kShmMagic && h.layout_version == kShmLayoutVersion && h.total_bytes == size &&
-      layoutFor(h.slot_capacity, h.cell_capacity,
-                {.upstreams = h.upstream_capacity,
-                 .targets = h.target_capacity,
-                 .rate_limit_entries = h.rate_limit_capacity}) == layoutOf(h);
+  bool same_layout = h.magic == kShmMagic && h.layout_version == kShmLayoutVersion &&
+                     h.total_bytes == size &&
+                     layoutFor(h.slot_capacity, h.cell_capacity,
+                               {.upstreams = h.upstream_capacity,
+                                .targets = h.target_capacity,
+                                .rate_limit_entries = h.rate_limit_capacity}) == layoutOf(h);
   if (!same_layout) {
     *error = "shm region phalanx-shm: layout version " + std::to_string(h.layout_version) +
              " (magic " + (h.magic == kShmMagic ? "ok" : "wrong") + ", " + std::to_string(size) +

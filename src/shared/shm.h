@@ -73,7 +73,11 @@ struct TrafficCounters {
   std::atomic<uint64_t> responses_by_class[6];  // index 1..5 = 1xx..5xx
   std::atomic<uint64_t> latency_buckets[kLatencyBuckets];
   std::atomic<uint64_t> latency_sum_us;
-  std::atomic<uint64_t> access_log_dropped;
+  // Access log lines lost: the queue was full (the writer fell behind), or
+  // write(2) failed (a full disk). Both written by the worker's loop thread.
+  std::atomic<uint64_t> access_log_dropped_queue_full;
+  std::atomic<uint64_t> access_log_dropped_write_error;
+  std::atomic<uint64_t> accept_errors;  // accept4 failures but EAGAIN, EINTR, ECONNABORTED
 };
 
 // Plain-value copy of TrafficCounters, for sums and snapshots.
@@ -84,7 +88,9 @@ struct TrafficTotals {
   uint64_t responses_by_class[6] = {};
   uint64_t latency_buckets[kLatencyBuckets] = {};
   uint64_t latency_sum_us = 0;
-  uint64_t access_log_dropped = 0;
+  uint64_t access_log_dropped_queue_full = 0;
+  uint64_t access_log_dropped_write_error = 0;
+  uint64_t accept_errors = 0;
 
   void add(const TrafficCounters& counters);
 };
@@ -106,11 +112,11 @@ struct alignas(64) WorkerCell {
   std::atomic<uint64_t> cpu_ms;     // user + system, sampled by the master
   TrafficCounters traffic;
   // The gateway's gauges, written by the worker.
-  std::atomic<uint64_t> cache_bytes;    // its level-1 cache
+  std::atomic<uint64_t> cache_bytes;  // its level-1 cache
   std::atomic<uint64_t> cache_entries;
-  std::atomic<uint32_t> redis_state;    // RedisState: its Redis connection
+  std::atomic<uint32_t> redis_state;  // RedisState: its Redis connection
   std::atomic<uint32_t> reserved;
-  std::atomic<uint64_t> purge_seen;     // the latest cache purge request it carried out
+  std::atomic<uint64_t> purge_seen;  // the latest cache purge request it carried out
 };
 
 // A worker's Redis connection, as /metrics and /health/ready show it.
@@ -154,7 +160,7 @@ struct ShmHeader {
   uint64_t master_offset;  // offsets from the start of the region
   uint64_t slots_offset;
   uint64_t cells_offset;
-  uint32_t target_capacity;  // TargetRecords
+  uint32_t target_capacity;      // TargetRecords
   uint32_t rate_limit_capacity;  // RateLimitEntries
   uint64_t gateway_offset;
   uint64_t upstreams_offset;
@@ -196,13 +202,13 @@ struct UpstreamCapacity {
 // The layout is an ABI between builds: a change to any struct must bump
 // kShmLayoutVersion, and these asserts make sure nobody forgets.
 static_assert(kLatencyBuckets == 17, "histogram changed: bump kShmLayoutVersion");
-static_assert(sizeof(TrafficCounters) == 224);
-static_assert(sizeof(WorkerCell) == 320 && offsetof(WorkerCell, traffic) == 56 &&
-                  offsetof(WorkerCell, purge_seen) == 304,
+static_assert(sizeof(TrafficCounters) == 240);
+static_assert(sizeof(WorkerCell) == 384 && offsetof(WorkerCell, traffic) == 56 &&
+                  offsetof(WorkerCell, purge_seen) == 320,
               "WorkerCell layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(sizeof(SlotRecord) == 64 && offsetof(SlotRecord, restart_at_ms) == 32,
               "SlotRecord layout changed: bump kShmLayoutVersion and update this assert");
-static_assert(offsetof(MasterInfo, retired) == 136 && offsetof(MasterInfo, max_memory_bytes) == 360,
+static_assert(offsetof(MasterInfo, retired) == 136 && offsetof(MasterInfo, max_memory_bytes) == 376,
               "MasterInfo layout changed: bump kShmLayoutVersion and update this assert");
 static_assert(sizeof(ShmHeader) == 152 && offsetof(ShmHeader, errors_offset) == 144,
               "ShmHeader layout changed: bump kShmLayoutVersion");
@@ -257,9 +263,9 @@ class SharedRegion {
   RateLimitEntry* rateLimitEntries() const;
   // Per-route figures and the recent errors (route_records.h).
   RouteInfo& routeInfo() const;
-  RouteRecord& route(uint32_t index) const;                          // index < kRouteRecords
+  RouteRecord& route(uint32_t index) const;                           // index < kRouteRecords
   RouteCounters& routeCounters(uint32_t slot, uint32_t route) const;  // slot < slotCapacity()
-  ErrorEntry& errorEntry(uint32_t index) const;                      // index < kErrorRing
+  ErrorEntry& errorEntry(uint32_t index) const;                       // index < kErrorRing
 
  private:
   void reset();

@@ -1,16 +1,15 @@
 #include "shared/status_report.h"
 
-#include "shared/access_report.h"
-#include "shared/route_report.h"
-
-#include "shared/prometheus_text.h"
-#include "shared/upstream_report.h"
-
 #include <signal.h>
 
 #include <cstdio>
 #include <cstring>
 #include <vector>
+
+#include "shared/access_report.h"
+#include "shared/prometheus_text.h"
+#include "shared/route_report.h"
+#include "shared/upstream_report.h"
 
 namespace phalanx::shared {
 
@@ -233,9 +232,16 @@ void traffic(Exposition& e, const TrafficTotals& t) {
   e.sample("phalanx_connections_accepted_total", "", t.accepted_connections);
   e.family("phalanx_bytes_sent_total", "counter", "Response bytes queued to clients.");
   e.sample("phalanx_bytes_sent_total", "", t.bytes_out);
+  e.family("phalanx_accept_errors_total", "counter",
+           "Failed accepts (mostly at the file descriptor limit), connections left waiting.");
+  e.sample("phalanx_accept_errors_total", "", t.accept_errors);
   e.family("phalanx_access_log_dropped_total", "counter",
-           "Access log lines dropped because the writer fell behind.");
-  e.sample("phalanx_access_log_dropped_total", "", t.access_log_dropped);
+           "Access log lines lost, by reason: the writer fell behind (queue_full) or the "
+           "write failed (write_error).");
+  e.sample("phalanx_access_log_dropped_total", label("reason", "queue_full"),
+           t.access_log_dropped_queue_full);
+  e.sample("phalanx_access_log_dropped_total", label("reason", "write_error"),
+           t.access_log_dropped_write_error);
 }
 
 void workers(Exposition& e, const Snapshot& s) {
@@ -373,7 +379,9 @@ std::string showInfo(const Snapshot& s) {
   number("Reloads_failed", s.reloads_failed);
   line("Last_reload", lastReloadResult(s.last_reload));
   number("Rss_bytes", liveRss(s));
-  number("AccessLogDropped", s.totals.access_log_dropped);
+  number("AccessLogDropped_queue_full", s.totals.access_log_dropped_queue_full);
+  number("AccessLogDropped_write_error", s.totals.access_log_dropped_write_error);
+  number("AcceptErrors", s.totals.accept_errors);
   return out;
 }
 

@@ -68,7 +68,9 @@ std::string showStat(const Snapshot& snapshot);
 //   phalanx_request_duration_seconds (histogram: cumulative le buckets at the
 //   kLatencyBoundsUs bounds in seconds, +Inf, _sum in seconds, _count),
 //   phalanx_connections_accepted_total, phalanx_bytes_sent_total,
-//   phalanx_access_log_dropped_total, phalanx_connections_open (live processes),
+//   phalanx_accept_errors_total,
+//   phalanx_access_log_dropped_total{reason="queue_full"|"write_error"},
+//   phalanx_connections_open (live processes),
 //   phalanx_worker_restarts_total{reason} (every ExitReason but none),
 //   phalanx_worker_rss_bytes{slot,pid,generation} and
 //   phalanx_worker_cpu_seconds_total{slot,pid,generation} per live process,

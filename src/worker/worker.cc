@@ -27,6 +27,14 @@ Worker& owner(T* handle) {
   return *static_cast<Worker*>(handle->data);
 }
 
+// " (37 times in the last 10 s)" for a line that stands for several errors;
+// nothing for the first of a run (`always`: a count said later, even of one).
+std::string countSince(const shared::LogThrottle::Report& report, bool always = false) {
+  if (report.count == 1 && !always) return {};
+  std::string times = report.count == 1 ? "once" : std::to_string(report.count) + " times";
+  return " (" + times + " in the last " + std::to_string((report.since_ms + 500) / 1000) + " s)";
+}
+
 std::string readAll(int fd) {
   std::string text;
   char buf[8192];
@@ -134,6 +142,14 @@ bool Worker::start(std::string* error) {
   return true;
 }
 
+// After the loop: the access log's last queued lines are written (or lost)
+// here, and counted into the cell before the master folds it into the totals.
+Worker::~Worker() {
+  if (!access_log_) return;
+  access_log_->close();
+  publishAccessLogLosses();
+}
+
 void Worker::heartbeat() {
   cell_.heartbeat_ms.store(shared::monotonicMs(), std::memory_order_relaxed);
   if (gateway_) {
@@ -142,10 +158,8 @@ void Worker::heartbeat() {
     gateway_->onHeartbeat();
   }
   balanceConnections();
-  if (access_log_) {
-    cell_.traffic.access_log_dropped.store(access_log_dropped_before_ + access_log_->droppedLines(),
-                                           std::memory_order_relaxed);
-  }
+  if (access_log_) publishAccessLogLosses();
+  reportAcceptErrors(shared::monotonicMs());
   // The master is gone (PR_SET_PDEATHSIG covers most cases; this covers the
   // race where it died before we set it): drain like on SIGTERM.
   if (getppid() != options_.master_pid && !draining_) beginDrain();
@@ -165,8 +179,7 @@ void Worker::balanceConnections() {
 }
 
 // After logrotate renamed the file: lines go to a fresh file at the configured
-// path. Destroying the old log writes out its queue (at most its queue's lines,
-// once per rotation) and closes the renamed file.
+// path (AccessLog::reopen writes out the old file's queue first).
 void Worker::reopenAccessLog() {
   const std::string& target = config_.log.access;
   if (!access_log_ || target == "stderr") {
@@ -174,14 +187,20 @@ void Worker::reopenAccessLog() {
     return;
   }
   std::string error;
-  std::unique_ptr<AccessLog> fresh = AccessLog::open(target, options_.slot, &error);
-  if (!fresh) {
+  if (!access_log_->reopen(&error)) {
     spdlog::error("SIGUSR1: cannot reopen the access log, keeping the old file: {}", error);
     return;
   }
-  access_log_dropped_before_ += access_log_->droppedLines();
-  access_log_.swap(fresh);
   spdlog::info("SIGUSR1: reopened access log {}", target);
+}
+
+// The access log's lost lines into this worker's cell (the loop thread is the
+// one writer of both fields), and its write errors into the error log.
+void Worker::publishAccessLogLosses() {
+  access_log_->reportWriteErrors(shared::monotonicMs());
+  AccessLogLosses lost = access_log_->losses();
+  cell_.traffic.access_log_dropped_queue_full.store(lost.queue_full, std::memory_order_relaxed);
+  cell_.traffic.access_log_dropped_write_error.store(lost.write_error, std::memory_order_relaxed);
 }
 
 void Worker::resumeAccepting() {
@@ -235,16 +254,7 @@ void Worker::onAcceptable(Listener& listener) {
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        // Out of descriptors: back off instead of spinning on a readable socket.
-        spdlog::warn("accept: {}; pausing accepts for {} ms", std::strerror(errno), kAcceptRetryMs);
-        pauseAccepting();
-        uv_timer_start(
-            &accept_retry_timer_, [](uv_timer_t* t) { owner(t).resumeAccepting(); }, kAcceptRetryMs,
-            0);
-        return;
-      }
-      spdlog::error("accept: {}", std::strerror(errno));
+      onAcceptError(errno);
       return;
     }
     ++open_connections_;
@@ -253,6 +263,42 @@ void Worker::onAcceptable(Listener& listener) {
     connections_.emplace_front(*this);
     connections_.front().start(fd, reinterpret_cast<const sockaddr*>(&peer), listener.index,
                                connections_.begin());
+  }
+}
+
+// Out of descriptors or memory: back off instead of spinning on a readable
+// socket. At the fd limit that repeats every kAcceptRetryMs, so the first error
+// of a run is said at once and the rest at most once per kAcceptErrorLogMs,
+// with a count (and by reportAcceptErrors once they stopped).
+void Worker::onAcceptError(int error) {
+  shared::bump(cell_.traffic.accept_errors);
+  uint64_t now_ms = shared::monotonicMs();
+  if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+    accept_pause_errno_ = error;
+    if (auto report = accept_pause_log_.note(now_ms)) {
+      spdlog::warn("accept: {}{}; pausing accepts for {} ms", std::strerror(error),
+                   countSince(report), kAcceptRetryMs);
+    }
+    pauseAccepting();
+    uv_timer_start(
+        &accept_retry_timer_, [](uv_timer_t* t) { owner(t).resumeAccepting(); }, kAcceptRetryMs, 0);
+    return;
+  }
+  accept_error_errno_ = error;
+  if (auto report = accept_error_log_.note(now_ms)) {
+    spdlog::error("accept: {}{}", std::strerror(error), countSince(report));
+  }
+}
+
+// Accept errors counted since their last line, said once the interval is up
+// even if no error came since: a count never waits for the next run.
+void Worker::reportAcceptErrors(uint64_t now_ms) {
+  if (auto report = accept_pause_log_.due(now_ms)) {
+    spdlog::warn("accept: {}{}; accepts were paused for {} ms each time",
+                 std::strerror(accept_pause_errno_), countSince(report, true), kAcceptRetryMs);
+  }
+  if (auto report = accept_error_log_.due(now_ms)) {
+    spdlog::error("accept: {}{}", std::strerror(accept_error_errno_), countSince(report, true));
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include "shared/config.h"
 #include "shared/exit_codes.h"
+#include "shared/log_throttle.h"
 #include "shared/shm.h"
 #include "worker/access_log.h"
 #include "worker/gateway/gateway.h"
@@ -45,6 +46,8 @@ class Worker {
  public:
   Worker(uv_loop_t* loop, shared::Config config, shared::SharedRegion region,
          const WorkerOptions& options);
+  // Closes the access log and counts its last lines (see ~Worker in worker.cc).
+  ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
@@ -115,6 +118,9 @@ class Worker {
   void reopenAccessLog();
   // Workers keep no capability (privileges.h); false if some remain.
   bool dropCapabilities(std::string* error);
+  void publishAccessLogLosses();
+  void onAcceptError(int error);
+  void reportAcceptErrors(uint64_t now_ms);
 
   uv_loop_t* loop_;
   shared::Config config_;
@@ -125,13 +131,19 @@ class Worker {
   RouteFigures route_figures_;
   std::unique_ptr<Gateway> gateway_;
   std::unique_ptr<AccessLog> access_log_;
-  uint64_t access_log_dropped_before_ = 0;  // lines dropped by access logs since reopened
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<Connection> connections_;
   uint64_t open_connections_ = 0;
   bool draining_ = false;
   uint64_t shed_budget_ = 0;
   bool accepting_paused_ = false;
+  // Accept errors that pause accepting (out of descriptors or memory), and the
+  // others: each said at most once per kAcceptErrorLogMs, with a count.
+  static constexpr uint64_t kAcceptErrorLogMs = 10'000;
+  shared::LogThrottle accept_pause_log_{kAcceptErrorLogMs};
+  shared::LogThrottle accept_error_log_{kAcceptErrorLogMs};
+  int accept_pause_errno_ = 0;  // the latest of each kind, for a line said later
+  int accept_error_errno_ = 0;
   std::vector<Connection*> deferred_;  // see defer()
   uv_check_t deferred_check_{};
   uv_signal_t sigterm_{}, sigquit_{}, sigusr1_{};

@@ -223,7 +223,9 @@ def test_metrics_per_worker_and_master_families(phalanx_factory):
     assert states["ready"] == 2, states
     assert value(samples, "phalanx_reloads_total", result="ok") == 0
     assert value(samples, "phalanx_reloads_total", result="failed") == 0
-    assert value(samples, "phalanx_access_log_dropped_total") == 0
+    assert value(samples, "phalanx_access_log_dropped_total", reason="queue_full") == 0
+    assert value(samples, "phalanx_access_log_dropped_total", reason="write_error") == 0
+    assert value(samples, "phalanx_accept_errors_total") == 0
     assert value(samples, "phalanx_master_uptime_seconds") >= 0
 
 

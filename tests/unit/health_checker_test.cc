@@ -1,10 +1,7 @@
 #include "worker/gateway/health_checker.h"
 
 #include <doctest/doctest.h>
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -12,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "log_capture.h"
 #include "shared/shm.h"
 
 using namespace phalanx::worker;
@@ -175,26 +173,6 @@ sockaddr_storage refusingAddress(uv_loop_t* loop) {
   uv_run(loop, UV_RUN_NOWAIT);
   return bound;
 }
-
-// Sends the default logger's lines to a ring for the test's duration.
-class LogCapture {
- public:
-  LogCapture() : saved_(spdlog::default_logger()) {
-    sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
-    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink_));
-  }
-  ~LogCapture() { spdlog::set_default_logger(saved_); }
-  size_t count(const std::string& text) const {
-    auto lines = sink_->last_formatted();
-    return static_cast<size_t>(std::count_if(lines.begin(), lines.end(), [&](const auto& line) {
-      return line.find(text) != std::string::npos;
-    }));
-  }
-
- private:
-  std::shared_ptr<spdlog::logger> saved_;
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
-};
 
 struct Fixture {
   LogCapture log;  // first in, last out: it sees what the drain logs

@@ -103,7 +103,9 @@ Snapshot sample() {
   s.totals.latency_buckets[4] = 5;                     // ≤ 2.5 ms
   s.totals.latency_buckets[kLatencyBuckets - 1] = 10;  // above 10 s
   s.totals.latency_sum_us = 100'012'345;
-  s.totals.access_log_dropped = 17;
+  s.totals.access_log_dropped_queue_full = 17;
+  s.totals.access_log_dropped_write_error = 5;
+  s.totals.accept_errors = 3;
   return s;
 }
 
@@ -426,7 +428,9 @@ TEST_CASE("showInfo: HAProxy-style Name: value lines") {
   CHECK(has_line("Reloads_ok: 2"));
   CHECK(has_line("Reloads_failed: 1"));
   CHECK(has_line("Last_reload: ok"));
-  CHECK(has_line("AccessLogDropped: 17"));
+  CHECK(has_line("AccessLogDropped_queue_full: 17"));
+  CHECK(has_line("AccessLogDropped_write_error: 5"));
+  CHECK(has_line("AcceptErrors: 3"));
   for (const std::string& line : got) {
     CHECK_MESSAGE(line.find(": ") != std::string::npos, line);
   }
@@ -460,7 +464,11 @@ TEST_CASE("prometheusMetrics: every sample has HELP and TYPE, and the values are
   CHECK(e.samples["phalanx_connections_open"] == "3");
   CHECK(e.samples["phalanx_connections_accepted_total"] == "9");
   CHECK(e.samples["phalanx_bytes_sent_total"] == "123456");
-  CHECK(e.samples["phalanx_access_log_dropped_total"] == "17");
+  CHECK(e.types["phalanx_access_log_dropped_total"] == "counter");
+  CHECK(e.samples["phalanx_access_log_dropped_total{reason=\"queue_full\"}"] == "17");
+  CHECK(e.samples["phalanx_access_log_dropped_total{reason=\"write_error\"}"] == "5");
+  CHECK(e.types["phalanx_accept_errors_total"] == "counter");
+  CHECK(e.samples["phalanx_accept_errors_total"] == "3");
   CHECK(e.samples["phalanx_reloads_total{result=\"ok\"}"] == "2");
   CHECK(e.samples["phalanx_reloads_total{result=\"failed\"}"] == "1");
   CHECK(e.types["phalanx_master_uptime_seconds"] == "gauge");
