@@ -527,6 +527,12 @@ class Master {
     upgrade_pid_ = new_master;
     auto done = std::move(upgrade_done_);
     upgrade_done_ = nullptr;
+    if (stopping_) {
+      upgrade_state_ = "failed";
+      upgrade_error_ = error;
+      if (done) done(error, new_master);
+      return;
+    }
     if (!error.empty()) {
       upgrade_state_ = "failed";
       upgrade_error_ = error;
@@ -653,6 +659,8 @@ class Master {
       return;
     }
     stopping_ = true;
+    // Not to leave a new master behind, serving on its own.
+    upgrade_.cancel("phalanx is stopping");
     // After an upgrade the service goes on: systemd hears from the new master.
     // A new master that never took over was never the service either.
     if (reason != shared::ExitReason::Upgrade && !inherited_) notifier_.stopping();

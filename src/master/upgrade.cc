@@ -82,6 +82,12 @@ bool Upgrade::running() const {
   return state_ != nullptr && !state_->finished;
 }
 
+void Upgrade::cancel(const std::string& why) {
+  if (!running()) return;
+  if (!state_->exited) uv_process_kill(&state_->process, SIGTERM);
+  state_->finish(why);
+}
+
 Upgrade::~Upgrade() {
   if (state_) {
     state_->finished = true;

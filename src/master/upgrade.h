@@ -50,6 +50,9 @@ class Upgrade {
   // False with `error` when the new master cannot even be started.
   bool start(const Options& options, Done done, std::string* error);
   bool running() const;
+  // This master stops while a new one is starting: the new one stops too
+  // (SIGTERM), and `done` runs with `why`.
+  void cancel(const std::string& why);
 
  private:
   struct State;

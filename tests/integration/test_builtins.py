@@ -218,7 +218,7 @@ def test_metrics_per_worker_and_master_families(phalanx_factory):
     assert len(cpu) == 2
     reasons = {dict(k[1])["reason"] for k in samples if k[0] == "phalanx_worker_restarts_total"}
     assert reasons == {"exit", "signal", "memory", "heartbeat", "max_requests", "reload", "scale",
-                       "stop"}
+                       "stop", "upgrade"}
     states = {dict(k[1])["state"]: v for k, v in samples.items() if k[0] == "phalanx_workers"}
     assert states["ready"] == 2, states
     assert value(samples, "phalanx_reloads_total", result="ok") == 0

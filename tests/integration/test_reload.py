@@ -438,3 +438,29 @@ def test_at_most_three_old_generations_drain_at_once(phalanx_factory, phalanxctl
     finally:
         for c in conns:
             c.close()
+
+
+def test_replacements_by_reload_and_scale_are_counted_under_their_reasons(phalanx_factory,
+                                                                           phalanxctl_bin):
+    routes = DEFAULT_ROUTES + [{"path": "/metrics", "builtin": "metrics"}]
+    ph = phalanx_factory(supervised_config(workers=2, routes=routes))
+
+    def restarts():
+        text = http_get(ph.port, "/metrics").body.decode()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("phalanx_worker_restarts_total{"):
+                out[line.split('reason="')[1].split('"')[0]] = int(line.split()[-1])
+        return out
+
+    assert restarts()["reload"] == 0
+    for _ in range(3):
+        assert ctl(phalanxctl_bin, ph, "reload").returncode == 0
+    # Each reload replaced both workers, once they had drained.
+    wait_until(lambda: restarts()["reload"] == 6, 15, message="6 replacements by reload")
+    assert ctl(phalanxctl_bin, ph, "scale", "1").returncode == 0
+    wait_until(lambda: restarts()["scale"] == 1, 15, message="1 replacement by scale")
+    counts = restarts()
+    assert counts["exit"] == counts["signal"] == 0, counts
+    # status' "restarts" counts only the replacements nobody asked for.
+    assert ph.status()["totals"]["restarts"] == 0
