@@ -200,6 +200,16 @@ std::string headerLine(const StatusView& status, uint64_t now_ms) {
       rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
     }
   }
+  // The old master still serving after a failed upgrade says why.
+  if (m.upgrade == "failed" || m.upgrade == "running") {
+    std::string upgrade_ago;
+    if (m.upgrade_at_ms != 0 && now_ms >= m.upgrade_at_ms) {
+      upgrade_ago = " " + humanDuration((now_ms - m.upgrade_at_ms) / 1000) + " ago";
+    }
+    text += m.upgrade == "running" ? "upgrade running, started" + upgrade_ago + "\n"
+                                   : "last upgrade FAILED" + upgrade_ago + ": " +
+                                         printable(m.upgrade_error) + "\n";
+  }
   return text;
 }
 
@@ -219,6 +229,12 @@ std::optional<StatusView> readStatus(simdjson::dom::element answer, std::string*
   }
   StatusView status;
   status.master = readMaster(*master);
+  if (auto upgrade = member(answer, "upgrade")) {
+    std::string state = str(*upgrade, "state");
+    if (!state.empty()) status.master.upgrade = state;
+    status.master.upgrade_at_ms = u64(*upgrade, "at_ms");
+    status.master.upgrade_error = str(*upgrade, "error");
+  }
   if (auto totals = member(answer, "totals")) {
     status.totals = StatusTotals{.requests = u64(*totals, "requests"),
                                  .connections = u64(*totals, "connections"),

@@ -28,6 +28,10 @@ struct MasterStatus {
   std::string last_reload = "none";  // "none", "ok" or "failed"
   uint64_t last_reload_at_ms = 0;    // wall clock; 0 = unknown
   std::string last_reload_error;     // may hold several lines
+  // The last binary upgrade this master tried (the status' "upgrade").
+  std::string upgrade = "none";  // "none", "running", "failed" or "succeeded"
+  uint64_t upgrade_at_ms = 0;
+  std::string upgrade_error;
 };
 
 struct StatusTotals {

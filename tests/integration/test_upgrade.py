@@ -143,6 +143,8 @@ def test_a_new_master_that_fails_leaves_the_old_one_serving(own_binary_phalanx, 
     assert st["master"]["pid"] == ph.pid and st["master"]["generation"] == 1, st["master"]
     assert {w["pid"] for w in worker_rows(ph)} == before
     assert os.path.exists(ph.control_path) and not os.path.exists(ph.control_path + ".upgrade")
+    table = ctl(phalanxctl_bin, ph, "status").stdout
+    assert "last upgrade FAILED" in table and expect in table, table
     ph.assert_serving()
 
     # Fixed: the next upgrade works.

@@ -86,6 +86,19 @@ TEST_CASE("a failed reload shows in the header, its error lines indented below")
         "total: 0 connections, 0 requests, 0B RSS, 0 restarts\n");
 }
 
+TEST_CASE("a failed upgrade shows under the header with its reason") {
+  std::string text = render(R"json({"version":1,"ok":true,
+    "master":{"pid":7,"version":"0.1.0","uptime_s":30,"generation":1,"workers":1,
+              "last_reload":{"result":"none","at_ms":0}},
+    "upgrade":{"state":"failed","at_ms":1699999988000,
+               "error":"the new master (pid 9) exited with code 3 before it was ready"},
+    "totals":{},"workers":[]})json");
+  CHECK(text.find("no reload yet\nlast upgrade FAILED 12s ago: the new master (pid 9) exited "
+                  "with code 3 before it was ready\n") != std::string::npos);
+  CHECK(render(R"json({"master":{"pid":1},"upgrade":{"state":"succeeded"},"workers":[]})json")
+            .find("upgrade") == std::string::npos);
+}
+
 TEST_CASE("no reload yet; a reload time in the future or unknown prints no age") {
   const char* never = R"json({"master":{"pid":1,"last_reload":{"result":"none","at_ms":0}},
                           "workers":[]})json";
