@@ -150,13 +150,11 @@ class Master {
     tick_.data = this;
     uv_timer_start(
         &tick_, [](uv_timer_t* t) { static_cast<Master*>(t->data)->tick(); }, kTickMs, kTickMs);
-    if (uint64_t interval = notifier_.watchdogIntervalMs()) {
-      uv_timer_init(loop_, &watchdog_);
-      watchdog_.data = this;
-      uv_timer_start(
-          &watchdog_, [](uv_timer_t* t) { static_cast<Master*>(t->data)->notifier_.watchdog(); }, 0,
-          interval);
-    }
+    uv_timer_init(loop_, &watchdog_);
+    watchdog_.data = this;
+    // An upgrade's new master is not the main process yet: systemd would drop
+    // its pings. It starts them when it takes over.
+    if (!inherited_) startWatchdog();
     uint32_t workers = shared::effectiveWorkers(first->config);
     supervisor_.start(std::move(first), workers);
   }
@@ -164,6 +162,16 @@ class Master {
   int exitCode() const { return exit_code_; }
 
  private:
+  // `first_ms`: an upgrade's new master waits one interval, so its first ping
+  // comes after the old master's MAINPID= (systemd drops it before).
+  void startWatchdog(uint64_t first_ms = 0) {
+    if (uint64_t interval = notifier_.watchdogIntervalMs()) {
+      uv_timer_start(
+          &watchdog_, [](uv_timer_t* t) { static_cast<Master*>(t->data)->notifier_.watchdog(); },
+          first_ms, interval);
+    }
+  }
+
   void watchSignal(int signum) {
     auto& handle = signals_.emplace_back(std::make_unique<uv_signal_t>());
     uv_signal_init(loop_, handle.get());
@@ -584,6 +592,7 @@ class Master {
                  inherited_->old_master);
     upgraded_from_ = inherited_->old_master;
     inherited_.reset();
+    startWatchdog(notifier_.watchdogIntervalMs());
   }
 
   void writeUpgrade(shared::JsonWriter& w) const {

@@ -94,6 +94,43 @@ def phalanx_factory(phalanx_bin, tmp_path):
     assert not reports, "\n".join(reports)
 
 
+@pytest.fixture
+def own_binary_phalanx(tmp_path, phalanx_bin):
+    """A Phalanx run from a private copy of the binary, which the test may
+    replace (a deploy, see `deploy`): respawns, reloads and upgrades exec what
+    is then at that path."""
+    made = []
+
+    def start(config):
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        binary = str(bindir / "phalanx")
+        shutil.copy2(phalanx_bin, binary)
+        workdir = tmp_path / "run"
+        workdir.mkdir()
+        inst = Phalanx(binary, str(workdir), config)
+        made.append(inst)
+        inst.start()
+        return inst
+
+    yield start
+    for inst in made:
+        inst.cleanup()  # kills its session: an upgrade's new master is in it too
+
+
+def deploy(path, content=None, source=None):
+    """Replaces the file at `path` by rename, as a package manager does: with a
+    copy of `source`, or with the script `content`."""
+    tmp = path + ".new"
+    if source:
+        shutil.copy2(source, tmp)
+    else:
+        with open(tmp, "w") as f:
+            f.write(content)
+        os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+
+
 def module_server(request, tmp_path_factory, name, **config_kw):
     """Start one shared phalanx for a test module; registers its cleanup."""
     if not (os.path.isfile(PHALANX_BIN) and os.access(PHALANX_BIN, os.X_OK)):

@@ -5,14 +5,11 @@ and a start, while workers that die before they are ever ready still back off.""
 
 import os
 import random
-import shutil
 import signal
 import threading
 import time
 
-import pytest
-
-from conftest import Phalanx, RequestLoop, rows_of, supervised_config, wait_until
+from conftest import RequestLoop, deploy, rows_of, supervised_config, wait_until
 
 # restart_base_ms (100) + a worker's start, with room for a loaded machine.
 MAX_NO_READY_MS = 200
@@ -95,38 +92,6 @@ def test_kill_storm_never_leaves_the_host_without_a_ready_worker_for_long(phalan
     assert load.ok > 100, (load.ok, load.failures[:5])
     # Nothing here was a crash loop: no slot was given up.
     assert all(r["state"] != "fatal" for r in rows_of(ph.status()))
-
-
-@pytest.fixture
-def own_binary_phalanx(tmp_path, phalanx_bin):
-    made = []
-
-    def start(config):
-        bindir = tmp_path / "bin"
-        bindir.mkdir()
-        binary = str(bindir / "phalanx")
-        shutil.copy2(phalanx_bin, binary)
-        workdir = tmp_path / "run"
-        workdir.mkdir()
-        inst = Phalanx(binary, str(workdir), config)
-        made.append(inst)
-        inst.start()
-        return inst
-
-    yield start
-    for inst in made:
-        inst.cleanup()
-
-
-def deploy(path, content=None, source=None):
-    tmp = path + ".new"
-    if source:
-        shutil.copy2(source, tmp)
-    else:
-        with open(tmp, "w") as f:
-            f.write(content)
-        os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
 
 
 def test_workers_that_die_before_ready_still_back_off(own_binary_phalanx, phalanx_bin):

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import REPO, PHALANX_BIN, run
+from conftest import PHALANX_BIN, REPO, pid_alive, run, wait_until
 
 UNIT_NAME = "phalanx.service"
 
@@ -308,5 +308,51 @@ def test_watchdog_for_another_pid_is_not_fed(phalanx_factory, tmp_path, monkeypa
         systemd.drain(1.0)
         pings = [t for _, f, t in systemd.seen if "WATCHDOG" in f]
         assert not pings, f"watchdog pings for a watchdog armed for pid {os.getpid()}: {pings}"
+    finally:
+        systemd.close()
+
+
+def test_upgrade_hands_the_main_pid_to_the_new_master(phalanx_factory, tmp_path, monkeypatch):
+    """The old master, still the main process (NotifyAccess=main), tells systemd
+    MAINPID= the new one with READY=1 and never STOPPING=1; the new master says
+    nothing before that, and everything after it."""
+    systemd = FakeSystemd(str(tmp_path / "notify"))
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", systemd.path)
+        monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+        monkeypatch.delenv("WATCHDOG_PID", raising=False)
+        inst = phalanx_factory(workers=2)
+        old = inst.pid
+        systemd.expect("READY", timeout=10)
+        answer = inst.control("upgrade")
+        assert answer["ok"], answer
+        new = answer["new_master"]
+        inst.seen_pids.add(new)
+        handover = [(p, f) for p, f, _ in systemd.seen if "MAINPID" in f]
+        if not handover:
+            pid, fields, _ = systemd.expect("MAINPID", str(new), timeout=5)
+            handover = [(pid, fields)]
+        pid, fields = handover[0]
+        assert pid == old and fields.get("MAINPID") == str(new) and fields.get("READY") == "1", \
+            handover
+        assert inst.proc.wait(timeout=15) == 0
+        # From the new master: watchdog pings (the first after one interval),
+        # then a reload's RELOADING/READY.
+        pid, _, _ = systemd.expect("WATCHDOG", timeout=3)
+        assert pid == new
+        os.kill(new, signal.SIGHUP)
+        pid, _, _ = systemd.expect("RELOADING", timeout=10)
+        assert pid == new
+        systemd.drain(0.3)
+        before = [(p, t) for p, f, t in systemd.seen if p == new]
+        first_new = next(i for i, (p, _, _) in enumerate(systemd.seen) if p == new)
+        mainpid_at = next(i for i, (_, f, _) in enumerate(systemd.seen) if "MAINPID" in f)
+        assert first_new > mainpid_at, f"the new master spoke before it was main: {before[:3]}"
+        assert not any(p == old and "STOPPING" in f for p, f, _ in systemd.seen), \
+            "the old master said STOPPING=1 after handing over"
+        os.kill(new, signal.SIGTERM)
+        pid, _, _ = systemd.expect("STOPPING", timeout=10)
+        assert pid == new
+        wait_until(lambda: not pid_alive(new), 40, message="the new master stopped")
     finally:
         systemd.close()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (DEFAULT_ROUTES, Conn, Phalanx, ab_field, build_request, children_of, ctl, free_port,
+from conftest import (DEFAULT_ROUTES, Conn, Phalanx, deploy, ab_field, build_request, children_of, ctl, free_port,
                       http_get,
                       listening_inodes, live_identity, parse_wrk, pid_alive, rewrite_config,
                       supervised_config, wait_until)
@@ -224,41 +224,6 @@ def test_slow_request_in_flight_at_sigterm_completes_and_the_master_exits_0(phal
 
 # --------------------------------------------------------------------------
 # a new generation that cannot start
-
-
-@pytest.fixture
-def own_binary_phalanx(request, tmp_path, phalanx_bin):
-    """A Phalanx run from a private copy of the binary, which the test may
-    replace (a deploy): respawns and reloads exec what is then at that path."""
-    made = []
-
-    def start(config):
-        bindir = tmp_path / "bin"
-        bindir.mkdir()
-        binary = str(bindir / "phalanx")
-        shutil.copy2(phalanx_bin, binary)
-        workdir = tmp_path / "run"
-        workdir.mkdir()
-        inst = Phalanx(binary, str(workdir), config)
-        made.append(inst)
-        inst.start()
-        return inst
-
-    yield start
-    for inst in made:
-        inst.cleanup()
-
-
-def deploy(path, content=None, source=None):
-    """Replaces the file at `path` by rename, as a package manager does."""
-    tmp = path + ".new"
-    if source:
-        shutil.copy2(source, tmp)
-    else:
-        with open(tmp, "w") as f:
-            f.write(content)
-        os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
 
 
 @pytest.mark.parametrize("how", ["exits", "never-ready"])

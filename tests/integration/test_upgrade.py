@@ -4,50 +4,14 @@ takes the control socket over, and the old one drains and exits; a new master
 that fails leaves the old one serving, with the reason in status."""
 
 import os
-import shutil
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import (DEFAULT_ROUTES, Phalanx, ctl, http_get, parse_wrk, pid_alive, supervised_config,
+from conftest import (DEFAULT_ROUTES, ctl, deploy, http_get, parse_wrk, pid_alive, supervised_config,
                       wait_until)
-
-
-@pytest.fixture
-def own_binary_phalanx(tmp_path, phalanx_bin):
-    """A Phalanx run from a private copy of the binary, which the test may
-    replace (a deploy): an upgrade runs what is then at that path."""
-    made = []
-
-    def start(config):
-        bindir = tmp_path / "bin"
-        bindir.mkdir()
-        binary = str(bindir / "phalanx")
-        shutil.copy2(phalanx_bin, binary)
-        workdir = tmp_path / "run"
-        workdir.mkdir()
-        inst = Phalanx(binary, str(workdir), config)
-        made.append(inst)
-        inst.start()
-        return inst
-
-    yield start
-    for inst in made:
-        inst.cleanup()  # kills the session: the new masters are in it too
-
-
-def deploy(path, content=None, source=None):
-    """Replaces the file at `path` by rename, as a package manager does."""
-    tmp = path + ".new"
-    if source:
-        shutil.copy2(source, tmp)
-    else:
-        with open(tmp, "w") as f:
-            f.write(content)
-        os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
 
 
 def master_of(ph):
