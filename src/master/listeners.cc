@@ -84,12 +84,15 @@ bool checkAvailable(const shared::Address& address, std::string* error) {
   return true;
 }
 
-Listeners::~Listeners() {
-  for (auto& held : held_) {
-    for (int fd : held.fds) {
-      if (fd >= 0) close(fd);
-    }
+void Listeners::closeAll(Held& held) {
+  for (int& fd : held.fds) {
+    if (fd >= 0) close(fd);
+    fd = -1;
   }
+}
+
+Listeners::~Listeners() {
+  for (auto& held : held_) closeAll(held);
 }
 
 Listeners::Held* Listeners::find(const shared::Address& address) {
@@ -131,11 +134,7 @@ bool Listeners::add(const std::vector<shared::Address>& addresses, std::string* 
     if (!ok) break;
   }
   if (!ok) {
-    for (size_t i = before; i < held_.size(); ++i) {
-      for (int fd : held_[i].fds) {
-        if (fd >= 0) close(fd);
-      }
-    }
+    for (size_t i = before; i < held_.size(); ++i) closeAll(held_[i]);
     held_.resize(before, Held{});
   }
   return ok;
@@ -145,11 +144,7 @@ void Listeners::keepOnly(const std::vector<shared::Address>& addresses) {
   std::erase_if(held_, [&](Held& held) {
     bool kept = std::any_of(addresses.begin(), addresses.end(),
                             [&](const shared::Address& a) { return a == held.address; });
-    if (!kept) {
-      for (int fd : held.fds) {
-        if (fd >= 0) close(fd);
-      }
-    }
+    if (!kept) closeAll(held);
     return !kept;
   });
 }

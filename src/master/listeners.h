@@ -78,6 +78,7 @@ class Listeners {
   Held* find(const shared::Address& address);
   const Held* find(const shared::Address& address) const;
   bool openIn(Held& held, uint32_t slot, std::string* error);
+  static void closeAll(Held& held);
 
   std::vector<Held> held_;
   std::vector<bool> open_;  // by slot

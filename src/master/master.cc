@@ -126,9 +126,7 @@ class Master {
         supervisor_(loop, region, listeners, std::move(exe)),
         control_(loop, commands()),
         upgrade_(loop),
-        inherited_(std::move(inherited)) {
-    if (inherited_) last_generation_ = inherited_->generation + 1;
-  }
+        inherited_(std::move(inherited)) {}
 
   // An upgrade's new master binds beside the old master's socket, and moves
   // it into place when it takes over.
@@ -138,6 +136,7 @@ class Master {
   }
 
   void start(std::shared_ptr<const Generation> first) {
+    last_generation_ = first->number;  // 1, or the old master's + 1 after an upgrade
     supervisor_.on_all_fatal = [this] {
       spdlog::critical("no worker can start; exiting");
       exit_code_ = 1;
@@ -207,19 +206,25 @@ class Master {
         break;
       case SIGTTIN:
       case SIGTTOU: {
-        if (upgrade_.running()) {
-          spdlog::warn("{}: an upgrade is in progress; not scaling", strsignal(signum));
-          break;
-        }
         uint32_t now = supervisor_.targetWorkers();
         uint32_t next = signum == SIGTTIN ? now + 1 : now - 1;
-        if (!supervisor_.scale(next, &error)) {
+        if (!scale(next, &error)) {
           spdlog::warn("{}: cannot scale to {} workers: {}", strsignal(signum), next, error);
         }
         break;
       }
       default: break;
     }
+  }
+
+  // TTIN/TTOU and `scale N`; not while an upgrade runs (the new master sizes
+  // itself from the config).
+  bool scale(uint32_t workers, std::string* error) {
+    if (upgrade_.running()) {
+      *error = "an upgrade is in progress";
+      return false;
+    }
+    return supervisor_.scale(workers, error);
   }
 
   // --- reload: validate, then a new generation; a bounded number drain at once
@@ -393,8 +398,7 @@ class Master {
                                             quoteRequestBytes(args[0]));
                        }
                        std::string error;
-                       if (upgrade_.running()) return reply->fail("an upgrade is in progress");
-                       if (!supervisor_.scale(static_cast<uint32_t>(n), &error)) {
+                       if (!scale(static_cast<uint32_t>(n), &error)) {
                          return reply->fail(error);
                        }
                        reply->ok([&](shared::JsonWriter& w) { w.field("workers", uint64_t{n}); });
@@ -515,11 +519,8 @@ class Master {
         .config_path = config_path_,
         .shm_fd = region_.fd(),
         .generation = last_generation_,
-        .sockets = {},
+        .sockets = listeners_.sockets(),
         .timeout_ms = supervisor_.current().config.supervisor.ready_timeout_ms + kUpgradeMarginMs};
-    for (const auto& socket : listeners_.sockets()) {
-      options.sockets.push_back({socket.slot, socket.fd, socket.address});
-    }
     upgrade_done_ = std::move(done);
     upgrade_state_ = "running";
     upgrade_error_.clear();
@@ -535,19 +536,15 @@ class Master {
     upgrade_pid_ = new_master;
     auto done = std::move(upgrade_done_);
     upgrade_done_ = nullptr;
-    if (stopping_) {
+    if (!error.empty()) {  // (a stop cancels an upgrade with an error too)
       upgrade_state_ = "failed";
       upgrade_error_ = error;
-      if (done) done(error, new_master);
-      return;
-    }
-    if (!error.empty()) {
-      upgrade_state_ = "failed";
-      upgrade_error_ = error;
-      spdlog::error("upgrade failed, this master (pid {}) keeps serving: {}", getpid(), error);
-      // The new master may have written its own view and records meanwhile.
-      supervisor_.republish();
-      restoreProvisioning();
+      if (!stopping_) {
+        spdlog::error("upgrade failed, this master (pid {}) keeps serving: {}", getpid(), error);
+        // The new master may have written its own view and records meanwhile.
+        supervisor_.republish();
+        restoreProvisioning();
+      }
       if (done) done(error, new_master);
       return;
     }

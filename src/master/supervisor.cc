@@ -604,9 +604,9 @@ void Supervisor::check() {
   if (stopping_) return;
   uint64_t now = shared::monotonicMs();
   bool sample = ++check_count_ % kSampleEvery == 0;
-  if (reload_) checkReload(now);
+  advanceStarted(now);
   for (auto it = processes_.begin(); it != processes_.end();) {
-    Process& p = **it++;  // checkProcess never frees a process: exits come from libuv
+    Process& p = **it++;  // checkProcess never frees a process: exits come from reap()
     checkProcess(p, now, sample);
   }
   uint64_t wall = shared::wallMs();
@@ -620,7 +620,6 @@ void Supervisor::check() {
   double most_over_ratio = 0;
   for (auto& s : slots_) {
     Slot& slot = *s;
-    if (slot.pending && !slot.pending->in_reload && cellReady(*slot.pending)) takeOver(slot);
     // A replacement whose backoff is over gets started.
     if (slot.recycling != ExitReason::None && !slot.pending && slot.serving && !reload_ &&
         wall >= slot.restart_at_ms) {
@@ -663,8 +662,13 @@ void Supervisor::checkStarting() {
     }
   }
   if (!starting) uv_timer_stop(&starting_timer_);
-  if (stopping_) return;
-  if (reload_) checkReload(shared::monotonicMs());
+  if (!stopping_) advanceStarted(now);
+}
+
+// New workers that said ready: the reload commits once all of its have, a
+// replacement takes its slot over.
+void Supervisor::advanceStarted(uint64_t now_ms) {
+  if (reload_) checkReload(now_ms);
   for (auto& slot : slots_) {
     if (slot->pending && !slot->pending->in_reload && cellReady(*slot->pending)) takeOver(*slot);
   }

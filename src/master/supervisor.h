@@ -114,6 +114,7 @@ class Supervisor {
   bool anyReady() const;
   void rescueIfNoneReady();
   void checkStarting();
+  void advanceStarted(uint64_t now_ms);
   void onRestartTimer(Slot& slot);
   void recycle(Slot& slot, shared::ExitReason reason);
   void takeOver(Slot& slot);

@@ -130,7 +130,7 @@ bool Upgrade::start(const Options& options, Done done, std::string* error) {
   state->process.data = state->ready_pipe.data = state->timer.data = state.get();
   uv_timer_init(loop_, &state->timer);
   uv_pipe_init(loop_, &state->ready_pipe, 0);
-  state->open_handles = 2;
+  state->open_handles = 3;  // the process handle too: libuv wants it closed even if uv_spawn fails
 
   uv_process_options_t po{};
   po.file = exe.c_str();
@@ -156,11 +156,9 @@ bool Upgrade::start(const Options& options, Done done, std::string* error) {
     close(fds[0]);
     *error = "spawn " + options.exe + ": " + uv_strerror(rc);
     state->finished = true;
-    state->open_handles = 3;
     state->closeAll();
     return false;
   }
-  state->open_handles = 3;
   state->pid = state->process.pid;
   uv_pipe_open(&state->ready_pipe, fds[0]);
   uv_read_start(

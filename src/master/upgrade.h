@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "master/inheritance.h"
+#include "master/listeners.h"
 
 namespace phalanx::master {
 
@@ -31,12 +32,7 @@ class Upgrade {
     std::string config_path;  // the new master reads it (-c)
     int shm_fd = -1;
     uint32_t generation = 0;  // the old master's newest
-    struct Socket {
-      uint32_t slot;
-      int fd;
-      std::string address;
-    };
-    std::vector<Socket> sockets;
+    std::vector<Listeners::Socket> sockets;
     uint64_t timeout_ms = 0;
   };
 

@@ -76,11 +76,9 @@ void AccessLog::close() {
   if (!writer_.logger) return;
   retire(&writer_);
   uint64_t now_ms = shared::monotonicMs();
-  shared::LogThrottle::Report report =
-      write_error_log_.note(now_ms, retired_.write_error - write_errors_seen_);
-  write_errors_seen_ = retired_.write_error;
-  if (!report) report = write_error_log_.take(now_ms);
-  if (report) tellWriteErrors(report);
+  reportWriteErrors(now_ms);
+  // A count still held back by the interval: said now, there is no later.
+  if (auto report = write_error_log_.take(now_ms)) tellWriteErrors(report);
 }
 
 AccessLog::~AccessLog() {
