@@ -10,6 +10,8 @@ PACKAGES=(
   libssl-dev  # libcrypto: API key hashes, JWT signatures
   # run and test
   redis-server curl wrk apache2-utils python3 python3-pytest socat iproute2 procps
+  # strace: the accept calls a connection costs (tests/integration/test_connection_cost.py)
+  strace
   # openssl: the JWT tests make RSA keys and sign tokens with its CLI
   openssl
   # systemd-analyze verify for the unit (tests/integration/test_install.py)

@@ -10,8 +10,12 @@ back are not held by Nagle's algorithm for the client's delayed ACK."""
 
 import ctypes
 import os
+import re
+import shutil
 import signal
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -240,3 +244,49 @@ def test_answers_written_back_to_back_are_not_held_by_nagle(server):
         took = time.monotonic() - t0
     # With Nagle: >= 25 x 40 ms = 1 s. Without: a few ms per round.
     assert took < 0.6, f"{rounds} rounds of two back-to-back answers took {took:.2f} s"
+
+
+# --------------------------------------------------------------------------
+# accepting
+# --------------------------------------------------------------------------
+
+def test_one_accept_call_per_connection(server):
+    """A worker accepts one connection per readiness of its listener, as nginx
+    does without multi_accept: accepting until EAGAIN cost a failed accept4 per
+    wakeup, about one a connection under `ab` without keep-alive, and doubled the
+    wakeups (see Worker::onAcceptable)."""
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed")
+    pids = server.worker_pids()
+    trace = tempfile.NamedTemporaryFile(prefix="phalanx-accept-", suffix=".strace", delete=False)
+    trace.close()
+    args = ["strace", "-f", "-qq", "-e", "trace=accept4", "-o", trace.name]
+    for pid in pids:
+        args += ["-p", str(pid)]
+    tracer = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def traced():
+            for pid in pids:
+                with open(f"/proc/{pid}/status") as f:
+                    if "TracerPid:\t0\n" in f.read():
+                        return False
+            return True
+        wait_until(traced, 10, message="strace attached to every worker")
+        requests = 2000
+        out = subprocess.run(["ab", "-q", "-r", "-c8", f"-n{requests}", f"http://127.0.0.1:{server.port}/a"],
+                             capture_output=True, text=True, timeout=120).stdout
+        assert re.search(r"Complete requests:\s+%d" % requests, out), out
+        assert re.search(r"Failed requests:\s+0\b", out), out
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(10)
+    # A call the other worker interrupted is split: "accept4(... <unfinished ...>"
+    # then "<... accept4 resumed> ...) = 12"; the result is on the second line.
+    with open(trace.name) as f:
+        results = [m for m in (re.search(r"accept4.*\) += (-?\d+)", line) for line in f) if m]
+    os.unlink(trace.name)
+    accepted = sum(1 for m in results if int(m.group(1)) >= 0)
+    failed = [m.group(0) for m in results if int(m.group(1)) < 0]
+    assert accepted >= requests, f"{accepted} accepts traced for {requests} connections"
+    # A failed accept needs a connection gone between readiness and accept (a reset).
+    assert len(failed) <= requests // 100, f"{len(failed)} failed accept4 calls: {failed[:3]}"
