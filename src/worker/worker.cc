@@ -309,11 +309,12 @@ void Worker::reportAcceptErrors(uint64_t now_ms) {
 // refusal) and defer again; left for the next iteration, it would wait for
 // some unrelated event to wake the loop.
 void Worker::runDeferred() {
-  std::vector<Connection*> now;
+  // Two members swapped back and forth keep their storage: a local here handed
+  // deferred_ an empty vector each time, one allocation per iteration or more.
   while (!deferred_.empty()) {
-    now.clear();
-    now.swap(deferred_);
-    for (Connection* connection : now) connection->onDeferred();
+    deferred_running_.clear();
+    deferred_running_.swap(deferred_);
+    for (Connection* connection : deferred_running_) connection->onDeferred();
   }
 }
 

@@ -145,6 +145,7 @@ class Worker {
   int accept_pause_errno_ = 0;  // the latest of each kind, for a line said later
   int accept_error_errno_ = 0;
   std::vector<Connection*> deferred_;  // see defer()
+  std::vector<Connection*> deferred_running_;  // the batch runDeferred() is running
   uv_check_t deferred_check_{};
   uv_signal_t sigterm_{}, sigquit_{}, sigusr1_{};
   uv_timer_t heartbeat_timer_{}, drain_timer_{}, accept_retry_timer_{};

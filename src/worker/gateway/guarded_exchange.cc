@@ -1,6 +1,7 @@
 #include "worker/gateway/guarded_exchange.h"
 
 #include <algorithm>
+#include <array>
 
 #include "shared/policy/cache_control.h"
 #include "shared/shm.h"
@@ -13,6 +14,10 @@
 namespace phalanx::worker {
 
 namespace {
+
+// Room for the rate-limit header lines of two limits in the default style
+// ("RateLimit-Policy: ...\r\nRateLimit: ...\r\n" is about 80 bytes for one).
+constexpr size_t kRateLimitHeaderReserve = 192;
 
 void bump(std::atomic<uint64_t>& counter) {
   counter.fetch_add(1, std::memory_order_relaxed);
@@ -154,19 +159,26 @@ void GuardedExchange::unhold() {
 
 void GuardedExchange::onLimitsDecided() {
   RateLimiter& limiter = gateway_.guard().limiter();
-  std::vector<AppliedLimit> shown;
+  // On the stack for the usual few limits: this runs for every request of a limited route.
+  std::array<AppliedLimit, 4> few;
+  std::vector<AppliedLimit> many;
+  if (applied_.size() > few.size()) many.resize(applied_.size());
+  AppliedLimit* shown = applied_.size() > few.size() ? many.data() : few.data();
   uint64_t retry_after_ms = 0;
-  for (const Applied& a : applied_) {
+  for (size_t i = 0; i < applied_.size(); ++i) {
+    const Applied& a = applied_[i];
     const RateLimiter::Limit& limit = limiter.limit(a.limit);
-    shown.push_back({.name = limit.name,
-                     .limit = limit.params.limit,
-                     .window_s = std::max<uint64_t>(1, limit.params.window_ms / 1000),
-                     .remaining = a.decision.remaining,
-                     .reset_s = (a.decision.reset_ms + 999) / 1000});
+    shown[i] = {.name = limit.name,
+                .limit = limit.params.limit,
+                .window_s = std::max<uint64_t>(1, limit.params.window_ms / 1000),
+                .remaining = a.decision.remaining,
+                .reset_s = (a.decision.reset_ms + 999) / 1000};
     if (!a.decision.allowed) retry_after_ms = std::max(retry_after_ms, a.decision.retry_after_ms);
   }
-  appendRateLimitHeaders(extra_, limiter.limit(applied_.front().limit).style, shown.data(),
-                         shown.size());
+  // One allocation for the header lines (two limits' worth) instead of one per growth.
+  extra_.reserve(kRateLimitHeaderReserve);
+  appendRateLimitHeaders(extra_, limiter.limit(applied_.front().limit).style, shown,
+                         applied_.size());
   unhold();
   if (retry_after_ms > 0) {
     countUsage(true);
