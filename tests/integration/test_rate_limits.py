@@ -8,7 +8,7 @@ import threading
 import time
 
 from conftest import Conn, build_request, ctl, make_config, wait_until
-from test_proxy import get
+from test_proxy import get, header
 from test_upstream_view import check_with_promtool
 
 
@@ -260,3 +260,23 @@ def test_a_full_table_evicts_and_says_so(phalanx_factory):
     assert value["phalanx_rate_limit_table_capacity"] == 1024
     assert value["phalanx_rate_limit_table_evictions_total"] >= 2000 - 1024
     assert value["phalanx_rate_limit_table_entries"] <= 1024
+
+
+def test_five_limits_on_one_route_are_all_shown_and_the_tightest_refuses(phalanx_factory):
+    """More limits than GuardedExchange keeps on the stack (4): every one is
+    decided, shown in order, and the one that runs out refuses."""
+    rates = {"l1": "100/m", "l2": "50/m", "l3": "3/m", "l4": "200/m", "l5": "10/m"}
+    ph = phalanx_factory(limited_config(
+        {name: {"key": "ip", "rate": rate} for name, rate in rates.items()},
+        [{"path": "/many", "static": {"body": "ok\n"}, "rate_limit": list(rates)}]))
+    policy = ", ".join(f'"{name}";q={rate.split("/")[0]};w=60' for name, rate in rates.items())
+    for i in range(3):
+        status, headers, _ = get(ph.port, "/many")
+        assert status == 200, (i, status)
+        assert header(headers, "RateLimit-Policy") == policy, headers
+        shown = re.findall(r'"(l\d)";r=(\d+);t=\d+', header(headers, "RateLimit"))
+        assert [name for name, _ in shown] == list(rates), headers
+        assert dict(shown)["l3"] == str(2 - i) and dict(shown)["l4"] == str(199 - i), shown
+    status, headers, _ = get(ph.port, "/many")
+    assert status == 429
+    assert '"l3";r=0;' in header(headers, "RateLimit"), headers
