@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -23,6 +22,7 @@ import pytest
 
 from conftest import (DEFAULT_ROUTES, Conn, build_request, module_server, socket_inodes,
                       wait_until)
+from test_load import ab_field, run_ab
 
 MAX_BODY = 1024
 BIG = 2 * 1024 * 1024  # far more than a small client window plus socket buffers hold
@@ -250,7 +250,7 @@ def test_answers_written_back_to_back_are_not_held_by_nagle(server):
 # accepting
 # --------------------------------------------------------------------------
 
-def test_one_accept_call_per_connection(server):
+def test_one_accept_call_per_connection(server, tmp_path):
     """A worker accepts one connection per readiness of its listener, as nginx
     does without multi_accept: accepting until EAGAIN cost a failed accept4 per
     wakeup, about one a connection under `ab` without keep-alive, and doubled the
@@ -258,9 +258,8 @@ def test_one_accept_call_per_connection(server):
     if not shutil.which("strace"):
         pytest.skip("strace is not installed")
     pids = server.worker_pids()
-    trace = tempfile.NamedTemporaryFile(prefix="phalanx-accept-", suffix=".strace", delete=False)
-    trace.close()
-    args = ["strace", "-f", "-qq", "-e", "trace=accept4", "-o", trace.name]
+    trace = tmp_path / "accept.strace"
+    args = ["strace", "-f", "-qq", "-e", "trace=accept4", "-o", str(trace)]
     for pid in pids:
         args += ["-p", str(pid)]
     tracer = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -273,18 +272,16 @@ def test_one_accept_call_per_connection(server):
             return True
         wait_until(traced, 10, message="strace attached to every worker")
         requests = 2000
-        out = subprocess.run(["ab", "-q", "-r", "-c8", f"-n{requests}", f"http://127.0.0.1:{server.port}/a"],
-                             capture_output=True, text=True, timeout=120).stdout
-        assert re.search(r"Complete requests:\s+%d" % requests, out), out
-        assert re.search(r"Failed requests:\s+0\b", out), out
+        out = run_ab(["-n", str(requests), "-c", "8"], f"http://127.0.0.1:{server.port}/a")
+        assert ab_field(out, "Complete requests") == requests, out
+        assert ab_field(out, "Failed requests") == 0, out
     finally:
         tracer.send_signal(signal.SIGINT)
         tracer.wait(10)
     # A call the other worker interrupted is split: "accept4(... <unfinished ...>"
     # then "<... accept4 resumed> ...) = 12"; the result is on the second line.
-    with open(trace.name) as f:
-        results = [m for m in (re.search(r"accept4.*\) += (-?\d+)", line) for line in f) if m]
-    os.unlink(trace.name)
+    results = [m for m in (re.search(r"accept4.*\) += (-?\d+)", line)
+                           for line in trace.read_text().splitlines()) if m]
     accepted = sum(1 for m in results if int(m.group(1)) >= 0)
     failed = [m.group(0) for m in results if int(m.group(1)) < 0]
     assert accepted >= requests, f"{accepted} accepts traced for {requests} connections"
