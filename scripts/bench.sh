@@ -16,7 +16,9 @@ IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-5000}
 work=$(mktemp -d)
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 sed "s/127.0.0.1:18080/127.0.0.1:$port/" scripts/bench/phalanx.json > "$work/phalanx.json"
-"$BIN" -c "$work/phalanx.json" 2> "$work/phalanx.log" &
+# In a session of its own, as compare.py starts nginx and HAProxy: with the
+# kernel's autogroup scheduling, the session shares CPU as one (README, Benchmarking).
+setsid "$BIN" -c "$work/phalanx.json" 2> "$work/phalanx.log" &
 master=$!
 cleanup() { kill -TERM "$master" 2>/dev/null || true; wait "$master" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -80,8 +80,8 @@ class Worker {
   // Makes an initialized uv_tcp_t own an accepted socket (socket_adopter.h).
   int adoptSocket(uv_tcp_t* tcp, int fd) { return adopter_.adopt(tcp, fd); }
   void onConnectionClosed(std::list<Connection>::iterator connection);
-  // Calls connection.onDeferred() later in this loop iteration (the check
-  // phase, right after the I/O callbacks), outside whatever is running now.
+  // Calls connection.onDeferred() outside whatever is running now, once the
+  // loop has run this wakeup's I/O callbacks (see settle()).
   void defer(Connection& connection) { deferred_.push_back(&connection); }
   // Before the loop's last run: exchanges and upstream connections close
   // through their own callbacks, which free them.
@@ -113,6 +113,11 @@ class Worker {
   void closeListeners();
   void stopLoop();
   void heartbeat();
+  // Runs the deferred calls and sends the corked upstream requests: after the
+  // I/O callbacks of a wakeup (a check handle), so what they produced leaves
+  // together, and again before the loop waits (a prepare handle) for what
+  // timers and closing handles produced. Nothing waits for a later wakeup.
+  void settle();
   void runDeferred();
   void balanceConnections();
   void reopenAccessLog();
@@ -146,7 +151,8 @@ class Worker {
   int accept_error_errno_ = 0;
   std::vector<Connection*> deferred_;  // see defer()
   std::vector<Connection*> deferred_running_;  // the batch runDeferred() is running
-  uv_check_t deferred_check_{};
+  uv_check_t settle_check_{};
+  uv_prepare_t settle_prepare_{};
   uv_signal_t sigterm_{}, sigquit_{}, sigusr1_{};
   uv_timer_t heartbeat_timer_{}, drain_timer_{}, accept_retry_timer_{};
   std::unique_ptr<char[]> read_buffer_;

@@ -85,6 +85,8 @@ class Gateway {
   // measured in hundreds of them).
   uint64_t nowMs() const { return uv_now(loop_); }
   UpstreamPool& pool() { return *pool_; }
+  // Sends the upstream requests written since the last call (upstream_pool.h).
+  void flushUpstreams() { pool_->flush(); }
   RequestIds& requestIds() { return request_ids_; }
   std::string_view date() { return date_.now(); }
   // An empty string whose capacity is reused by every exchange of the worker,

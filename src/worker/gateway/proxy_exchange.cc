@@ -110,8 +110,8 @@ void ProxyExchange::onConnected(int status) {
   send();
 }
 
-// Head and whatever body came so far, in one write. A retry sends the whole
-// body again from the replay copy.
+// Head and whatever body came so far, in one write (sent when the pool
+// flushes). A retry sends the whole body again from the replay copy.
 void ProxyExchange::send() {
   stage_ = Stage::Waiting;
   conn_->parser().setListener(this);
@@ -119,9 +119,7 @@ void ProxyExchange::send() {
   int rc = conn_->write(head_, tried_count_ > 1 || reuse_retry_used_ ? replay_ : unsent_);
   unsent_.clear();
   if (rc != 0) {
-    // Nothing reached the upstream: any method may go again.
-    dropConnection();
-    failAttempt(502, "connection failed", true);
+    onUpstreamSendFailed(rc);
     return;
   }
   conn_->startReading();
@@ -134,23 +132,23 @@ void ProxyExchange::onBody(const char* data, size_t length) {
     body_abandoned_ = true;  // answered already: the rest is not forwarded
     return;
   }
-  std::string framed;
   if (chunked_body_) {
+    std::string framed;
     appendChunk(framed, data, length);
+    forwardBody(framed);
   } else {
-    framed.assign(data, length);
+    forwardBody(std::string_view(data, length));
   }
-  forwardBody(std::move(framed));
 }
 
 void ProxyExchange::onBodyEnd() {
   if (body_done_) return;
   body_done_ = true;
   if (finished_ || response_started_) return;
-  if (chunked_body_) forwardBody(std::string(kLastChunk));
+  if (chunked_body_) forwardBody(kLastChunk);
 }
 
-void ProxyExchange::forwardBody(std::string framed) {
+void ProxyExchange::forwardBody(std::string_view framed) {
   if (replayable_) {
     replay_ += framed;
     if (replay_.size() > kReplayLimit) {
@@ -159,7 +157,7 @@ void ProxyExchange::forwardBody(std::string framed) {
     }
   }
   if (stage_ == Stage::Waiting && conn_ != nullptr) {
-    if (int rc = conn_->write(std::move(framed)); rc != 0) {
+    if (int rc = conn_->write(framed); rc != 0) {
       body_abandoned_ = true;  // the read side will report the failure
     }
   } else {
@@ -183,6 +181,24 @@ void ProxyExchange::updateInputPause() {
 void ProxyExchange::onUpstreamWritten(int status) {
   if (status < 0) body_abandoned_ = true;  // the read side reports the failure
   if (!finished_) updateInputPause();
+}
+
+// Nothing of the request reached the upstream, so any method may go again:
+// once on a fresh connection when this one was pooled (the reuse race: the
+// upstream closed it as it was taken), else on another target as a retry.
+void ProxyExchange::onUpstreamSendFailed(int status) {
+  spdlog::debug("upstream {}: {}: send: {}", group_.name(),
+                group_.targets()[attempt_->target].address, uv_strerror(status));
+  bool reused = conn_->reused();
+  dropConnection();
+  if (reused && !reuse_retry_used_ && replayable_) {
+    reuse_retry_used_ = true;
+    endAttempt(AttemptResult::Neutral);
+    --tried_count_;
+    attempt();
+    return;
+  }
+  failAttempt(502, "connection failed", true);
 }
 
 void ProxyExchange::onUpstreamData(const char* data, size_t length) {

@@ -93,6 +93,7 @@ class ProxyExchange final : public Exchange,
   void onUpstreamData(const char* data, size_t length) override;
   void onUpstreamEnd(int status) override;
   void onUpstreamWritten(int status) override;
+  void onUpstreamSendFailed(int status) override;
   void onUpstreamTimeout() override;
   // UpstreamResponseParser::Listener
   void onResponseHead(const ResponseHead& head) override;
@@ -100,7 +101,7 @@ class ProxyExchange final : public Exchange,
 
   void attempt();
   void send();
-  void forwardBody(std::string framed);
+  void forwardBody(std::string_view framed);
   // The attempt failed before a response was relayed: retry when allowed, else answer.
   void failAttempt(int status, const char* what, bool retry_allowed);
   bool retryAllowed();

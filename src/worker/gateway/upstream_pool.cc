@@ -2,11 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <utility>
+
 namespace phalanx::worker {
 
 namespace {
 
 constexpr size_t kReadBufferBytes = 64 * 1024;
+constexpr size_t kCorkKeptBytes = 16 * 1024;
 
 UpstreamConnection& owner(uv_handle_t* handle) {
   return *static_cast<UpstreamConnection*>(handle->data);
@@ -19,35 +23,57 @@ UpstreamConnection::UpstreamConnection(UpstreamPool& pool, uint32_t target)
 
 int UpstreamConnection::write(std::string_view first, std::string_view second) {
   if (state_ == State::Closing) return UV_ECANCELED;
-  size_t total = first.size() + second.size();
-  size_t written = 0;
-  if (writes_.empty()) {
-    uv_buf_t bufs[2] = {
-        uv_buf_init(const_cast<char*>(first.data()), static_cast<unsigned>(first.size())),
-        uv_buf_init(const_cast<char*>(second.data()), static_cast<unsigned>(second.size()))};
-    int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, second.empty() ? 1 : 2);
-    if (rc < 0 && rc != UV_EAGAIN) return rc;
-    if (rc > 0) written = static_cast<size_t>(rc);
-    if (written == total) return 0;
+  if (!writes_.empty()) {
+    // Behind bytes the socket has not taken yet: queued after them, in order.
+    std::string bytes;
+    bytes.reserve(first.size() + second.size());
+    bytes.append(first);
+    bytes.append(second);
+    return queue(std::move(bytes), 0);
   }
-  std::string rest;
-  rest.reserve(total - written);
-  if (written < first.size()) rest.append(first.substr(written));
-  rest.append(second.substr(written > first.size() ? written - first.size() : 0));
-  return queue(std::move(rest), 0);
+  corked_.append(first);
+  corked_.append(second);
+  if (!corked_listed_) {
+    corked_listed_ = true;
+    pool_.corked_.push_back(this);
+  }
+  return 0;
 }
 
-int UpstreamConnection::write(std::string bytes) {
-  if (state_ == State::Closing) return UV_ECANCELED;
-  size_t offset = 0;
-  if (writes_.empty()) {
-    uv_buf_t buf = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
-    int written = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
-    if (written < 0 && written != UV_EAGAIN) return written;
-    if (written == static_cast<int>(bytes.size())) return 0;
-    if (written > 0) offset = static_cast<size_t>(written);
+void UpstreamConnection::flush() {
+  corked_listed_ = false;
+  if (corked_.empty() || state_ == State::Closing) return;
+  uv_buf_t buf = uv_buf_init(corked_.data(), static_cast<unsigned>(corked_.size()));
+  int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
+  size_t taken = rc > 0 ? static_cast<size_t>(rc) : 0;
+  if (taken > 0) sent_any_ = true;
+  if (taken == corked_.size()) {
+    // A request's worth is kept for the next one; a body's worth is not kept idle.
+    if (corked_.capacity() > kCorkKeptBytes) {
+      std::string().swap(corked_);
+    } else {
+      corked_.clear();
+    }
+    // A user that paused its client on the backlog resumes it.
+    if (state_ == State::Busy && user_ != nullptr) user_->onUpstreamWritten(0);
+    return;
   }
-  return queue(std::move(bytes), offset);
+  if (rc < 0 && rc != UV_EAGAIN) {
+    corked_.clear();
+    failSend(rc);
+    return;
+  }
+  rc = queue(std::exchange(corked_, std::string()), taken);
+  if (rc != 0) failSend(rc);
+}
+
+void UpstreamConnection::failSend(int status) {
+  if (state_ != State::Busy || user_ == nullptr) return;
+  if (sent_any_) {
+    user_->onUpstreamWritten(status);
+  } else {
+    user_->onUpstreamSendFailed(status);
+  }
 }
 
 // What the socket did not take now: a uv_write of `bytes` from `offset` on,
@@ -71,7 +97,7 @@ int UpstreamConnection::queue(std::string bytes, size_t offset) {
 }
 
 size_t UpstreamConnection::pendingWrite() const {
-  return pending_write_;
+  return pending_write_ + corked_.size();
 }
 
 // QueuedWrite starts with its uv_write_t, so the request's address is the write's.
@@ -151,6 +177,8 @@ void UpstreamConnection::onTimer() {
 void UpstreamConnection::beginClose() {
   if (state_ == State::Closing) return;
   state_ = State::Closing;
+  // Its memory goes once its handles are closed; the pool must not flush it then.
+  if (corked_listed_) std::erase(pool_.corked_, this);
   user_ = nullptr;
   reading_ = false;
   auto on_closed = [](uv_handle_t* h) {
@@ -181,6 +209,7 @@ UpstreamConnection* UpstreamPool::take(uint32_t target, UpstreamConnection::User
   // callback, and a stop + start would cost two epoll_ctl calls a request.
   conn->state_ = UpstreamConnection::State::Busy;
   conn->user_ = user;
+  conn->sent_any_ = false;
   return conn;
 }
 
@@ -216,7 +245,7 @@ UpstreamConnection* UpstreamPool::open(uint32_t target, UpstreamConnection::User
 void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
   const Target& target = targets_[conn->target_];
   auto& idle = idle_[conn->target_];
-  if (!reusable || conn->state_ != UpstreamConnection::State::Busy || conn->pending_write_ > 0 ||
+  if (!reusable || conn->state_ != UpstreamConnection::State::Busy || conn->pendingWrite() > 0 ||
       target.max_idle == 0) {
     close(conn);
     return;
@@ -239,6 +268,16 @@ void UpstreamPool::close(UpstreamConnection* conn) {
 void UpstreamPool::closeIdle() {
   for (auto& idle : idle_) {
     while (!idle.empty()) close(idle.front());
+  }
+}
+
+void UpstreamPool::flush() {
+  while (!corked_.empty()) {
+    flushing_.clear();
+    flushing_.swap(corked_);
+    // A connection closed meanwhile by another's callback is still allocated
+    // (freed in the loop's closing phase) and flushes nothing.
+    for (UpstreamConnection* conn : flushing_) conn->flush();
   }
 }
 

@@ -17,6 +17,16 @@
 //   never from inside a call it made on the connection.
 // - Reads go through one buffer the pool owns: a user consumes the bytes in
 //   onUpstreamData() or copies them.
+// - Writes are corked: write() appends to the connection's output, and
+//   flush() sends every corked connection's output, one system call each. The
+//   worker calls it once its loop has run the I/O callbacks of a wakeup (and
+//   before the loop waits again), so the requests read from several clients
+//   in one wakeup reach the upstream together: it is woken once for them, and
+//   does not preempt the worker between two of its writes.
+// - A socket that refuses the first bytes of a user's request (nothing of it
+//   reached the upstream) is reported with onUpstreamSendFailed(); a failure
+//   after some bytes went out, with onUpstreamWritten(error), and the read
+//   side then sees the connection end.
 #pragma once
 
 #include <netinet/in.h>
@@ -43,19 +53,22 @@ class UpstreamConnection {
     virtual void onConnected(int status) = 0;  // 0, or a libuv error
     virtual void onUpstreamData(const char* data, size_t length) = 0;
     virtual void onUpstreamEnd(int status) = 0;      // UV_EOF, or a libuv error
-    virtual void onUpstreamWritten(int status) = 0;  // a queued write completed (or failed)
+    // Written bytes left for the socket (a flush, or a queued write completed),
+    // or failed to: status is 0 or a libuv error.
+    virtual void onUpstreamWritten(int status) = 0;
+    // The socket refused the request's first bytes: the connection is broken
+    // and nothing of the request reached the upstream.
+    virtual void onUpstreamSendFailed(int status) = 0;
     virtual void onUpstreamTimeout() = 0;            // the deadline set with setTimeout() passed
   };
 
-  // Sends `bytes` (as much as the socket takes now, the rest queued). Returns
-  // a libuv error when the connection is already broken.
-  int write(std::string bytes);
-  // Sends `first` then `second` in one system call when the socket takes
-  // them; copies only what it does not take.
-  int write(std::string_view first, std::string_view second);
+  // Appends `first` then `second` to what the pool's next flush() sends (or
+  // queues them behind a write the socket has not finished taking). Returns a
+  // libuv error when the connection is already closing.
+  int write(std::string_view first, std::string_view second = {});
   // The parser of this connection's responses, kept across requests.
   UpstreamResponseParser& parser() { return parser_; }
-  // Bytes queued and not yet taken by the socket.
+  // Bytes written and not yet taken by the socket (corked or queued).
   size_t pendingWrite() const;
   void startReading();
   void stopReading();
@@ -85,6 +98,8 @@ class UpstreamConnection {
   void onTimer();
   int queue(std::string bytes, size_t offset);
   void onWriteDone(QueuedWrite* write, int status);
+  void flush();
+  void failSend(int status);
   void beginClose();
 
   UpstreamPool& pool_;
@@ -98,7 +113,10 @@ class UpstreamConnection {
   bool timer_armed_ = false;
   uv_connect_t connect_req_{};
   std::list<std::unique_ptr<QueuedWrite>> writes_;
-  size_t pending_write_ = 0;
+  size_t pending_write_ = 0;    // bytes in writes_
+  std::string corked_;          // written since the last flush, while writes_ was empty
+  bool corked_listed_ = false;  // in the pool's corked_ list
+  bool sent_any_ = false;       // the socket took bytes of the current user's request
   bool reading_ = false;
   uint64_t requests_ = 0;
   int handles_open_ = 0;
@@ -128,7 +146,9 @@ class UpstreamPool {
   void close(UpstreamConnection* conn);
   // Closes every idle connection (the worker is draining).
   void closeIdle();
-
+  // Sends what every connection corked since the last flush (see the
+  // contract above). User callbacks may cork more; it runs until none is left.
+  void flush();
 
  private:
   friend class UpstreamConnection;
@@ -139,6 +159,8 @@ class UpstreamPool {
   std::vector<Target> targets_;
   // Most recently released at the back.
   std::vector<std::list<UpstreamConnection*>> idle_;
+  // Connections with corked output; flush() swaps the two and keeps their storage.
+  std::vector<UpstreamConnection*> corked_, flushing_;
   std::list<std::unique_ptr<UpstreamConnection>> all_;
   std::unique_ptr<char[]> read_buffer_;
 };

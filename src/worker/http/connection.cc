@@ -551,14 +551,14 @@ void Connection::flush() {
 
 void Connection::finish(int status, bool reusable) {
   if (phase_ == Phase::Closed) return;
-  flush();
   exchange_done_ = true;
   exchange_status_ = status;
   if (!reusable) {
     close_after_write_ = true;
     linger_ = linger_ || !exchange_body_done_;
   }
-  // Completed later in this loop iteration, outside the exchange's call stack.
+  // Completed, and the response's last bytes written, once the loop has run
+  // this wakeup's callbacks: the answers to several clients leave together.
   worker_.defer(*this);
 }
 

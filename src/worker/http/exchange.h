@@ -13,8 +13,9 @@
 //     buffers at most one read (Worker's read buffer) beyond its own limit.
 //   - The response goes out with sink.beginResponse() (once), sink.write() as
 //     bytes arrive, and sink.finish() when it is complete. write() only
-//     appends: bytes go to the socket on flush() (or finish()), so what one
-//     upstream read brought leaves in one system call. While
+//     appends: bytes go to the socket on flush(), so what one upstream read
+//     brought leaves in one system call; after finish(), once the loop has
+//     run this wakeup's callbacks, with the answers to other clients. While
 //     sink.pendingOutput() is above the exchange's limit it stops reading its
 //     upstream, and resumes on onOutputDrained().
 //   - An exchange may finish before the request body ended (an early answer:
