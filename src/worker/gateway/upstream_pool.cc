@@ -10,7 +10,8 @@ namespace phalanx::worker {
 namespace {
 
 constexpr size_t kReadBufferBytes = 64 * 1024;
-constexpr size_t kCorkKeptBytes = 16 * 1024;
+// Corked up to this much (a request head with a small body); sent at once beyond.
+constexpr size_t kCorkBytes = 16 * 1024;
 
 UpstreamConnection& owner(uv_handle_t* handle) {
   return *static_cast<UpstreamConnection*>(handle->data);
@@ -33,6 +34,10 @@ int UpstreamConnection::write(std::string_view first, std::string_view second) {
   }
   corked_.append(first);
   corked_.append(second);
+  if (corked_.size() >= kCorkBytes) {
+    // A body's worth: waiting gains nothing, and the cork would grow with the body.
+    return sendCorked();
+  }
   if (!corked_listed_) {
     corked_listed_ = true;
     pool_.corked_.push_back(this);
@@ -40,31 +45,35 @@ int UpstreamConnection::write(std::string_view first, std::string_view second) {
   return 0;
 }
 
-void UpstreamConnection::flush() {
-  corked_listed_ = false;
-  if (corked_.empty() || state_ == State::Closing) return;
+int UpstreamConnection::sendCorked() {
   uv_buf_t buf = uv_buf_init(corked_.data(), static_cast<unsigned>(corked_.size()));
   int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
   size_t taken = rc > 0 ? static_cast<size_t>(rc) : 0;
   if (taken > 0) sent_any_ = true;
   if (taken == corked_.size()) {
-    // A request's worth is kept for the next one; a body's worth is not kept idle.
-    if (corked_.capacity() > kCorkKeptBytes) {
+    // A request head's worth of storage is kept for the next one; more is not kept idle.
+    if (corked_.capacity() > kCorkBytes) {
       std::string().swap(corked_);
     } else {
       corked_.clear();
     }
-    // A user that paused its client on the backlog resumes it.
-    if (state_ == State::Busy && user_ != nullptr) user_->onUpstreamWritten(0);
-    return;
+    return 0;
   }
   if (rc < 0 && rc != UV_EAGAIN) {
     corked_.clear();
-    failSend(rc);
-    return;
+    return rc;
   }
-  rc = queue(std::exchange(corked_, std::string()), taken);
-  if (rc != 0) failSend(rc);
+  return queue(std::exchange(corked_, std::string()), taken);
+}
+
+void UpstreamConnection::flush() {
+  corked_listed_ = false;
+  if (corked_.empty() || state_ == State::Closing) return;
+  if (int rc = sendCorked(); rc != 0) {
+    failSend(rc);
+  } else if (state_ == State::Busy && user_ != nullptr) {
+    user_->onUpstreamWritten(0);  // a user that paused its client on the backlog resumes it
+  }
 }
 
 void UpstreamConnection::failSend(int status) {

@@ -22,11 +22,13 @@
 //   worker calls it once its loop has run the I/O callbacks of a wakeup (and
 //   before the loop waits again), so the requests read from several clients
 //   in one wakeup reach the upstream together: it is woken once for them, and
-//   does not preempt the worker between two of its writes.
+//   does not preempt the worker between two of its writes. Output of 16 KiB
+//   or more (body bytes) is sent at once: waiting gains nothing there.
 // - A socket that refuses the first bytes of a user's request (nothing of it
-//   reached the upstream) is reported with onUpstreamSendFailed(); a failure
-//   after some bytes went out, with onUpstreamWritten(error), and the read
-//   side then sees the connection end.
+//   reached the upstream) is reported by flush() with onUpstreamSendFailed(),
+//   or by write()'s return when it sent at once; a failure after some bytes
+//   went out, with onUpstreamWritten(error), and the read side then sees the
+//   connection end.
 #pragma once
 
 #include <netinet/in.h>
@@ -63,8 +65,9 @@ class UpstreamConnection {
   };
 
   // Appends `first` then `second` to what the pool's next flush() sends (or
-  // queues them behind a write the socket has not finished taking). Returns a
-  // libuv error when the connection is already closing.
+  // queues them behind a write the socket has not finished taking; sends at
+  // once from 16 KiB on). Returns a libuv error when the connection is closing
+  // or the socket refused what was sent at once.
   int write(std::string_view first, std::string_view second = {});
   // The parser of this connection's responses, kept across requests.
   UpstreamResponseParser& parser() { return parser_; }
@@ -98,6 +101,7 @@ class UpstreamConnection {
   void onTimer();
   int queue(std::string bytes, size_t offset);
   void onWriteDone(QueuedWrite* write, int status);
+  int sendCorked();
   void flush();
   void failSend(int status);
   void beginClose();
