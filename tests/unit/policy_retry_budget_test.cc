@@ -78,3 +78,19 @@ TEST_CASE("retry budget: a storm from threads overshoots by at most the thread c
   CHECK(granted.load() <= 200 + kThreads);
   CHECK(view(cell, kOptions, 1000).retries == static_cast<uint64_t>(granted.load()));
 }
+
+TEST_CASE("retry budget: a fresh cell counts whatever the clock reads") {
+  // 1 s buckets: epochs 64513-65535 (mod 2^16) once read a never-written bucket
+  // as one a moment ahead, kept its epoch 0, and the window never saw what was
+  // added to it: every retry was granted. CLOCK_MONOTONIC passes there after
+  // 17.9 hours of uptime, and every 18.2 hours after.
+  for (uint64_t epoch : {uint64_t{64513}, uint64_t{65471}, uint64_t{65535}, uint64_t{65536},
+                         uint64_t{131071}, uint64_t{1000}}) {
+    CAPTURE(epoch);
+    RetryBudgetCell cell{};
+    uint64_t now = epoch * 1000;
+    for (int i = 0; i < 200; ++i) countRequest(cell, kOptions, now);
+    CHECK(view(cell, kOptions, now).requests == 200);
+    CHECK(grant(cell, now, 100) == 40);
+  }
+}

@@ -9,8 +9,12 @@
 // read its clock a moment later) is added to as it is, never rolled back.
 //
 // Epochs are compared modulo 2^16: a slot left untouched for exactly a
-// multiple of lcm(size, 65536) epochs would be taken for current. With 1 s
-// buckets that is days of silence landing on one exact bucket; accepted.
+// multiple of lcm(size, 65536) epochs would be taken for current, and one
+// untouched for 64512-65535 epochs for a bucket ahead. With 1 s buckets that
+// is 18 hours of silence landing on a 17-minute stretch; accepted. A slot
+// never written (the word 0) is neither: it would otherwise read as "ahead"
+// for those 17 minutes of every 18 hours of the clock, and nothing added to it
+// would be seen.
 #pragma once
 
 #include <algorithm>
@@ -46,7 +50,7 @@ bool add(std::atomic<uint64_t>* ring, size_t size, uint64_t width, uint64_t now_
   for (;;) {
     uint16_t behind = age(word, epoch);
     uint16_t ahead = static_cast<uint16_t>(-behind);
-    bool keep = behind == 0 || ahead < kAheadTolerance;
+    bool keep = behind == 0 || (word != 0 && ahead < kAheadTolerance);
     uint64_t epoch_bits = keep ? (word >> kEpochShift) : (epoch & 0xffff);
     std::optional<uint64_t> payload = add(keep ? (word & kPayloadMask) : 0);
     if (!payload) return false;
