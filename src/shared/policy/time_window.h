@@ -10,7 +10,7 @@
 //
 // Epochs are compared modulo 2^16: a slot left untouched for exactly a
 // multiple of lcm(size, 65536) epochs would be taken for current, and one
-// untouched for 64512-65535 epochs for a bucket ahead. With 1 s buckets that
+// untouched for 64513-65535 epochs for a bucket ahead. With 1 s buckets that
 // is 18 hours of silence landing on a 17-minute stretch; accepted. A slot
 // never written (the word 0) is neither: it would otherwise read as "ahead"
 // for those 17 minutes of every 18 hours of the clock, and nothing added to it

@@ -192,10 +192,7 @@ void ProxyExchange::onUpstreamSendFailed(int status) {
   bool reused = conn_->reused();
   dropConnection();
   if (reused && !reuse_retry_used_ && replayable_) {
-    reuse_retry_used_ = true;
-    endAttempt(AttemptResult::Neutral);
-    --tried_count_;
-    attempt();
+    retryOnFreshConnection();
     return;
   }
   failAttempt(502, "connection failed", true);
@@ -259,12 +256,7 @@ void ProxyExchange::onUpstreamEnd(int status) {
   bool reused = conn_->reused();
   dropConnection();
   if (nothing_back && reused && !reuse_retry_used_ && idempotent_ && replayable_) {
-    // The reuse race: the upstream closed this pooled connection as we sent on
-    // it. Once, on a fresh connection, and it is no verdict on the target.
-    reuse_retry_used_ = true;
-    endAttempt(AttemptResult::Neutral);
-    --tried_count_;
-    attempt();
+    retryOnFreshConnection();
     return;
   }
   failAttempt(502, nothing_back ? "connection closed before a response" : "bad response",
@@ -341,6 +333,15 @@ void ProxyExchange::onResponseBody(const char* data, size_t length) {
   } else {
     sink_.write(std::string_view(data, length));
   }
+}
+
+// The reuse race: the upstream closed the pooled connection as we sent on it.
+// Once, on a fresh connection, and it is no verdict on the target.
+void ProxyExchange::retryOnFreshConnection() {
+  reuse_retry_used_ = true;
+  endAttempt(AttemptResult::Neutral);
+  --tried_count_;
+  attempt();
 }
 
 bool ProxyExchange::retryAllowed() {

@@ -105,6 +105,7 @@ class ProxyExchange final : public Exchange,
   // The attempt failed before a response was relayed: retry when allowed, else answer.
   void failAttempt(int status, const char* what, bool retry_allowed);
   bool retryAllowed();
+  void retryOnFreshConnection();
   void completeResponse(bool upstream_reusable);
   void abortResponse();
   void endAttempt(AttemptResult result);
