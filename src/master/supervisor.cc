@@ -28,6 +28,11 @@ constexpr uint64_t kSampleEvery = 5;         // checks: RSS and CPU every 500 ms
 constexpr uint64_t kQuitGraceMs = 1000;      // SIGQUIT → SIGKILL
 constexpr uint64_t kAbortGraceMs = 1000;     // SIGABRT (hung loop) → SIGKILL
 constexpr uint64_t kDrainBackstopMs = 2000;  // past drain_timeout_ms → SIGKILL
+// A committed reload is answered once the old workers closed their listening
+// sockets, looked for this often and for at most this long (a worker whose
+// loop is stuck accepts nothing anyway).
+constexpr uint64_t kClosedCheckMs = 2;
+constexpr uint64_t kClosedWaitMs = 1000;
 // A slot waiting longer than this closes its sockets: connections queued there
 // would otherwise wait out the whole delay. Short waits keep them (a restart
 // after a crash then loses nothing queued).
@@ -89,6 +94,14 @@ struct Supervisor::ReloadTxn {
   uint64_t deadline_ms = 0;  // monotonic
 };
 
+// A committed reload not answered yet: the old workers it drains share their
+// slot's socket with the new ones until they close their copies.
+struct Supervisor::ClosingOld {
+  ReloadDone done;
+  std::vector<int> pids;
+  uint64_t deadline_ms = 0;  // monotonic
+};
+
 Supervisor::Supervisor(uv_loop_t* loop, shared::SharedRegion& region, Listeners& listeners,
                        std::string exe_path)
     : loop_(loop),
@@ -102,6 +115,8 @@ Supervisor::Supervisor(uv_loop_t* loop, shared::SharedRegion& region, Listeners&
   check_timer_.data = this;
   uv_timer_init(loop_, &starting_timer_);
   starting_timer_.data = this;
+  uv_timer_init(loop_, &closing_timer_);
+  closing_timer_.data = this;
   uv_signal_init(loop_, &sigchld_);
   sigchld_.data = this;
   uv_signal_start(
@@ -546,7 +561,43 @@ void Supervisor::finishReload(const std::string& error) {
   store(region_.master().generation, current_->number);
   spdlog::info("reload: generation {} serving with {} workers; the old ones drain",
                current_->number, target_);
-  txn->done("");
+  // Answered only when no old worker accepts any more: a client that connects
+  // after `phalanxctl reload` returned must meet the new generation.
+  closing_ = std::make_unique<ClosingOld>();
+  closing_->done = std::move(txn->done);
+  closing_->deadline_ms = shared::monotonicMs() + kClosedWaitMs;
+  for (const auto& p : processes_) {
+    if (p->role == Role::Draining) closing_->pids.push_back(p->pid);
+  }
+  uv_timer_start(
+      &closing_timer_, [](uv_timer_t* t) { static_cast<Supervisor*>(t->data)->checkClosing(); }, 0,
+      kClosedCheckMs);
+}
+
+// Answers the committed reload once each old worker said it is draining
+// (which it says after closing its listening sockets), has exited, or is
+// being killed; or once kClosedWaitMs passed.
+void Supervisor::checkClosing() {
+  if (!closing_) return;
+  std::erase_if(closing_->pids, [this](int pid) {
+    auto it = std::find_if(processes_.begin(), processes_.end(),
+                           [pid](const auto& p) { return p->pid == pid; });
+    if (it == processes_.end()) return true;
+    const Process& p = **it;
+    if (p.killed || p.planned == ExitReason::Heartbeat) return true;
+    auto state =
+        static_cast<WorkerState>(region_.cell(p.cell).state.load(std::memory_order_acquire));
+    return state == WorkerState::Draining || state == WorkerState::Stopped;
+  });
+  bool late = shared::monotonicMs() > closing_->deadline_ms;
+  if (!closing_->pids.empty() && !late && !stopping_) return;
+  if (!closing_->pids.empty() && late) {
+    spdlog::warn("reload: {} old workers still accept after {} ms; answering anyway",
+                 closing_->pids.size(), kClosedWaitMs);
+  }
+  uv_timer_stop(&closing_timer_);
+  auto closing = std::move(closing_);
+  closing->done("");
 }
 
 bool Supervisor::scale(uint32_t workers, std::string* error) {
@@ -810,6 +861,7 @@ void Supervisor::stop(bool graceful, std::function<void()> done, ExitReason reas
     listeners_.closeSlot(slot->index);
   }
   if (reload_) finishReload("phalanx is stopping");
+  checkClosing();  // stopping: a committed reload is answered now
   for (auto& p : processes_) {
     if (p->planned == ExitReason::None) p->planned = reason;
   }

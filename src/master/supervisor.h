@@ -104,6 +104,7 @@ class Supervisor {
   struct Process;
   struct Slot;
   struct ReloadTxn;
+  struct ClosingOld;
 
   void initSlots(uint32_t count);
   Process* spawn(Slot& slot, std::shared_ptr<const Generation> generation, Role role);
@@ -124,6 +125,7 @@ class Supervisor {
   void checkProcess(Process& process, uint64_t now_ms, bool sample);
   void checkReload(uint64_t now_ms);
   void finishReload(const std::string& error);
+  void checkClosing();
   void publish(const Slot& slot);
   void countRestart(Slot& slot, shared::ExitReason reason);
   void countReplacement(shared::ExitReason reason);
@@ -142,12 +144,14 @@ class Supervisor {
   std::list<std::unique_ptr<Process>> processes_;  // every live process
   std::vector<std::unique_ptr<Process>> exited_;   // reaped; freed on the next reap
   std::unique_ptr<ReloadTxn> reload_;
+  std::unique_ptr<ClosingOld> closing_;  // committed, answered when the old workers closed
   std::mt19937_64 random_;
   uint64_t check_count_ = 0;
   bool stopping_ = false;
   bool handed_over_ = false;
   std::function<void()> on_stopped_;
   uv_timer_t check_timer_{};
+  uv_timer_t closing_timer_{};
   uv_timer_t starting_timer_{};
   uv_signal_t sigchld_{};
   uv_timer_t stop_timer_{};

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import (DEFAULT_ROUTES, Conn, Phalanx, deploy, ab_field, build_request, children_of, ctl, free_port,
                       http_get,
-                      listening_inodes, live_identity, parse_wrk, pid_alive, rewrite_config,
+                      listening_inodes, live_identity, parse_wrk, pid_alive, rewrite_config, socket_inodes,
                       supervised_config, wait_until)
 
 
@@ -129,6 +129,39 @@ def test_old_generations_drain_and_exit_on_their_own(phalanx_factory):
     killed = [l for l in log.splitlines() if "SIGKILL" in l or "signal Killed" in l]
     assert not killed, "old workers were killed instead of draining:\n" + "\n".join(killed)
     assert len(drained) == 80 and all("code 0" in l for l in drained), "\n".join(drained)
+
+
+def test_a_reload_is_answered_once_the_old_workers_closed_their_sockets(phalanx_factory):
+    """Bug: the answer went out as the old workers were sent SIGTERM. An old
+    worker shares its slot's socket with the new one until it closes its copy,
+    so a client that connected right after `reload` returned could still be
+    accepted by the old generation (a 404 for a route the reload added). An old
+    worker held in SIGSTOP for 0.5 s makes that window wide: the answer has to
+    wait for it."""
+    import threading
+    ph = phalanx_factory()
+    port = ph.port
+    old = sorted(serving_pids(ph))
+    listening = listening_inodes(port)
+    held = old[0]
+    assert listening & socket_inodes(held), "the worker holds its slot's socket"
+    os.kill(held, signal.SIGSTOP)
+    resume = threading.Timer(0.5, os.kill, (held, signal.SIGCONT))
+    resume.start()
+    try:
+        started = time.monotonic()
+        answer = ph.control("reload")
+        waited = time.monotonic() - started
+        assert answer["ok"] and answer["generation"] == 2, answer
+        for pid in old:
+            assert not (listening & socket_inodes(pid)), \
+                f"old worker {pid} still holds the listening socket after the reload answered"
+        assert waited >= 0.4, f"answered {waited:.3f} s after, while an old worker was stopped"
+    finally:
+        resume.cancel()
+        if pid_alive(held):
+            os.kill(held, signal.SIGCONT)
+    wait_generation(ph, 2)
 
 
 # --------------------------------------------------------------------------
