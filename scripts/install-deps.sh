@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libuv1-dev libhiredis-dev libsimdjson-dev libspdlog-dev doctest-dev node-llhttp
   libssl-dev  # libcrypto: API key hashes, JWT signatures
+  liburing-dev  # a wakeup's sends in one system call (src/worker/send_batch.h)
   # run and test
   redis-server curl wrk apache2-utils python3 python3-pytest socat iproute2 procps
   # strace: the accept calls a connection costs (tests/integration/test_connection_cost.py)

@@ -25,6 +25,7 @@
 #include "worker/http/connection.h"
 #include "worker/http/socket_adopter.h"
 #include "worker/route_figures.h"
+#include "worker/send_batch.h"
 
 namespace phalanx::worker {
 
@@ -83,6 +84,9 @@ class Worker {
   // Calls connection.onDeferred() outside whatever is running now, once the
   // loop has run this wakeup's I/O callbacks (see settle()).
   void defer(Connection& connection) { deferred_.push_back(&connection); }
+  // What connections and upstream connections send goes through this batch,
+  // submitted by settle().
+  SendBatch& sends() { return sends_; }
   // Before the loop's last run: exchanges and upstream connections close
   // through their own callbacks, which free them.
   void releaseUpstreams();
@@ -113,10 +117,11 @@ class Worker {
   void closeListeners();
   void stopLoop();
   void heartbeat();
-  // Runs the deferred calls and sends the corked upstream requests: after the
-  // I/O callbacks of a wakeup (a check handle), so what they produced leaves
-  // together, and again before the loop waits (a prepare handle) for what
-  // timers and closing handles produced. Nothing waits for a later wakeup.
+  // Runs the deferred calls and submits the send batch (answers and upstream
+  // requests): after the I/O callbacks of a wakeup (a check handle), so what
+  // they produced leaves together, and again before the loop waits (a prepare
+  // handle) for what timers and closing handles produced. Nothing waits for a
+  // later wakeup.
   void settle();
   void runDeferred();
   void balanceConnections();
@@ -134,6 +139,7 @@ class Worker {
   WorkerOptions options_;
   Handlers handlers_;
   RouteFigures route_figures_;
+  SendBatch sends_;  // before what sends through it: destroyed after them
   std::unique_ptr<Gateway> gateway_;
   std::unique_ptr<AccessLog> access_log_;
   std::vector<std::unique_ptr<Listener>> listeners_;

@@ -35,17 +35,21 @@ UpstreamCells cellsOf(shared::UpstreamRecord& r) {
 
 }  // namespace
 
-std::unique_ptr<Gateway> Gateway::create(uv_loop_t* loop, const shared::Config& config,
+std::unique_ptr<Gateway> Gateway::create(uv_loop_t* loop, SendBatch& sends,
+                                         const shared::Config& config,
                                          const shared::SharedRegion& region,
                                          shared::WorkerCell& cell, int pid, int master_pid,
                                          std::string* error) {
-  std::unique_ptr<Gateway> gateway(new Gateway(loop, pid));
+  std::unique_ptr<Gateway> gateway(new Gateway(loop, sends, pid));
   if (!gateway->build(config, region, cell, master_pid, error)) return nullptr;
   return gateway;
 }
 
-Gateway::Gateway(uv_loop_t* loop, int pid)
-    : loop_(loop), request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)), pid_(pid) {}
+Gateway::Gateway(uv_loop_t* loop, SendBatch& sends, int pid)
+    : loop_(loop),
+      sends_(sends),
+      request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)),
+      pid_(pid) {}
 
 // The master provisioned a record for every upstream and target of this
 // config before it started us: one missing means master and worker disagree
@@ -90,7 +94,7 @@ bool Gateway::build(const shared::Config& config, const shared::SharedRegion& re
                                                       cellsOf(*record),
                                                       uv_hrtime() + groups_.size()));
   }
-  pool_ = std::make_unique<UpstreamPool>(loop_, std::move(pool_targets));
+  pool_ = std::make_unique<UpstreamPool>(loop_, sends_, std::move(pool_targets));
   std::vector<UpstreamGroup*> groups;
   bool cluster = false;
   for (auto& group : groups_) {

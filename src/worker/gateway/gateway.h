@@ -35,8 +35,10 @@ class Gateway {
  public:
   // nullptr with `error` set when the region lacks a record the config needs
   // (the master provisions them before it starts a worker). `master_pid`
-  // names this host to the others (breakers shared over Redis).
-  static std::unique_ptr<Gateway> create(uv_loop_t* loop, const shared::Config& config,
+  // names this host to the others (breakers shared over Redis). Upstream
+  // requests go out through `sends`, which outlives the gateway.
+  static std::unique_ptr<Gateway> create(uv_loop_t* loop, SendBatch& sends,
+                                         const shared::Config& config,
                                          const shared::SharedRegion& region,
                                          shared::WorkerCell& cell, int pid, int master_pid,
                                          std::string* error);
@@ -85,8 +87,6 @@ class Gateway {
   // measured in hundreds of them).
   uint64_t nowMs() const { return uv_now(loop_); }
   UpstreamPool& pool() { return *pool_; }
-  // Sends the upstream requests written since the last call (upstream_pool.h).
-  void flushUpstreams() { pool_->flush(); }
   RequestIds& requestIds() { return request_ids_; }
   std::string_view date() { return date_.now(); }
   // An empty string whose capacity is reused by every exchange of the worker,
@@ -97,11 +97,12 @@ class Gateway {
   }
 
  private:
-  Gateway(uv_loop_t* loop, int pid);
+  Gateway(uv_loop_t* loop, SendBatch& sends, int pid);
   bool build(const shared::Config& config, const shared::SharedRegion& region,
              shared::WorkerCell& cell, int master_pid, std::string* error);
 
   uv_loop_t* loop_;
+  SendBatch& sends_;
   std::unique_ptr<UpstreamPool> pool_;
   std::vector<std::unique_ptr<UpstreamGroup>> groups_;
   std::unique_ptr<BreakerSync> breaker_sync_;  // only with a "cluster" breaker

@@ -110,8 +110,8 @@ void ProxyExchange::onConnected(int status) {
   send();
 }
 
-// Head and whatever body came so far, in one write (sent when the pool
-// flushes). A retry sends the whole body again from the replay copy.
+// Head and whatever body came so far, in one write (sent with the worker's
+// send batch). A retry sends the whole body again from the replay copy.
 void ProxyExchange::send() {
   stage_ = Stage::Waiting;
   conn_->parser().setListener(this);

@@ -22,6 +22,12 @@ UpstreamConnection& owner(uv_handle_t* handle) {
 UpstreamConnection::UpstreamConnection(UpstreamPool& pool, uint32_t target)
     : pool_(pool), target_(target) {}
 
+// One the pool frees without closing it first (the worker is stopping) must
+// not stay in the send batch.
+UpstreamConnection::~UpstreamConnection() {
+  pool_.sends_.remove(this);
+}
+
 int UpstreamConnection::write(std::string_view first, std::string_view second) {
   if (state_ == State::Closing) return UV_ECANCELED;
   if (!writes_.empty()) {
@@ -36,19 +42,22 @@ int UpstreamConnection::write(std::string_view first, std::string_view second) {
   corked_.append(second);
   if (corked_.size() >= kCorkBytes) {
     // A body's worth: waiting gains nothing, and the cork would grow with the body.
+    pool_.sends_.remove(this);
     return sendCorked();
   }
-  if (!corked_listed_) {
-    corked_listed_ = true;
-    pool_.corked_.push_back(this);
-  }
+  pool_.sends_.add(this);
   return 0;
 }
 
 int UpstreamConnection::sendCorked() {
   uv_buf_t buf = uv_buf_init(corked_.data(), static_cast<unsigned>(corked_.size()));
   int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
-  size_t taken = rc > 0 ? static_cast<size_t>(rc) : 0;
+  return afterSend(rc == UV_EAGAIN ? 0 : rc);
+}
+
+// `result`: bytes of corked_ the socket took, or a libuv error.
+int UpstreamConnection::afterSend(int result) {
+  size_t taken = result > 0 ? static_cast<size_t>(result) : 0;
   if (taken > 0) sent_any_ = true;
   if (taken == corked_.size()) {
     // A request head's worth of storage is kept for the next one; more is not kept idle.
@@ -59,17 +68,23 @@ int UpstreamConnection::sendCorked() {
     }
     return 0;
   }
-  if (rc < 0 && rc != UV_EAGAIN) {
+  if (result < 0) {
     corked_.clear();
-    return rc;
+    return result;
   }
   return queue(std::exchange(corked_, std::string()), taken);
 }
 
-void UpstreamConnection::flush() {
-  corked_listed_ = false;
-  if (corked_.empty() || state_ == State::Closing) return;
-  if (int rc = sendCorked(); rc != 0) {
+int UpstreamConnection::sendFd() const {
+  uv_os_fd_t fd = -1;
+  uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd);
+  return fd;
+}
+
+// The worker's send batch sent corked_.
+void UpstreamConnection::onSent(int result) {
+  if (state_ == State::Closing) return;
+  if (int rc = afterSend(result); rc != 0) {
     failSend(rc);
   } else if (state_ == State::Busy && user_ != nullptr) {
     user_->onUpstreamWritten(0);  // a user that paused its client on the backlog resumes it
@@ -186,8 +201,8 @@ void UpstreamConnection::onTimer() {
 void UpstreamConnection::beginClose() {
   if (state_ == State::Closing) return;
   state_ = State::Closing;
-  // Its memory goes once its handles are closed; the pool must not flush it then.
-  if (corked_listed_) std::erase(pool_.corked_, this);
+  // Its memory goes once its handles are closed; the batch must not send it then.
+  pool_.sends_.remove(this);
   user_ = nullptr;
   reading_ = false;
   auto on_closed = [](uv_handle_t* h) {
@@ -198,8 +213,8 @@ void UpstreamConnection::beginClose() {
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_closed);
 }
 
-UpstreamPool::UpstreamPool(uv_loop_t* loop, std::vector<Target> targets)
-    : loop_(loop), targets_(std::move(targets)), idle_(targets_.size()) {}
+UpstreamPool::UpstreamPool(uv_loop_t* loop, SendBatch& sends, std::vector<Target> targets)
+    : loop_(loop), sends_(sends), targets_(std::move(targets)), idle_(targets_.size()) {}
 
 UpstreamPool::~UpstreamPool() = default;
 
@@ -277,16 +292,6 @@ void UpstreamPool::close(UpstreamConnection* conn) {
 void UpstreamPool::closeIdle() {
   for (auto& idle : idle_) {
     while (!idle.empty()) close(idle.front());
-  }
-}
-
-void UpstreamPool::flush() {
-  while (!corked_.empty()) {
-    flushing_.clear();
-    flushing_.swap(corked_);
-    // A connection closed meanwhile by another's callback is still allocated
-    // (freed in the loop's closing phase) and flushes nothing.
-    for (UpstreamConnection* conn : flushing_) conn->flush();
   }
 }
 

@@ -17,18 +17,19 @@
 //   never from inside a call it made on the connection.
 // - Reads go through one buffer the pool owns: a user consumes the bytes in
 //   onUpstreamData() or copies them.
-// - Writes are corked: write() appends to the connection's output, and
-//   flush() sends every corked connection's output, one system call each. The
-//   worker calls it once its loop has run the I/O callbacks of a wakeup (and
-//   before the loop waits again), so the requests read from several clients
-//   in one wakeup reach the upstream together: it is woken once for them, and
-//   does not preempt the worker between two of its writes. Output of 16 KiB
-//   or more (body bytes) is sent at once: waiting gains nothing there.
+// - Writes are corked: write() appends to the connection's output and lists
+//   the connection in the worker's send batch (send_batch.h), which sends it
+//   once the loop has run the I/O callbacks of a wakeup (and before the loop
+//   waits again), with every other connection's output and the clients'
+//   answers: the requests read from several clients in one wakeup reach the
+//   upstream together, it is woken once for them, and does not preempt the
+//   worker between two of its writes. Output of 16 KiB or more (body bytes)
+//   is sent at once: waiting gains nothing there.
 // - A socket that refuses the first bytes of a user's request (nothing of it
-//   reached the upstream) is reported by flush() with onUpstreamSendFailed(),
-//   or by write()'s return when it sent at once; a failure after some bytes
-//   went out, with onUpstreamWritten(error), and the read side then sees the
-//   connection end.
+//   reached the upstream) is reported after the batch's send with
+//   onUpstreamSendFailed(), or by write()'s return when it sent at once; a
+//   failure after some bytes went out, with onUpstreamWritten(error), and the
+//   read side then sees the connection end.
 #pragma once
 
 #include <netinet/in.h>
@@ -42,12 +43,13 @@
 #include <vector>
 
 #include "worker/gateway/upstream_response_parser.h"
+#include "worker/send_batch.h"
 
 namespace phalanx::worker {
 
 class UpstreamPool;
 
-class UpstreamConnection {
+class UpstreamConnection final : private BatchedSender {
  public:
   class User {
    public:
@@ -55,7 +57,7 @@ class UpstreamConnection {
     virtual void onConnected(int status) = 0;  // 0, or a libuv error
     virtual void onUpstreamData(const char* data, size_t length) = 0;
     virtual void onUpstreamEnd(int status) = 0;      // UV_EOF, or a libuv error
-    // Written bytes left for the socket (a flush, or a queued write completed),
+    // Written bytes left for the socket (the send batch, or a queued write completed),
     // or failed to: status is 0 or a libuv error.
     virtual void onUpstreamWritten(int status) = 0;
     // The socket refused the request's first bytes: the connection is broken
@@ -64,7 +66,9 @@ class UpstreamConnection {
     virtual void onUpstreamTimeout() = 0;            // the deadline set with setTimeout() passed
   };
 
-  // Appends `first` then `second` to what the pool's next flush() sends (or
+  ~UpstreamConnection() override;
+
+  // Appends `first` then `second` to what the send batch sends next (or
   // queues them behind a write the socket has not finished taking; sends at
   // once from 16 KiB on). Returns a libuv error when the connection is closing
   // or the socket refused what was sent at once.
@@ -102,7 +106,11 @@ class UpstreamConnection {
   int queue(std::string bytes, size_t offset);
   void onWriteDone(QueuedWrite* write, int status);
   int sendCorked();
-  void flush();
+  int afterSend(int result);
+  // BatchedSender: corked_ goes with the worker's next send batch.
+  int sendFd() const override;
+  std::string_view unsent() const override { return corked_; }
+  void onSent(int result) override;
   void failSend(int status);
   void beginClose();
 
@@ -118,8 +126,7 @@ class UpstreamConnection {
   uv_connect_t connect_req_{};
   std::list<std::unique_ptr<QueuedWrite>> writes_;
   size_t pending_write_ = 0;    // bytes in writes_
-  std::string corked_;          // written since the last flush, while writes_ was empty
-  bool corked_listed_ = false;  // in the pool's corked_ list
+  std::string corked_;          // written since the last batch, while writes_ was empty
   bool sent_any_ = false;       // the socket took bytes of the current user's request
   bool reading_ = false;
   uint64_t requests_ = 0;
@@ -137,7 +144,8 @@ class UpstreamPool {
     uint32_t idle_timeout_ms = 4000;
   };
 
-  UpstreamPool(uv_loop_t* loop, std::vector<Target> targets);
+  // Upstream requests are sent through `sends` (the worker's, which outlives the pool).
+  UpstreamPool(uv_loop_t* loop, SendBatch& sends, std::vector<Target> targets);
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
@@ -150,9 +158,6 @@ class UpstreamPool {
   void close(UpstreamConnection* conn);
   // Closes every idle connection (the worker is draining).
   void closeIdle();
-  // Sends what every connection corked since the last flush (see the
-  // contract above). User callbacks may cork more; it runs until none is left.
-  void flush();
 
  private:
   friend class UpstreamConnection;
@@ -160,11 +165,10 @@ class UpstreamPool {
   void forget(UpstreamConnection* conn);  // its handles are closed: free it
 
   uv_loop_t* loop_;
+  SendBatch& sends_;
   std::vector<Target> targets_;
   // Most recently released at the back.
   std::vector<std::list<UpstreamConnection*>> idle_;
-  // Connections with corked output; flush() swaps the two and keeps their storage.
-  std::vector<UpstreamConnection*> corked_, flushing_;
   std::list<std::unique_ptr<UpstreamConnection>> all_;
   std::unique_ptr<char[]> read_buffer_;
 };

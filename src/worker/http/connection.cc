@@ -55,6 +55,11 @@ Connection::Connection(Worker& worker)
                       .max_headers = worker.limits().max_headers,
                       .path = {.merge_slashes = worker.http().merge_slashes}}) {}
 
+// A connection still open when the worker stops must not stay in its send batch.
+Connection::~Connection() {
+  worker_.sends().remove(this);
+}
+
 void Connection::start(int fd, const sockaddr* peer, uint32_t listener,
                        std::list<Connection>::iterator self) {
   self_ = self;
@@ -70,6 +75,7 @@ void Connection::start(int fd, const sockaddr* peer, uint32_t listener,
   timer_.data = this;
   handles_open_ = 2;
   // TCP_NODELAY waits for an answer that keeps the connection open (setNoDelay).
+  fd_ = fd;
   if (int rc = worker_.adoptSocket(&tcp_, fd); rc != 0) {
     spdlog::warn("connection: cannot adopt fd {}: {}", fd, uv_strerror(rc));  // fd is closed
     closeNow();
@@ -182,7 +188,8 @@ void Connection::parse(const char* data, size_t length) {
 void Connection::pump() {
   while (phase_ == Phase::Open && !writing()) {
     if (!out_.empty()) {
-      if (!writeOut()) break;
+      worker_.sends().add(this);  // onSent() pumps on
+      break;
     } else if (holding()) {
       // Read on while the answer waits, so a reset is noticed; hold a bounded amount.
       if (pending_input_.size() < kMaxHeldInput) {
@@ -221,7 +228,7 @@ void Connection::onHeadersComplete(Request& request) {
   if (request.expect_continue) {
     // The client waits for the 100 before it sends the body: send it now.
     out_ += Handlers::kContinue;
-    if (!writing()) writeOut();
+    if (!writing()) worker_.sends().add(this);
   }
   route_ = worker_.handlers().match(request, listener_);
   // Proxied and guarded routes are answered by the gateway; a method the
@@ -395,36 +402,42 @@ void Connection::countResponse(int status, uint64_t bytes, const Request* reques
   }
 }
 
-// Hands `out_` to the socket. Returns true when all of it went out now; false
-// when the rest is queued (writing()) or the connection failed.
-bool Connection::writeOut() {
-  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-  uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-  int written = uv_try_write(stream, &buf, 1);
-  if (written == static_cast<int>(out_.size())) {
-    discard(out_);
-    return true;
-  }
-  if (written < 0 && written != UV_EAGAIN) {
+// The send batch sent out_ (see send_batch.h for `result`).
+void Connection::onSent(int result) {
+  if (phase_ != Phase::Open) return;
+  if (result < 0) {
     closeNow();
-    return false;
+    return;
   }
-  // The socket took part (or none) of it: queue the rest and leave `out_` empty
-  // for responses parsed meanwhile.
-  size_t offset = written > 0 ? static_cast<size_t>(written) : 0;
+  auto taken = static_cast<size_t>(result);
+  if (taken < out_.size()) {
+    queueRest(taken);
+    return;
+  }
+  discard(out_);
+  pump();
+  // The client took it all: an exchange held back by its backlog may go on.
+  if (exchange_ && !exchange_done_ && phase_ == Phase::Open && !writing()) {
+    exchange_->onOutputDrained();
+  }
+}
+
+// The socket took `taken` bytes of out_: the rest goes by a queued uv_write,
+// and out_ is left empty for responses parsed meanwhile.
+void Connection::queueRest(size_t taken) {
   queued_write_ = std::make_unique<QueuedWrite>();
   queued_write_->bytes.swap(out_);
   std::string& bytes = queued_write_->bytes;
-  buf = uv_buf_init(bytes.data() + offset, static_cast<unsigned>(bytes.size() - offset));
+  uv_buf_t buf = uv_buf_init(bytes.data() + taken, static_cast<unsigned>(bytes.size() - taken));
   queued_write_->req.data = this;
-  int rc = uv_write(&queued_write_->req, stream, &buf, 1, [](uv_write_t* req, int status) {
-    static_cast<Connection*>(req->data)->onWriteDone(status);
-  });
+  int rc = uv_write(&queued_write_->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
+                    [](uv_write_t* req, int status) {
+                      static_cast<Connection*>(req->data)->onWriteDone(status);
+                    });
   if (rc != 0) {  // no callback will come
     queued_write_.reset();
     closeNow();
   }
-  return false;
 }
 
 // libuv is done with the request when it calls back (also with UV_ECANCELED
@@ -546,7 +559,7 @@ void Connection::write(std::string_view bytes) {
 }
 
 void Connection::flush() {
-  if (phase_ == Phase::Open && !writing() && !out_.empty()) writeOut();
+  if (phase_ == Phase::Open && !writing() && !out_.empty()) worker_.sends().add(this);
 }
 
 void Connection::finish(int status, bool reusable) {
@@ -615,6 +628,7 @@ void Connection::abortExchange() {
 void Connection::closeNow() {
   if (phase_ == Phase::Closed) return;
   phase_ = Phase::Closed;
+  worker_.sends().remove(this);
   auto on_closed = [](uv_handle_t* h) { owner(h).onHandleClosed(); };
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_closed);

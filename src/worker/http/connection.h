@@ -30,9 +30,10 @@
 // connection never pays for the setsockopt.
 //
 // Writes: responses to everything parsed from one read are appended to one
-// buffer and sent with one uv_try_write; only what the socket does not take goes
-// through a queued uv_write. Output is bounded: once kMaxPendingOutput is
-// waiting, parsing pauses mid-buffer (the rest of the input is kept) and
+// buffer, which joins the worker's send batch (send_batch.h): it is sent, with
+// the other connections' answers, once the loop has run the wakeup's I/O
+// callbacks; only what the socket does not take goes through a queued uv_write. Output is bounded:
+// once kMaxPendingOutput is waiting, parsing pauses mid-buffer (the rest of the input is kept) and
 // reading stops, until the client has read what it asked for.
 //
 // Memory: an idle keep-alive connection holds this object and the parser's
@@ -86,12 +87,15 @@
 #include "worker/http/http_parser.h"
 #include "worker/http/response.h"
 #include "worker/router.h"
+#include "worker/send_batch.h"
 
 namespace phalanx::worker {
 
 class Worker;
 
-class Connection final : public RequestParser::Listener, private ExchangeSink {
+class Connection final : public RequestParser::Listener,
+                         private ExchangeSink,
+                         private BatchedSender {
  public:
   static constexpr size_t kMaxPendingOutput = 1 << 20;
   static constexpr uint64_t kLingerMs = 2000;
@@ -102,6 +106,7 @@ class Connection final : public RequestParser::Listener, private ExchangeSink {
   static constexpr size_t kMaxHeldInput = 64 * 1024;
 
   explicit Connection(Worker& worker);
+  ~Connection() override;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -163,7 +168,11 @@ class Connection final : public RequestParser::Listener, private ExchangeSink {
   void onRead(ssize_t nread, const uv_buf_t* buf);
   void parse(const char* data, size_t length);
   void pump();
-  bool writeOut();
+  // BatchedSender: out_ goes with the worker's next send batch.
+  int sendFd() const override { return fd_; }
+  std::string_view unsent() const override { return out_; }
+  void onSent(int result) override;
+  void queueRest(size_t taken);
   void onWriteDone(int status);
   void failRequest(int status, const char* reason);
   void closeAfterAnswer(const Request& request);
@@ -179,12 +188,14 @@ class Connection final : public RequestParser::Listener, private ExchangeSink {
   void countResponse(int status, uint64_t bytes, const Request* request, const Route* route,
                      const Exchange::Report* report = nullptr);
   bool idle() const;
-  bool writing() const { return queued_write_ != nullptr; }
+  // Output is on its way: in the send batch, or a queued uv_write.
+  bool writing() const { return listed() || queued_write_ != nullptr; }
   void startDrainGrace();
 
   Worker& worker_;
   std::list<Connection>::iterator self_;
   uv_tcp_t tcp_{};
+  int fd_ = -1;  // tcp_'s socket
   uv_timer_t timer_{};
   std::unique_ptr<QueuedWrite> queued_write_;    // non-null while a write is in flight
   std::unique_ptr<uv_shutdown_t> shutdown_req_;  // non-null while lingering's FIN is queued

@@ -13,8 +13,8 @@
 //     buffers at most one read (Worker's read buffer) beyond its own limit.
 //   - The response goes out with sink.beginResponse() (once), sink.write() as
 //     bytes arrive, and sink.finish() when it is complete. write() only
-//     appends: bytes go to the socket on flush(), so what one upstream read
-//     brought leaves in one system call; after finish(), once the loop has
+//     appends; flush() and finish() hand the bytes to the worker's send batch,
+//     so what one upstream read brought leaves in one send, once the loop has
 //     run this wakeup's callbacks, with the answers to other clients. While
 //     sink.pendingOutput() is above the exchange's limit it stops reading its
 //     upstream, and resumes on onOutputDrained().
@@ -53,7 +53,7 @@ class ExchangeSink {
   // The connection adds its own reasons (the client asked, drain, shedding).
   virtual ConnectionHeader beginResponse(bool must_close) = 0;
   virtual void write(std::string_view bytes) = 0;
-  // Hands what write() appended to the socket.
+  // Hands what write() appended to the socket (with the worker's send batch).
   virtual void flush() = 0;
   // The response is complete. `reusable` false: the connection must close after it
   // (the body was cut short, or framing could not be kept). The connection
