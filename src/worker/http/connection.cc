@@ -74,8 +74,8 @@ void Connection::start(int fd, const sockaddr* peer, uint32_t listener,
   tcp_.data = this;
   timer_.data = this;
   handles_open_ = 2;
-  // TCP_NODELAY waits for an answer that keeps the connection open (setNoDelay).
   fd_ = fd;
+  // TCP_NODELAY waits for an answer that keeps the connection open (setNoDelay).
   if (int rc = worker_.adoptSocket(&tcp_, fd); rc != 0) {
     spdlog::warn("connection: cannot adopt fd {}: {}", fd, uv_strerror(rc));  // fd is closed
     closeNow();
