@@ -15,8 +15,11 @@
 // none when the socket's buffer is full). No send is left running after
 // submit() returns, so a sender's bytes need to live only until then.
 //
-// Without io_uring (a kernel without it, a seccomp filter, the
-// kernel.io_uring_disabled sysctl) the contract holds with one send() each.
+// The ring is used only where a send on a full socket is seen to come back at
+// once (probe(), at start); should a send still not complete within a submit,
+// it is cancelled (it sent nothing) and the ring is not used again. Without
+// io_uring (a kernel without it or without IORING_OP_SEND, a seccomp filter,
+// the kernel.io_uring_disabled sysctl) the contract holds with one send() each.
 //
 // Contract:
 // - add(sender) lists a sender for the next submit(); listing it again before
@@ -78,7 +81,11 @@ class SendBatch {
   // Results of running_[from, from + count) through the ring; false when the
   // ring failed (the caller sends what has no result yet one by one).
   bool sendByRing(size_t from, size_t count);
-  void disableRing(int error);
+  size_t reap(bool wait, int* error, size_t owed = 0);
+  // Whether this kernel completes a MSG_DONTWAIT send within the submit: one
+  // send on a full socket of a socket pair must come back with EAGAIN at once.
+  bool probe(std::string* why);
+  void disableRing(const std::string& why);
 
   io_uring ring_{};
   bool ring_ready_ = false;
@@ -87,6 +94,7 @@ class SendBatch {
   std::vector<BatchedSender*> listed_;
   std::vector<BatchedSender*> running_;  // the senders of the submit() in progress
   std::vector<int> results_;             // per running_ entry; kNoResult until known
+  std::vector<size_t> queued_;           // running_ indices in the ring, in order
 };
 
 }  // namespace phalanx::worker
