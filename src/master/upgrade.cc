@@ -58,6 +58,10 @@ struct Upgrade::State {
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&ready_pipe))) {
       uv_close(reinterpret_cast<uv_handle_t*>(&ready_pipe), onClose);
     }
+    // Ready: the new master lives on, and nothing of it concerns this one any
+    // more. Its handles close now, so the state is freed while the loop still
+    // runs (a handle closed only at exit never calls back, and leaks it).
+    if (error.empty()) closeAll();
     auto callback = std::move(done);
     callback(error, pid);
   }
