@@ -14,7 +14,8 @@ import pytest
 
 from conftest import (DEFAULT_ROUTES, Conn, Phalanx, deploy, ab_field, build_request, children_of, ctl, free_port,
                       http_get,
-                      listening_inodes, live_identity, parse_wrk, pid_alive, rewrite_config, socket_inodes,
+                      listening_inodes, live_identity, parse_wrk, pid_alive, rewrite_config,
+                      socket_inodes,
                       supervised_config, wait_until)
 
 

@@ -40,23 +40,21 @@ std::unique_ptr<Gateway> Gateway::create(uv_loop_t* loop, SendBatch& sends,
                                          const shared::SharedRegion& region,
                                          shared::WorkerCell& cell, int pid, int master_pid,
                                          std::string* error) {
-  std::unique_ptr<Gateway> gateway(new Gateway(loop, sends, pid));
-  if (!gateway->build(config, region, cell, master_pid, error)) return nullptr;
+  std::unique_ptr<Gateway> gateway(new Gateway(loop, pid));
+  if (!gateway->build(sends, config, region, cell, master_pid, error)) return nullptr;
   return gateway;
 }
 
-Gateway::Gateway(uv_loop_t* loop, SendBatch& sends, int pid)
-    : loop_(loop),
-      sends_(sends),
-      request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)),
-      pid_(pid) {}
+Gateway::Gateway(uv_loop_t* loop, int pid)
+    : loop_(loop), request_ids_(uv_hrtime() ^ (static_cast<uint64_t>(pid) << 32)), pid_(pid) {}
 
 // The master provisioned a record for every upstream and target of this
 // config before it started us: one missing means master and worker disagree
 // on the region, and a worker with state of its own would break the promise
 // that every worker shares one breaker and one in-flight count.
-bool Gateway::build(const shared::Config& config, const shared::SharedRegion& region,
-                    shared::WorkerCell& cell, int master_pid, std::string* error) {
+bool Gateway::build(SendBatch& sends, const shared::Config& config,
+                    const shared::SharedRegion& region, shared::WorkerCell& cell, int master_pid,
+                    std::string* error) {
   std::vector<UpstreamPool::Target> pool_targets;
   std::vector<HealthTarget> health_targets;
   for (const auto& [name, upstream] : config.upstreams) {
@@ -94,7 +92,7 @@ bool Gateway::build(const shared::Config& config, const shared::SharedRegion& re
                                                       cellsOf(*record),
                                                       uv_hrtime() + groups_.size()));
   }
-  pool_ = std::make_unique<UpstreamPool>(loop_, sends_, std::move(pool_targets));
+  pool_ = std::make_unique<UpstreamPool>(loop_, sends, std::move(pool_targets));
   std::vector<UpstreamGroup*> groups;
   bool cluster = false;
   for (auto& group : groups_) {

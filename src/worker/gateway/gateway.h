@@ -97,12 +97,11 @@ class Gateway {
   }
 
  private:
-  Gateway(uv_loop_t* loop, SendBatch& sends, int pid);
-  bool build(const shared::Config& config, const shared::SharedRegion& region,
+  Gateway(uv_loop_t* loop, int pid);
+  bool build(SendBatch& sends, const shared::Config& config, const shared::SharedRegion& region,
              shared::WorkerCell& cell, int master_pid, std::string* error);
 
   uv_loop_t* loop_;
-  SendBatch& sends_;
   std::unique_ptr<UpstreamPool> pool_;
   std::vector<std::unique_ptr<UpstreamGroup>> groups_;
   std::unique_ptr<BreakerSync> breaker_sync_;  // only with a "cluster" breaker

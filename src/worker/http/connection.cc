@@ -415,11 +415,7 @@ void Connection::onSent(int result) {
     return;
   }
   discard(out_);
-  pump();
-  // The client took it all: an exchange held back by its backlog may go on.
-  if (exchange_ && !exchange_done_ && phase_ == Phase::Open && !writing()) {
-    exchange_->onOutputDrained();
-  }
+  onOutputTaken();
 }
 
 // The socket took `taken` bytes of out_: the rest goes by a queued uv_write,
@@ -452,8 +448,13 @@ void Connection::onWriteDone(int status) {
     // A streamed response moves on: the client has idle_timeout for the next part.
     setDeadline(uv_now(worker_.loop()) + worker_.limits().idle_timeout_ms);
   }
+  onOutputTaken();
+}
+
+// The socket took all that was on its way (a batch's send, or a queued write).
+void Connection::onOutputTaken() {
   pump();
-  // The client took what was queued: an exchange held back by it may go on.
+  // An exchange held back by the client's backlog may go on (it checks how much is left).
   if (exchange_ && !exchange_done_ && phase_ == Phase::Open) exchange_->onOutputDrained();
 }
 

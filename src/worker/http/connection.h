@@ -32,9 +32,10 @@
 // Writes: responses to everything parsed from one read are appended to one
 // buffer, which joins the worker's send batch (send_batch.h): it is sent, with
 // the other connections' answers, once the loop has run the wakeup's I/O
-// callbacks; only what the socket does not take goes through a queued uv_write. Output is bounded:
-// once kMaxPendingOutput is waiting, parsing pauses mid-buffer (the rest of the input is kept) and
-// reading stops, until the client has read what it asked for.
+// callbacks; only what the socket does not take goes through a queued uv_write.
+// Output is bounded: once kMaxPendingOutput is waiting, parsing pauses
+// mid-buffer (the rest of the input is kept) and reading stops, until the
+// client has read what it asked for.
 //
 // Memory: an idle keep-alive connection holds this object and the parser's
 // reused header strings; output buffers and libuv's write and shutdown requests
@@ -174,6 +175,7 @@ class Connection final : public RequestParser::Listener,
   void onSent(int result) override;
   void queueRest(size_t taken);
   void onWriteDone(int status);
+  void onOutputTaken();
   void failRequest(int status, const char* reason);
   void closeAfterAnswer(const Request& request);
   void setNoDelay();
